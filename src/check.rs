@@ -1,0 +1,98 @@
+//! `kraken_exporter check`: refresh once and print what the key sees.
+//!
+//! Owns the table printed to the terminal and the exit status of the check.
+//! Must not: start the HTTP server or retry (the operator runs it again after fixing the key).
+
+use std::io::Write;
+
+use crate::app;
+use crate::config::Config;
+
+/// Runs one refresh and writes a table of balances to `out`, or the reason and the fix to
+/// `err`. Returns whether the key works.
+pub async fn run(
+    config: &Config,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let running = app::start(config).await?;
+    let account = &running.exporter.accounts[0];
+    account.refresh_now().await;
+    let status = account.status(true);
+    if let Some((reason, message)) = &status.last_error {
+        writeln!(err, "check failed for account {:?}: {message}", status.name)?;
+        writeln!(err, "reason: {reason}")?;
+        writeln!(err, "what to do: {}", reason.advice())?;
+        return Ok(false);
+    }
+    let Some(snapshot) = status.balances else {
+        writeln!(
+            err,
+            "check failed for account {:?}: no answer from Kraken",
+            status.name
+        )?;
+        return Ok(false);
+    };
+    if config.demo {
+        writeln!(
+            out,
+            "DEMO MODE: these balances come from a simulated Kraken; they are not real."
+        )?;
+    }
+    writeln!(
+        out,
+        "The key works: account {:?}, {} assets from {}.",
+        status.name,
+        snapshot.balances.len(),
+        snapshot.endpoint
+    )?;
+    let rows: Vec<[String; 5]> = snapshot
+        .balances
+        .iter()
+        .map(|b| {
+            [
+                b.asset.clone(),
+                b.code.clone(),
+                b.total.to_string(),
+                b.hold.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+                b.hold
+                    .map_or_else(|| "-".to_owned(), |h| (b.total - h).to_string()),
+            ]
+        })
+        .collect();
+    write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
+    Ok(true)
+}
+
+/// Writes aligned columns: text left, numbers right.
+fn write_table(
+    out: &mut dyn Write,
+    header: [&str; 5],
+    rows: &[[String; 5]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i < 2 {
+                    format!("{cell:<w$}", w = widths[i])
+                } else {
+                    format!("{cell:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
+    }
+    Ok(())
+}

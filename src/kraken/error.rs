@@ -1,0 +1,293 @@
+//! Why a call to Kraken failed, as a closed set an operator can alert on.
+//!
+//! Owns the mapping from Kraken's error strings, HTTP statuses and transport failures to a
+//! [`Reason`], and what each reason means for retrying.
+//! Must not: carry request bodies, headers or credentials in any error value.
+
+use std::time::{Duration, SystemTime};
+
+/// Why a call failed: the `reason` label of `kraken_request_errors_total`.
+///
+/// The set is closed so dashboards and alert rules can list every value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// `EAPI:Invalid key`: the key is unknown, revoked, or was pasted with extra characters.
+    InvalidKey,
+    /// `EAPI:Invalid signature`: the secret does not belong to the key, or the 2FA setting differs.
+    InvalidSignature,
+    /// `EAPI:Invalid nonce`: another client uses the same key, or it once used a larger nonce scale.
+    InvalidNonce,
+    /// `EGeneral:Permission denied`: the key lacks the permission the call needs.
+    PermissionDenied,
+    /// `EAPI:Rate limit exceeded`, `EService:Throttled`, `EGeneral:Too many requests`, HTTP 429.
+    RateLimited,
+    /// `EGeneral:Temporary lockout`: too many failed calls; Kraken blocks the key for minutes.
+    Lockout,
+    /// `EService:*`, HTTP 5xx, Cloudflare 52x: Kraken is down or overloaded.
+    Unavailable,
+    /// No complete answer within the per-request timeout.
+    Timeout,
+    /// Connection refused, DNS or TLS failure, or an HTTP status that is not 5xx.
+    Http,
+    /// The answer was not the JSON Kraken documents (HTML, truncated, too large).
+    Decode,
+    /// Any other Kraken error, such as `EGeneral:Invalid arguments`.
+    Other,
+}
+
+impl Reason {
+    /// Every reason, in label order; used to initialise the error counters at zero.
+    pub const ALL: [Reason; 11] = [
+        Reason::InvalidKey,
+        Reason::InvalidSignature,
+        Reason::InvalidNonce,
+        Reason::PermissionDenied,
+        Reason::RateLimited,
+        Reason::Lockout,
+        Reason::Unavailable,
+        Reason::Timeout,
+        Reason::Http,
+        Reason::Decode,
+        Reason::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidKey => "invalid_key",
+            Reason::InvalidSignature => "invalid_signature",
+            Reason::InvalidNonce => "invalid_nonce",
+            Reason::PermissionDenied => "permission_denied",
+            Reason::RateLimited => "rate_limited",
+            Reason::Lockout => "lockout",
+            Reason::Unavailable => "unavailable",
+            Reason::Timeout => "timeout",
+            Reason::Http => "http",
+            Reason::Decode => "decode",
+            Reason::Other => "other",
+        }
+    }
+
+    /// What an operator should do about it, for `check` and the logs.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Reason::InvalidKey => {
+                "Kraken does not know this API key: copy the key again from Settings > API (no spaces or newlines), and check that it was not deleted; if the key has no 2FA password, do not set KRAKEN_API_OTP"
+            }
+            Reason::InvalidSignature => {
+                "the private key does not match the API key: copy the private key of this same key again, and set KRAKEN_API_OTP if the key has an API 2FA password"
+            }
+            Reason::InvalidNonce => {
+                "Kraken saw a larger nonce for this key: give this exporter its own API key (never share it with a bot or script), or raise the key's nonce window"
+            }
+            Reason::PermissionDenied => {
+                "the key lacks a permission or its 2FA password is wrong: enable 'Funds: Query' on the key and check KRAKEN_API_OTP"
+            }
+            Reason::RateLimited => {
+                "Kraken's rate limit for this key is exhausted: raise --refresh.min-interval and make sure no other client uses the key"
+            }
+            Reason::Lockout => {
+                "Kraken locked the key out after too many failed calls: wait about 15 minutes before trying again, then fix the key or secret"
+            }
+            Reason::Unavailable => {
+                "Kraken is unavailable or in maintenance: see status.kraken.com and try again later"
+            }
+            Reason::Timeout => {
+                "Kraken did not answer in time: check the network path to --kraken.api-url or raise --kraken.timeout"
+            }
+            Reason::Http => {
+                "the request did not reach Kraken: check --kraken.api-url, DNS, proxies and firewalls"
+            }
+            Reason::Decode => {
+                "the answer was not Kraken's JSON: check that --kraken.api-url points at Kraken and not at a proxy's error page"
+            }
+            Reason::Other => "Kraken refused the call: see the error message",
+        }
+    }
+
+    /// Whether calling again soon is pointless or harmful, so the next call must wait out a
+    /// backoff. Authentication failures count towards Kraken's lockout, so they back off too.
+    pub fn backoff_base(self) -> Duration {
+        match self {
+            Reason::Lockout => Duration::from_secs(15 * 60),
+            Reason::InvalidKey | Reason::InvalidSignature | Reason::PermissionDenied => {
+                Duration::from_secs(60)
+            }
+            Reason::RateLimited => Duration::from_secs(30),
+            Reason::InvalidNonce => Duration::from_secs(30),
+            Reason::Unavailable | Reason::Timeout | Reason::Http | Reason::Decode => {
+                Duration::from_secs(5)
+            }
+            Reason::Other => Duration::from_secs(30),
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed call to Kraken. No variant holds a credential, a header or a request body.
+#[derive(Debug, thiserror::Error)]
+pub enum KrakenError {
+    /// Kraken answered with an error in its JSON envelope.
+    #[error("Kraken answered {message}")]
+    Api {
+        /// The classification of `message`.
+        reason: Reason,
+        /// Kraken's first error string, such as `EAPI:Invalid key`.
+        message: String,
+        /// For `EService:Throttled:<ts>`, when Kraken will accept calls again.
+        retry_at: Option<SystemTime>,
+    },
+    /// The HTTP status was not 200.
+    #[error("HTTP status {status}")]
+    Status {
+        /// The status code.
+        status: u16,
+    },
+    /// No complete answer within the per-request timeout.
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    /// The request could not be sent: connection, DNS or TLS failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The body was not the JSON Kraken documents.
+    #[error("the answer is not Kraken's JSON: {0}")]
+    Decode(String),
+    /// The body was larger than any real answer of this kind.
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The cap on the body size.
+        limit: usize,
+    },
+    /// A nonce could not be issued (the nonce state file could not be written).
+    #[error(transparent)]
+    Nonce(#[from] super::nonce::NonceError),
+}
+
+impl KrakenError {
+    /// The `reason` label for this failure.
+    pub fn reason(&self) -> Reason {
+        match self {
+            KrakenError::Api { reason, .. } => *reason,
+            KrakenError::Status { status } => reason_for_status(*status),
+            KrakenError::Timeout(_) => Reason::Timeout,
+            KrakenError::Transport(_) => Reason::Http,
+            KrakenError::Decode(_) | KrakenError::TooLarge { .. } => Reason::Decode,
+            KrakenError::Nonce(_) => Reason::Other,
+        }
+    }
+
+    /// When Kraken asked to be left alone until, if it said so.
+    pub fn retry_at(&self) -> Option<SystemTime> {
+        match self {
+            KrakenError::Api { retry_at, .. } => *retry_at,
+            _ => None,
+        }
+    }
+}
+
+/// Classifies an HTTP status other than 200.
+pub fn reason_for_status(status: u16) -> Reason {
+    match status {
+        429 => Reason::RateLimited,
+        500..=599 => Reason::Unavailable,
+        _ => Reason::Http,
+    }
+}
+
+/// Classifies one of Kraken's error strings (`<E|W><Category>:<text>[:extra]`) by its prefix,
+/// and reads the time in `EService:Throttled:<unix ts>`.
+pub fn classify(message: &str) -> (Reason, Option<SystemTime>) {
+    let lower = message.to_ascii_lowercase();
+    let starts = |prefix: &str| lower.starts_with(&prefix.to_ascii_lowercase());
+    if starts("EService:Throttled") {
+        let retry_at = message
+            .rsplit(':')
+            .next()
+            .and_then(|ts| ts.trim().parse::<u64>().ok())
+            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        return (Reason::RateLimited, retry_at);
+    }
+    let reason = if starts("EAPI:Invalid key") {
+        Reason::InvalidKey
+    } else if starts("EAPI:Invalid signature") {
+        Reason::InvalidSignature
+    } else if starts("EAPI:Invalid nonce") {
+        Reason::InvalidNonce
+    } else if starts("EGeneral:Permission denied") {
+        Reason::PermissionDenied
+    } else if starts("EAPI:Rate limit exceeded")
+        || starts("EAuth:Rate limit exceeded")
+        || starts("EGeneral:Too many requests")
+    {
+        Reason::RateLimited
+    } else if starts("EGeneral:Temporary lockout") {
+        Reason::Lockout
+    } else if starts("EService:") || starts("EGeneral:Internal error") {
+        Reason::Unavailable
+    } else {
+        Reason::Other
+    };
+    (reason, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kraken_error_strings_map_to_their_reason() {
+        let cases = [
+            ("EAPI:Invalid key", Reason::InvalidKey),
+            ("EAPI:Invalid signature", Reason::InvalidSignature),
+            ("EAPI:Invalid nonce", Reason::InvalidNonce),
+            ("EGeneral:Permission denied", Reason::PermissionDenied),
+            ("EAPI:Rate limit exceeded", Reason::RateLimited),
+            ("EAuth:Rate limit exceeded", Reason::RateLimited),
+            ("EGeneral:Too many requests", Reason::RateLimited),
+            ("EGeneral:Temporary lockout", Reason::Lockout),
+            ("EService:Unavailable", Reason::Unavailable),
+            ("EService:Busy", Reason::Unavailable),
+            ("EService:Market in cancel_only mode", Reason::Unavailable),
+            ("EGeneral:Invalid arguments:ordertype", Reason::Other),
+            ("EAPI:Feature disabled", Reason::Other),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(classify(message).0, expected, "{message}");
+        }
+    }
+
+    #[test]
+    fn throttled_carries_the_time_to_wait_until() {
+        let (reason, retry_at) = classify("EService:Throttled:1700000123");
+        assert_eq!(reason, Reason::RateLimited);
+        assert_eq!(
+            retry_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_123))
+        );
+        assert_eq!(classify("EService:Throttled:soon").1, None);
+    }
+
+    #[test]
+    fn statuses_map_to_unavailable_rate_limited_or_http() {
+        assert_eq!(reason_for_status(500), Reason::Unavailable);
+        assert_eq!(reason_for_status(502), Reason::Unavailable);
+        assert_eq!(reason_for_status(520), Reason::Unavailable);
+        assert_eq!(reason_for_status(522), Reason::Unavailable);
+        assert_eq!(reason_for_status(429), Reason::RateLimited);
+        assert_eq!(reason_for_status(403), Reason::Http);
+        assert_eq!(reason_for_status(404), Reason::Http);
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_label() {
+        let mut labels: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Reason::ALL.len());
+    }
+}

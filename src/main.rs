@@ -1,0 +1,82 @@
+//! `kraken_exporter`: parses flags, sets up logging, and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kraken_exporter::{app, check, cli::Cli, config, logging};
+
+/// Configuration mistakes exit with 2, like flag errors.
+const EXIT_CONFIG: u8 = 2;
+/// A failed `check` or a failure to start serving.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.flags.log_level, cli.flags.log_format);
+    let config = match config::resolve(cli, &|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("kraken_exporter: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kraken_exporter: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        if config.check {
+            let ok = check::run(&config, &mut std::io::stdout(), &mut std::io::stderr()).await?;
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            });
+        }
+        let listener = tokio::net::TcpListener::bind(config.web.listen_address)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e}; choose another --web.listen-address",
+                    config.web.listen_address
+                )
+            })?;
+        app::run(config, listener, shutdown_signal()).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("kraken_exporter: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,243 @@
+//! The Prometheus exposition: request counters kept across scrapes, and balance families built
+//! fresh from each account's latest snapshot.
+//!
+//! Owns every metric name, label and HELP text (the contract dashboards and alerts rely on).
+//! Must not: do I/O, call Kraken, or keep balance series between scrapes (a series that vanished
+//! upstream must vanish here).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+use crate::kraken::Reason;
+use crate::refresh::AccountStatus;
+
+/// The exposition `Content-Type` (text format 0.0.4), set explicitly on every answer.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds of the latency histogram: Kraken answers in tens to hundreds of milliseconds,
+/// and the per-request timeout caps the tail.
+const DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Counters and the latency histogram of calls to Kraken. These live for the whole process
+/// (counters must never go back), unlike the balance families.
+pub struct RequestMetrics {
+    /// Registry holding the three families below.
+    registry: Registry,
+    /// `kraken_requests_total{account, endpoint}`.
+    requests: IntCounterVec,
+    /// `kraken_request_errors_total{account, endpoint, reason}`.
+    errors: IntCounterVec,
+    /// `kraken_request_duration_seconds{account, endpoint}`.
+    duration: HistogramVec,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestMetrics {
+    /// Creates and registers the request families.
+    pub fn new() -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "kraken_requests_total",
+                "Calls this exporter made to Kraken's REST API, including retries. Scrapes served from the cached snapshot make no call.",
+            ),
+            &["account", "endpoint"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "kraken_request_errors_total",
+                "Calls to Kraken that failed, by reason: invalid_key, invalid_signature, invalid_nonce, permission_denied, rate_limited, lockout, unavailable, timeout, http, decode, other.",
+            ),
+            &["account", "endpoint", "reason"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "kraken_request_duration_seconds",
+                "Time from sending a call to Kraken to reading its whole answer, successful or not.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["account", "endpoint"],
+        )
+        .expect("valid metric");
+        let registry = Registry::new();
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(errors.clone()),
+            Box::new(duration.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            errors,
+            duration,
+        }
+    }
+
+    /// Counts one call. Every reason of the endpoint is initialised at zero on its first call, so
+    /// `rate()` and `increase()` see the first error as a change.
+    pub fn observe(&self, account: &str, endpoint: &str, elapsed: Duration, error: Option<Reason>) {
+        self.requests.with_label_values(&[account, endpoint]).inc();
+        self.duration
+            .with_label_values(&[account, endpoint])
+            .observe(elapsed.as_secs_f64());
+        for reason in Reason::ALL {
+            let counter = self
+                .errors
+                .with_label_values(&[account, endpoint, reason.as_str()]);
+            if Some(reason) == error {
+                counter.inc();
+            }
+        }
+    }
+
+    /// Calls counted so far for an account and endpoint.
+    pub fn requests(&self, account: &str, endpoint: &str) -> u64 {
+        self.requests.with_label_values(&[account, endpoint]).get()
+    }
+
+    /// Errors counted so far for an account, endpoint and reason.
+    pub fn errors(&self, account: &str, endpoint: &str, reason: Reason) -> u64 {
+        self.errors
+            .with_label_values(&[account, endpoint, reason.as_str()])
+            .get()
+    }
+}
+
+/// Version and revision, for `kraken_exporter_build_info`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// The crate version.
+    pub version: &'static str,
+    /// The git revision the binary was built from, or `unknown`.
+    pub revision: &'static str,
+}
+
+impl BuildInfo {
+    /// The build this binary was compiled from.
+    pub fn current() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: env!("KRAKEN_EXPORTER_REVISION"),
+        }
+    }
+}
+
+/// Renders the whole exposition: balance families from the account statuses, then the request
+/// families, sorted by name.
+pub fn render(accounts: &[AccountStatus], requests: &RequestMetrics, build: &BuildInfo) -> Vec<u8> {
+    let mut families = requests.registry.gather();
+    families.extend(account_families(accounts));
+    families.push(family(
+        "kraken_exporter_build_info",
+        "Always 1; the labels name the exporter version and the git revision it was built from.",
+        vec![(
+            vec![
+                ("version", build.version.to_owned()),
+                ("revision", build.revision.to_owned()),
+            ],
+            1.0,
+        )],
+    ));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut out = Vec::with_capacity(4096);
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    out
+}
+
+/// The families built fresh from snapshots: balances, holds, up and last success.
+fn account_families(accounts: &[AccountStatus]) -> Vec<MetricFamily> {
+    let mut balance = Vec::new();
+    let mut hold = Vec::new();
+    let mut up = Vec::new();
+    let mut last_success = Vec::new();
+    for account in accounts {
+        let name = || ("account", account.name.clone());
+        up.push((vec![name()], if account.up { 1.0 } else { 0.0 }));
+        if let Some(at) = account.last_success {
+            last_success.push((vec![name()], unix_seconds(at)));
+        }
+        for entry in account.balances.iter().flat_map(|s| s.balances.iter()) {
+            let labels = vec![
+                name(),
+                ("asset", entry.asset.clone()),
+                ("code", entry.code.clone()),
+            ];
+            if let Some(amount) = entry.hold {
+                hold.push((labels.clone(), amount));
+            }
+            balance.push((labels, entry.total));
+        }
+    }
+    vec![
+        family(
+            "kraken_balance",
+            "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval); kept while refreshes fail, and dropped once it is older than --refresh.stale-after.",
+            balance,
+        ),
+        family(
+            "kraken_balance_hold",
+            "Part of the balance held by open orders (BalanceEx hold_trade), in units of the asset; absent when balances come from the Balance endpoint. Cached like kraken_balance.",
+            hold,
+        ),
+        family(
+            "kraken_up",
+            "1 if the latest refresh of the account's balances from Kraken succeeded; 0 if it failed, is backing off after a failure, or did not finish within the scrape timeout.",
+            up,
+        ),
+        family(
+            "kraken_last_success_timestamp_seconds",
+            "Unix time of the latest successful refresh of the account's balances; absent until the first success. The age of the cached balances is time() minus this.",
+            last_success,
+        ),
+    ]
+}
+
+/// A gauge family from (labels, value) pairs.
+fn family(name: &str, help: &str, samples: Vec<(Vec<(&str, String)>, f64)>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_owned());
+    family.set_help(help.to_owned());
+    family.set_field_type(MetricType::GAUGE);
+    let metrics = samples
+        .into_iter()
+        .map(|(labels, value)| {
+            let mut metric = Metric::from_label(
+                labels
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let mut pair = LabelPair::default();
+                        pair.set_name(name.to_owned());
+                        pair.set_value(value);
+                        pair
+                    })
+                    .collect(),
+            );
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+            metric
+        })
+        .collect();
+    family.set_metric(metrics);
+    family
+}
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

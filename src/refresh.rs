@@ -1,0 +1,438 @@
+//! When Kraken is called, and what the exporter knows about each account between calls.
+//!
+//! Owns the refresh policy: a minimum interval between calls, single-flight (concurrent scrapes
+//! share one call), backoff after failures, the optional background loop, the Assets list
+//! refreshed every few hours, and the staleness limit after which balances are dropped.
+//! Must not: parse Kraken bodies or render metrics. A refresh runs in its own task, so a scrape
+//! that gives up waiting never cancels a call in flight.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::kraken::{AssetTable, KrakenClient, KrakenError, Reason};
+
+/// Longest backoff after repeated failures of any kind but a lockout.
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+
+/// How long to wait before asking for the Assets list again after it failed.
+const ASSETS_RETRY: Duration = Duration::from_secs(5 * 60);
+
+/// How often and how long balances are kept.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    /// Scrapes closer together than this reuse the last snapshot instead of calling Kraken.
+    pub min_interval: Duration,
+    /// When set, a background task refreshes at this interval and scrapes never call Kraken.
+    pub background_interval: Option<Duration>,
+    /// Balances older than this are dropped from the exposition rather than shown as current.
+    pub stale_after: Duration,
+    /// How often the public Assets list (code → short name) is fetched again.
+    pub assets_interval: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            min_interval: Duration::from_secs(10),
+            background_interval: None,
+            stale_after: Duration::from_secs(5 * 60),
+            assets_interval: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// One asset's balance with both its names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledBalance {
+    /// Kraken's short name (`XBT`), or the raw code when Kraken does not list it.
+    pub asset: String,
+    /// The raw code Kraken returned (`XXBT`).
+    pub code: String,
+    /// Total balance.
+    pub total: f64,
+    /// Held by open orders; `None` when the Balance endpoint answered.
+    pub hold: Option<f64>,
+}
+
+/// The balances of one successful refresh.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// One entry per asset, sorted by code.
+    pub balances: Vec<LabeledBalance>,
+    /// Wall-clock time of the refresh, for `kraken_last_success_timestamp_seconds`.
+    pub fetched_at: SystemTime,
+    /// Monotonic time of the refresh, for the staleness limit.
+    pub fetched_instant: Instant,
+    /// Which endpoint answered (`BalanceEx` or `Balance`).
+    pub endpoint: &'static str,
+}
+
+/// What a scrape or the landing page shows about one account.
+#[derive(Debug, Clone)]
+pub struct AccountStatus {
+    /// The `account` label.
+    pub name: String,
+    /// The latest refresh succeeded and this scrape did not give up waiting for one.
+    pub up: bool,
+    /// When the latest successful refresh happened.
+    pub last_success: Option<SystemTime>,
+    /// Reason and message of the latest failed refresh, if the latest refresh failed.
+    pub last_error: Option<(Reason, String)>,
+    /// The balances to export; `None` before the first success and once they are stale.
+    pub balances: Option<Arc<Snapshot>>,
+}
+
+/// The result of the latest refresh.
+#[derive(Debug, Clone)]
+struct Outcome {
+    /// When it finished.
+    at: Instant,
+    /// `None` on success.
+    error: Option<(Reason, String)>,
+}
+
+/// Mutable state of one account, behind one mutex that is never held across an await.
+#[derive(Default)]
+struct State {
+    /// Latest successful balances.
+    snapshot: Option<Arc<Snapshot>>,
+    /// Latest finished refresh.
+    last_outcome: Option<Outcome>,
+    /// A refresh task is running; new requests join it instead of starting another.
+    in_flight: bool,
+    /// Failures since the last success, for the exponential backoff.
+    consecutive_failures: u32,
+    /// No call to Kraken before this instant.
+    backoff_until: Option<Instant>,
+    /// Code → short name; refreshed every `assets_interval`.
+    assets: Arc<AssetTable>,
+    /// When the Assets list may be fetched next.
+    assets_due: Option<Instant>,
+}
+
+/// A refresh a scrape may wait for; see [`Account::begin_scrape`].
+#[derive(Debug)]
+pub struct PendingScrape(Option<watch::Receiver<u64>>);
+
+/// One Kraken account: its client, its policy and what is known about it.
+pub struct Account {
+    /// The client signing this account's calls.
+    client: KrakenClient,
+    /// When to call.
+    policy: RefreshPolicy,
+    /// What is known; see [`State`].
+    state: Mutex<State>,
+    /// Bumped after every finished refresh; waiters subscribe before the refresh can finish.
+    finished: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("name", &self.client.account())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resets `in_flight` and wakes waiters when a refresh task ends, even by panic.
+struct InFlightGuard<'a>(&'a Account);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().in_flight = false;
+        self.0.finished.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl Account {
+    /// An account that has not been refreshed yet.
+    pub fn new(client: KrakenClient, policy: RefreshPolicy) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            policy,
+            state: Mutex::new(State::default()),
+            finished: watch::Sender::new(0),
+        })
+    }
+
+    /// The `account` label.
+    pub fn name(&self) -> &str {
+        self.client.account()
+    }
+
+    /// The refresh policy.
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.policy
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether at least one refresh has succeeded (readiness).
+    pub fn has_succeeded(&self) -> bool {
+        self.lock().snapshot.is_some()
+    }
+
+    /// Starts a refresh unless one is running, the minimum interval has not passed, or a backoff
+    /// is in force. Returns a receiver that changes when the running or started refresh ends,
+    /// or `None` when the current snapshot is to be used as it is.
+    fn start_refresh_if_due(
+        self: &Arc<Self>,
+        min_interval: Duration,
+    ) -> Option<watch::Receiver<u64>> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.in_flight {
+            return Some(self.finished.subscribe());
+        }
+        if state.backoff_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        if state
+            .last_outcome
+            .as_ref()
+            .is_some_and(|o| now.duration_since(o.at) < min_interval)
+        {
+            return None;
+        }
+        state.in_flight = true;
+        let receiver = self.finished.subscribe();
+        drop(state);
+        let account = Arc::clone(self);
+        tokio::spawn(async move { account.run_refresh().await });
+        Some(receiver)
+    }
+
+    /// The task body of one refresh: Assets if due, then balances, then the new state.
+    async fn run_refresh(&self) {
+        let _guard = InFlightGuard(self);
+        self.refresh_assets_if_due().await;
+        let result = self.client.balances().await;
+        let assets = Arc::clone(&self.lock().assets);
+        let now = Instant::now();
+        let mut state = self.lock();
+        match result {
+            Ok(answer) => {
+                let balances = answer
+                    .balances
+                    .into_iter()
+                    .map(|b| LabeledBalance {
+                        asset: assets.display_name(&b.code),
+                        code: b.code,
+                        total: b.total,
+                        hold: b.hold,
+                    })
+                    .collect();
+                state.snapshot = Some(Arc::new(Snapshot {
+                    balances,
+                    fetched_at: SystemTime::now(),
+                    fetched_instant: now,
+                    endpoint: answer.endpoint,
+                }));
+                if state.consecutive_failures > 0 {
+                    tracing::info!(account = %self.name(), "refresh succeeded again");
+                }
+                state.consecutive_failures = 0;
+                state.backoff_until = None;
+                state.last_outcome = Some(Outcome {
+                    at: now,
+                    error: None,
+                });
+            }
+            Err(error) => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                let wait = backoff(&error, state.consecutive_failures, self.policy.min_interval);
+                state.backoff_until = Some(now + wait);
+                let reason = error.reason();
+                tracing::warn!(
+                    account = %self.name(),
+                    reason = %reason,
+                    error = %error,
+                    retry_in = ?wait,
+                    advice = reason.advice(),
+                    "refreshing balances failed"
+                );
+                state.last_outcome = Some(Outcome {
+                    at: now,
+                    error: Some((reason, error.to_string())),
+                });
+            }
+        }
+    }
+
+    /// Fetches the Assets list when it is due. A failure keeps the previous list (or raw codes)
+    /// and tries again in a few minutes; it never fails the balance refresh.
+    async fn refresh_assets_if_due(&self) {
+        let due = self
+            .lock()
+            .assets_due
+            .is_none_or(|due| Instant::now() >= due);
+        if !due {
+            return;
+        }
+        let result = self.client.assets().await;
+        let mut state = self.lock();
+        match result {
+            Ok(table) => {
+                tracing::debug!(account = %self.name(), assets = table.len(), "asset list refreshed");
+                state.assets = Arc::new(table);
+                state.assets_due = Some(Instant::now() + self.policy.assets_interval);
+            }
+            Err(error) => {
+                tracing::warn!(account = %self.name(), error = %error, "fetching the asset list failed; labels use raw codes until it succeeds");
+                state.assets_due = Some(Instant::now() + ASSETS_RETRY);
+            }
+        }
+    }
+
+    /// Waits for the refresh a scrape asked for, at most until `deadline`; returns whether it
+    /// finished in time.
+    async fn wait(receiver: Option<watch::Receiver<u64>>, deadline: Instant) -> bool {
+        let Some(mut receiver) = receiver else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        matches!(
+            tokio::time::timeout_at(deadline, receiver.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// First half of a scrape: in on-scrape mode, starts a refresh when the minimum interval has
+    /// passed, or joins the one running; in background mode, does nothing (scrapes never wait
+    /// for Kraken there). Starting every account's refresh before waiting on any lets them run
+    /// concurrently.
+    pub fn begin_scrape(self: &Arc<Self>) -> PendingScrape {
+        PendingScrape(match self.policy.background_interval {
+            Some(_) => None,
+            None => self.start_refresh_if_due(self.policy.min_interval),
+        })
+    }
+
+    /// Second half of a scrape: waits for the refresh at most until `deadline`, then reports.
+    pub async fn finish_scrape(&self, pending: PendingScrape, deadline: Instant) -> AccountStatus {
+        let in_time = Self::wait(pending.0, deadline).await;
+        self.status(in_time)
+    }
+
+    /// Refreshes now (joining one in flight), unless a backoff is in force, and waits for it.
+    /// Used at start-up, by the background loop and by `check`.
+    pub async fn refresh_now(self: &Arc<Self>) {
+        let receiver = self.start_refresh_if_due(Duration::ZERO);
+        Self::wait(receiver, Instant::now() + Duration::from_secs(24 * 3600)).await;
+    }
+
+    /// Runs the background refresh loop until the task is dropped.
+    pub async fn run_background(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.refresh_now().await;
+        }
+    }
+
+    /// What is known now, without calling Kraken. `in_time` is false when the caller gave up
+    /// waiting for a refresh, which reports the account as down for that scrape.
+    pub fn status(&self, in_time: bool) -> AccountStatus {
+        let state = self.lock();
+        let error = state.last_outcome.as_ref().and_then(|o| o.error.clone());
+        let up = in_time
+            && state
+                .last_outcome
+                .as_ref()
+                .is_some_and(|o| o.error.is_none());
+        let balances = state
+            .snapshot
+            .as_ref()
+            .filter(|s| s.fetched_instant.elapsed() <= self.policy.stale_after)
+            .cloned();
+        AccountStatus {
+            name: self.name().to_owned(),
+            up,
+            last_success: state.snapshot.as_ref().map(|s| s.fetched_at),
+            last_error: error,
+            balances,
+        }
+    }
+}
+
+/// How long to leave Kraken alone after the `failures`-th consecutive failure: Kraken's own
+/// "throttled until" when it gave one; otherwise the reason's base doubled per repeated
+/// failure, never shorter than the minimum interval, capped at ten minutes (a lockout always
+/// waits its full base, since every attempt during one restarts Kraken's timer).
+pub fn backoff(error: &KrakenError, failures: u32, min_interval: Duration) -> Duration {
+    if let Some(retry_at) = error.retry_at() {
+        let wait = retry_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        return wait.clamp(min_interval, Duration::from_secs(3600));
+    }
+    let reason = error.reason();
+    let base = reason.backoff_base();
+    if reason == Reason::Lockout {
+        return base;
+    }
+    let doubled = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    doubled.min(MAX_BACKOFF).max(min_interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(message: &str) -> KrakenError {
+        let (reason, retry_at) = crate::kraken::error::classify(message);
+        KrakenError::Api {
+            reason,
+            message: message.into(),
+            retry_at,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_per_failure_and_is_capped() {
+        let min = Duration::from_secs(10);
+        let err = KrakenError::Status { status: 502 };
+        assert_eq!(backoff(&err, 1, min), Duration::from_secs(10));
+        assert_eq!(backoff(&err, 2, min), Duration::from_secs(10));
+        assert_eq!(backoff(&err, 3, min), Duration::from_secs(20));
+        assert_eq!(backoff(&err, 30, min), MAX_BACKOFF);
+        let rate = api("EAPI:Rate limit exceeded");
+        assert_eq!(backoff(&rate, 1, min), Duration::from_secs(30));
+        assert_eq!(backoff(&rate, 2, min), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn lockout_waits_minutes_and_auth_failures_never_retry_tightly() {
+        let min = Duration::from_secs(10);
+        assert_eq!(
+            backoff(&api("EGeneral:Temporary lockout"), 1, min),
+            Duration::from_secs(900)
+        );
+        assert!(backoff(&api("EAPI:Invalid key"), 1, min) >= Duration::from_secs(60));
+        assert!(backoff(&api("EAPI:Invalid signature"), 1, min) >= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn throttled_waits_until_the_time_kraken_gave() {
+        let until = SystemTime::now() + Duration::from_secs(120);
+        let secs = until
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let wait = backoff(
+            &api(&format!("EService:Throttled:{secs}")),
+            1,
+            Duration::from_secs(10),
+        );
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+    }
+}
