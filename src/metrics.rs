@@ -150,11 +150,13 @@ pub fn render(accounts: &[AccountStatus], requests: &RequestMetrics, build: &Bui
             1.0,
         )],
     ));
+    // The encoder refuses a family without samples (an empty account, balances gone stale).
+    families.retain(|family| !family.get_metric().is_empty());
     families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::with_capacity(4096);
     TextEncoder::new()
         .encode(&families, &mut out)
-        .expect("text encoding into a Vec cannot fail");
+        .expect("families are non-empty with valid names, and writing to a Vec cannot fail");
     out
 }
 

@@ -1,0 +1,148 @@
+//! Integration tests: the exporter on `127.0.0.1:0` against the simulated Kraken.
+//!
+//! One test binary; each module covers one capability and shares the helpers below.
+
+mod binary;
+mod scrape;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Parser;
+use kraken_exporter::cli::Cli;
+use kraken_exporter::sim::{SimKraken, SimOptions};
+use tokio::sync::oneshot;
+
+/// An exporter served in-process, with the simulated Kraken it talks to.
+pub struct Harness {
+    /// The simulated Kraken, for fault injection and call counts.
+    pub sim: SimKraken,
+    /// Where the exporter listens.
+    pub addr: SocketAddr,
+    /// Completing this stops the exporter.
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The serving task.
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Harness {
+    /// Starts the simulated Kraken, then the exporter with `args` (plus the sim's URL, unless
+    /// `args` name another, and its credentials passed the way an operator would: environment variables).
+    pub async fn start(args: &[&str], options: SimOptions) -> Harness {
+        Self::start_with_balances(args, options, None).await
+    }
+
+    /// Like [`Harness::start`], with the sim holding `balances` before the exporter's first call.
+    pub async fn start_with_balances(
+        args: &[&str],
+        options: SimOptions,
+        balances: Option<Vec<(String, f64, f64)>>,
+    ) -> Harness {
+        let sim = SimKraken::start(options).await.expect("sim starts");
+        if let Some(balances) = balances {
+            sim.set_balances(balances);
+        }
+        let creds = sim.credentials();
+        let key = creds.key.expose().to_owned();
+        let secret = STANDARD.encode(creds.secret.expose());
+        let url = sim.url();
+        let mut argv = vec!["kraken_exporter", "--web.listen-address", "127.0.0.1:0"];
+        if !args.contains(&"--kraken.api-url") {
+            argv.extend(["--kraken.api-url", &url]);
+        }
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("flags parse");
+        let config = kraken_exporter::config::resolve(cli, &|name| match name {
+            "KRAKEN_API_KEY" => Some(key.clone()),
+            "KRAKEN_API_SECRET" => Some(secret.clone()),
+            _ => None,
+        })
+        .expect("config resolves");
+        let listener = tokio::net::TcpListener::bind(config.web.listen_address)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(kraken_exporter::app::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Harness {
+            sim,
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// The exporter's URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GETs `path` with optional headers; returns status, content type and body.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+        let mut request = client().get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("exporter answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, content_type, response.text().await.unwrap())
+    }
+
+    /// The body of `/metrics`, asserting it answered 200.
+    pub async fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until `/-/ready` answers 200 (the first refresh succeeded).
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.get("/-/ready", &[]).await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("exporter never became ready");
+    }
+
+    /// Stops the exporter and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+/// A plain HTTP client with a generous timeout (tests assert their own bounds).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The value of the sample `name{labels}` in an exposition, with labels written exactly as the
+/// exporter writes them (`account="default",endpoint="BalanceEx"`).
+pub fn sample(exposition: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().parse().unwrap())
+}

@@ -1,0 +1,648 @@
+//! Scraping `/metrics`: the exposition, the refresh policy and error classification.
+
+use std::time::{Duration, Instant};
+
+use kraken_exporter::sim::{Fault, SimOptions};
+
+use crate::{Harness, client, sample};
+
+/// Balances with fixed values, so the exposition is reproducible.
+fn fixed_balances() -> Vec<(String, f64, f64)> {
+    [
+        ("XXBT", 1.2345678901, 0.1),
+        ("XETH", 37.9, 0.0),
+        ("ZUSD", 25000.1234, 1500.0),
+        ("ZEUR", 0.0, 0.0),
+        ("DOT28.S", 1011.19088779, 0.0),
+        ("ETH2.S", 3.2, 0.0),
+        ("USD.M", 1000.5, 0.0),
+        ("NEWCOIN", 5.0, 0.0),
+    ]
+    .into_iter()
+    .map(|(code, total, hold)| (code.to_owned(), total, hold))
+    .collect()
+}
+
+/// Replaces values that change from run to run (timings, timestamps, the git revision).
+fn normalize(exposition: &str) -> String {
+    exposition
+        .lines()
+        .map(|line| {
+            let volatile = line.starts_with("kraken_request_duration_seconds_bucket")
+                || line.starts_with("kraken_request_duration_seconds_sum")
+                || line.starts_with("kraken_last_success_timestamp_seconds{");
+            if volatile {
+                let (series, _) = line.rsplit_once(' ').unwrap();
+                format!("{series} <volatile>")
+            } else if line.starts_with("kraken_exporter_build_info{") {
+                "kraken_exporter_build_info{<version and revision>} 1".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[tokio::test]
+async fn exposition_matches_the_golden_file() {
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let (status, content_type, body) = h.get("/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let actual = normalize(&body);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/exposition.prom");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(path)
+        .expect("golden file exists; create it with UPDATE_GOLDEN=1 cargo test --test it golden");
+    assert_eq!(
+        actual, expected,
+        "exposition differs from tests/golden/exposition.prom; if the change is intended, run UPDATE_GOLDEN=1 cargo test --test it golden"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let body = h.metrics().await;
+    let balance = |asset: &str, code: &str| {
+        sample(
+            &body,
+            "kraken_balance",
+            &format!(r#"account="default",asset="{asset}",code="{code}""#),
+        )
+    };
+    assert_eq!(balance("XBT", "XXBT"), Some(1.2345678901));
+    assert_eq!(balance("ETH", "XETH"), Some(37.9), "never truncated");
+    assert_eq!(
+        balance("EUR", "ZEUR"),
+        Some(0.0),
+        "zero balances are exported as 0"
+    );
+    assert_eq!(balance("DOT28.S", "DOT28.S"), Some(1011.19088779));
+    assert_eq!(
+        balance("NEWCOIN", "NEWCOIN"),
+        Some(5.0),
+        "unknown codes keep their raw name"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_balance_hold",
+            r#"account="default",asset="USD",code="ZUSD""#
+        ),
+        Some(1500.0)
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(1.0)
+    );
+    let last = sample(
+        &body,
+        "kraken_last_success_timestamp_seconds",
+        r#"account="default""#,
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - last).abs() < 60.0, "{last} vs {now}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_vanished_asset_vanishes_from_the_exposition() {
+    let h = Harness::start_with_balances(
+        &["--refresh.min-interval", "100ms"],
+        SimOptions::default(),
+        Some(fixed_balances()),
+    )
+    .await;
+    h.wait_ready().await;
+    assert!(h.metrics().await.contains(r#"code="NEWCOIN""#));
+    h.sim.set_balances(vec![("XXBT".into(), 2.0, 0.0)]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let body = h.metrics().await;
+    assert!(!body.contains(r#"code="NEWCOIN""#), "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_balance",
+            r#"account="default",asset="XBT",code="XXBT""#
+        ),
+        Some(2.0)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
+    let h = Harness::start(
+        &["--refresh.min-interval", "300ms"],
+        SimOptions {
+            latency: Duration::from_millis(300),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    h.wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let before = h.sim.calls("BalanceEx");
+    let client = client();
+    let url = h.url("/metrics");
+    let scrapes = (0..100).map(|_| {
+        let request = client.get(&url).send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    });
+    let handles: Vec<_> = scrapes.map(tokio::spawn).collect();
+    for handle in handles {
+        let body = handle.await.unwrap();
+        assert_eq!(
+            sample(&body, "kraken_up", r#"account="default""#),
+            Some(1.0)
+        );
+    }
+    assert_eq!(
+        h.sim.calls("BalanceEx") - before,
+        1,
+        "concurrent scrapes must share one call"
+    );
+    // Inside the minimum interval, scrapes reuse the snapshot.
+    h.metrics().await;
+    assert_eq!(h.sim.calls("BalanceEx") - before, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
+    let h = Harness::start_with_balances(
+        &["--refresh.min-interval", "100ms"],
+        SimOptions::default(),
+        Some(fixed_balances()),
+    )
+    .await;
+    h.wait_ready().await;
+    h.sim.inject("BalanceEx", Fault::Hang, None);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let (status, _, body) = h
+        .get("/metrics", &[("X-Prometheus-Scrape-Timeout-Seconds", "1")])
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_balance",
+            r#"account="default",asset="XBT",code="XXBT""#
+        ),
+        Some(1.2345678901),
+        "the last good snapshot is served"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
+    let h = Harness::start(
+        &[
+            "--refresh.min-interval",
+            "100ms",
+            "--refresh.stale-after",
+            "500ms",
+        ],
+        SimOptions::default(),
+    )
+    .await;
+    h.wait_ready().await;
+    h.sim.inject(
+        "BalanceEx",
+        Fault::Status(502, "<html>Bad gateway</html>".into()),
+        None,
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let body = h.metrics().await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(0.0)
+    );
+    assert!(
+        body.contains("kraken_balance{"),
+        "fresh enough: still served\n{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = h.metrics().await;
+    assert!(
+        !body.contains("kraken_balance{"),
+        "stale balances must be dropped\n{body}"
+    );
+    assert!(!body.contains("kraken_balance_hold{"), "{body}");
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &body,
+            "kraken_last_success_timestamp_seconds",
+            r#"account="default""#
+        )
+        .is_some()
+    );
+    h.stop().await;
+}
+
+/// Starts an exporter whose first BalanceEx call meets `fault`, and returns the exposition once
+/// that call (and its possible retry) has been counted.
+async fn exposition_after(fault: Fault, times: Option<u32>, args: &[&str]) -> (Harness, String) {
+    let h = Harness::start(args, SimOptions::default()).await;
+    h.sim.inject("BalanceEx", fault, times);
+    // The first refresh runs at start-up; wait until it has finished.
+    for _ in 0..300 {
+        let body = h.metrics().await;
+        let page = h.get("/", &[]).await.2;
+        if page.contains("last success: never · last error: none") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        return (h, body);
+    }
+    panic!("the first refresh never finished");
+}
+
+#[tokio::test]
+async fn every_reason_is_reached_by_an_injected_error() {
+    let cases: Vec<(Fault, &str, Vec<&str>)> = vec![
+        (
+            Fault::KrakenError("EAPI:Invalid key".into()),
+            "invalid_key",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EAPI:Invalid signature".into()),
+            "invalid_signature",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EAPI:Invalid nonce".into()),
+            "invalid_nonce",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EGeneral:Permission denied".into()),
+            "permission_denied",
+            vec!["--kraken.balance-endpoint", "balance-ex"],
+        ),
+        (
+            Fault::KrakenError("EAPI:Rate limit exceeded".into()),
+            "rate_limited",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EService:Throttled:1".into()),
+            "rate_limited",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EGeneral:Temporary lockout".into()),
+            "lockout",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EService:Unavailable".into()),
+            "unavailable",
+            vec![],
+        ),
+        (
+            Fault::Status(502, "<html>502 Bad Gateway</html>".into()),
+            "unavailable",
+            vec![],
+        ),
+        (
+            Fault::Status(
+                520,
+                include_str!("../fixtures/kraken/cloudflare_520.html").into(),
+            ),
+            "unavailable",
+            vec![],
+        ),
+        (Fault::Hang, "timeout", vec!["--kraken.timeout", "300ms"]),
+        (Fault::Status(403, "Forbidden".into()), "http", vec![]),
+        (
+            Fault::RawBody(b"not json at all".to_vec()),
+            "decode",
+            vec![],
+        ),
+        (
+            Fault::RawBody(include_bytes!("../fixtures/kraken/truncated.json").to_vec()),
+            "decode",
+            vec![],
+        ),
+        (
+            Fault::KrakenError("EGeneral:Invalid arguments".into()),
+            "other",
+            vec!["--kraken.balance-endpoint", "balance-ex"],
+        ),
+    ];
+    for (fault, reason, args) in cases {
+        let label = format!("{fault:?}");
+        let (h, body) = exposition_after(fault, None, &args).await;
+        let errors = sample(
+            &body,
+            "kraken_request_errors_total",
+            &format!(r#"account="default",endpoint="BalanceEx",reason="{reason}""#),
+        );
+        assert!(
+            errors.is_some_and(|n| n >= 1.0),
+            "{label}: {reason} not counted\n{body}"
+        );
+        for other in kraken_exporter::kraken::Reason::ALL {
+            if other.as_str() != reason {
+                assert_eq!(
+                    sample(
+                        &body,
+                        "kraken_request_errors_total",
+                        &format!(
+                            r#"account="default",endpoint="BalanceEx",reason="{}""#,
+                            other.as_str()
+                        ),
+                    ),
+                    Some(0.0),
+                    "{label}: counted as {} too",
+                    other.as_str()
+                );
+            }
+        }
+        assert_eq!(
+            sample(&body, "kraken_up", r#"account="default""#),
+            Some(0.0),
+            "{label}"
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn connection_refused_is_http() {
+    // Reserve a port, then free it so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let h = Harness::start(&["--kraken.api-url", &url], SimOptions::default()).await;
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = h.metrics().await;
+        if sample(
+            &body,
+            "kraken_request_errors_total",
+            r#"account="default",endpoint="BalanceEx",reason="http""#,
+        ) == Some(1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_request_errors_total",
+            r#"account="default",endpoint="BalanceEx",reason="http""#
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(0.0)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn one_invalid_nonce_is_retried_with_a_fresh_nonce() {
+    let (h, body) = exposition_after(
+        Fault::KrakenError("EAPI:Invalid nonce".into()),
+        Some(1),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_requests_total",
+            r#"account="default",endpoint="BalanceEx""#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_request_errors_total",
+            r#"account="default",endpoint="BalanceEx",reason="invalid_nonce""#
+        ),
+        Some(1.0)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
+    let (h, body) =
+        exposition_after(Fault::KrakenError("EAPI:Invalid nonce".into()), None, &[]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(0.0)
+    );
+    assert_eq!(
+        h.sim.calls("BalanceEx"),
+        2,
+        "one call and one retry, then backoff"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn refused_balance_ex_falls_back_to_balance_without_holds() {
+    let h = Harness::start(
+        &[],
+        SimOptions {
+            balance_ex_enabled: false,
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    h.wait_ready().await;
+    let body = h.metrics().await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(1.0)
+    );
+    assert!(body.contains("kraken_balance{"), "{body}");
+    assert!(
+        !body.contains("kraken_balance_hold{"),
+        "Balance reports no holds\n{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_requests_total",
+            r#"account="default",endpoint="Balance""#
+        ),
+        Some(1.0)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn forcing_balance_ex_reports_the_refusal() {
+    let h = Harness::start(
+        &["--kraken.balance-endpoint", "balance-ex"],
+        SimOptions {
+            balance_ex_enabled: false,
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = h.metrics().await;
+        if body.contains(r#"reason="permission_denied"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(0.0)
+    );
+    assert!(
+        body.contains(r#"endpoint="BalanceEx",reason="permission_denied"} 1"#),
+        "{body}"
+    );
+    assert_eq!(
+        h.sim.calls("Balance"),
+        0,
+        "forced BalanceEx never falls back"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn forcing_balance_uses_balance_only() {
+    let h = Harness::start(
+        &["--kraken.balance-endpoint", "balance"],
+        SimOptions::default(),
+    )
+    .await;
+    h.wait_ready().await;
+    assert_eq!(h.sim.calls("BalanceEx"), 0);
+    assert_eq!(h.sim.calls("Balance"), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_account_is_up_with_no_balances() {
+    let (h, body) = exposition_after(Fault::NoResult, None, &[]).await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(!body.contains("kraken_balance{"), "{body}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
+    let h = Harness::start(&["--refresh.interval", "200ms"], SimOptions::default()).await;
+    h.wait_ready().await;
+    let first = h.sim.calls("BalanceEx");
+    for _ in 0..20 {
+        h.metrics().await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let later = h.sim.calls("BalanceEx");
+    assert!(
+        later > first,
+        "the background loop refreshed ({first} → {later})"
+    );
+    assert!(
+        later - first <= 5,
+        "scrapes must not add calls: {first} → {later}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn asset_names_are_fetched_once_not_per_scrape() {
+    let h = Harness::start(&["--refresh.min-interval", "50ms"], SimOptions::default()).await;
+    h.wait_ready().await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        h.metrics().await;
+    }
+    assert!(h.sim.calls("BalanceEx") >= 5);
+    assert_eq!(h.sim.calls("Assets"), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_routes_health_readiness_and_errors() {
+    let h = Harness::start(&[], SimOptions::default()).await;
+    h.sim.inject("BalanceEx", Fault::Hang, None);
+    let (status, _, body) = h.get("/-/ready", &[]).await;
+    assert_eq!(status, 503, "not ready before the first success: {body}");
+    assert_eq!(h.get("/-/healthy", &[]).await.0, 200);
+    assert_eq!(h.get("/nope", &[]).await.0, 404);
+    let response = client().post(h.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    let head = client().head(h.url("/-/healthy")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn landing_page_shows_status_and_balances() {
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let (status, content_type, page) = h.get("/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    assert!(page.contains("href=\"/metrics\""));
+    assert!(page.contains("Account default"));
+    assert!(page.contains(">up<"));
+    assert!(page.contains("<td>XBT</td><td>XXBT</td>"), "{page}");
+    assert!(page.contains("1.2345678901"));
+    assert!(!page.contains("Demo mode"));
+    h.stop().await;
+}
