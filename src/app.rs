@@ -1,120 +1,346 @@
-//! Wiring: turns a validated [`Config`] into running accounts and serves them.
+//! Wiring: turns a validated [`Config`] into running accounts, serves them, and reloads.
 //!
 //! Owns start-up order (simulated Kraken in demo mode, clients, accounts, the first refresh,
-//! background tasks) and the shared entry point of `main` and the integration tests.
-//! Must not: parse flags or read credentials (that is [`crate::config`]).
+//! background tasks), the reload (SIGHUP and `POST /-/reload`), and the shared entry point of
+//! `main` and the integration tests.
+//! Must not: parse flags or read credentials itself (that is [`crate::config`]); a reload that
+//! fails keeps the running configuration untouched.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
-use crate::config::Config;
-use crate::kraken::KrakenClient;
+use crate::cli::Flags;
+use crate::config::{self, AccountConfig, Config};
+use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
 use crate::kraken::client::{ClientOptions, http_client};
 use crate::kraken::nonce::{NonceSource, SystemClock};
-use crate::metrics::{BuildInfo, RequestMetrics};
+use crate::kraken::{BalanceEndpoint, KrakenClient};
+use crate::market::{Market, PUBLIC_ACCOUNT};
+use crate::metrics::RequestMetrics;
 use crate::refresh::Account;
-use crate::server::{self, Exporter};
+use crate::server;
 use crate::sim::{SimKraken, SimOptions};
 
-/// A built exporter with its background tasks; dropping it stops them and the simulated Kraken.
-pub struct Running {
+/// The environment, shared with reloads (which read credential variables again).
+pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The running application: what it was started with, and what it serves.
+pub struct App {
+    /// The command line, re-resolved on every reload.
+    flags: Flags,
+    /// The environment, read again on every reload.
+    env: SharedEnv,
+    /// The configuration currently running.
+    running: Mutex<Config>,
     /// What the HTTP front serves.
     pub exporter: Arc<Exporter>,
-    /// The simulated Kraken in demo mode, kept alive as long as the exporter.
-    pub sim: Option<SimKraken>,
-    /// The first refresh and background refresh loops.
-    tasks: Vec<JoinHandle<()>>,
+    /// Counters of calls to Kraken, kept across reloads.
+    requests: Arc<RequestMetrics>,
+    /// Demo mode: one simulated Kraken per account name, kept across reloads.
+    sims: Mutex<HashMap<String, Arc<SimKraken>>>,
+    /// Serialises reloads.
+    reloading: tokio::sync::Mutex<()>,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+impl App {
+    /// Builds every account and starts their first refresh; returns the application and the
+    /// receiver of reload requests sent by `POST /-/reload`.
+    pub async fn start(
+        config: Config,
+        flags: Flags,
+        env: SharedEnv,
+    ) -> anyhow::Result<(Arc<App>, mpsc::Receiver<ReloadRequest>)> {
+        let requests = Arc::new(RequestMetrics::new());
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let sims = Mutex::new(HashMap::new());
+        let set = build_set(&config, None, &requests, &sims).await?;
+        if config.demo {
+            tracing::warn!(
+                "DEMO MODE: balances come from a simulated Kraken inside this process; they are not real"
+            );
         }
+        let exporter = Arc::new(Exporter::new(
+            set,
+            Arc::clone(&requests),
+            config.web.telemetry_path.clone(),
+            config.demo,
+            Some(reload_tx),
+        ));
+        let app = Arc::new(App {
+            flags,
+            env,
+            running: Mutex::new(config),
+            exporter,
+            requests,
+            sims,
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        Ok((app, reload_rx))
+    }
+
+    /// Re-reads the configuration (file, flags, environment, credential files) and swaps the
+    /// account set. Accounts whose connection is unchanged keep their state, nonces and cached
+    /// balances. A configuration that fails to load or build is refused and logged; the
+    /// running one stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let env = Arc::clone(&self.env);
+        let outcome = async {
+            let new =
+                config::resolve_flags(&self.flags, false, &*env).map_err(|e| format!("{e}"))?;
+            let old = self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if new.web.listen_address != old.web.listen_address
+                || new.web.telemetry_path != old.web.telemetry_path
+            {
+                tracing::warn!(
+                    "web settings changed in the configuration; they take effect after a restart"
+                );
+            }
+            let current = self.exporter.accounts();
+            let set = build_set(&new, Some((&old, &current)), &self.requests, &self.sims)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let gone: Vec<String> = current
+                .accounts
+                .iter()
+                .map(|a| a.config.name.clone())
+                .filter(|name| set.find(name).is_none())
+                .collect();
+            for name in &gone {
+                self.requests.forget(name);
+                self.sims
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+            }
+            let names: Vec<&str> = set
+                .accounts
+                .iter()
+                .map(|a| a.config.name.as_str())
+                .collect();
+            tracing::info!(accounts = ?names, removed = ?gone, "configuration reloaded");
+            self.exporter.replace(set);
+            *self.running.lock().unwrap_or_else(|e| e.into_inner()) = new;
+            Ok(())
+        }
+        .await;
+        if let Err(error) = &outcome {
+            tracing::error!(%error, "configuration reload refused; the previous configuration keeps running");
+        }
+        self.exporter.reload.record(outcome.is_ok());
+        outcome
     }
 }
 
-/// Builds the accounts and starts their first refresh (and background loops, when configured).
-pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let mut account_config = config.account.clone();
-    let sim = if config.demo {
-        let sim = SimKraken::start(SimOptions {
-            moving: true,
-            rate_limit: Some((15.0, 0.33)),
-            ..SimOptions::default()
-        })
-        .await?;
-        tracing::warn!(
-            url = %sim.url(),
-            "DEMO MODE: balances come from a simulated Kraken inside this process; they are not real"
-        );
-        account_config.api_url = sim.url();
-        account_config.credentials = Some(sim.credentials());
-        Some(sim)
-    } else {
-        None
+/// Builds the account set of `config`. With `previous` (the running configuration and its
+/// set), accounts whose connection is unchanged are carried over with their state.
+async fn build_set(
+    config: &Config,
+    previous: Option<(&Config, &AccountSet)>,
+    requests: &Arc<RequestMetrics>,
+    sims: &Mutex<HashMap<String, Arc<SimKraken>>>,
+) -> anyhow::Result<AccountSet> {
+    let http = http_client(config.timeout).context("building the HTTP client")?;
+    let mut endpoints = Vec::new();
+    for account in &config.accounts {
+        endpoints.push(demo_endpoint(config, account, sims).await?);
+    }
+    let same_globals = |old: &Config| {
+        old.api_url == config.api_url
+            && old.timeout == config.timeout
+            && old.policy == config.policy
+            && old.demo == config.demo
     };
-    let credentials = account_config
-        .credentials
-        .ok_or_else(|| anyhow::anyhow!("no credentials were resolved"))?;
-    let nonces = match &account_config.nonce_file {
+    let market = match previous {
+        Some((old, set)) if same_globals(old) => Arc::clone(&set.market),
+        _ => {
+            let api_url = endpoints
+                .first()
+                .and_then(|e| e.as_ref().map(|(url, _)| url.clone()))
+                .unwrap_or_else(|| config.api_url.clone());
+            Market::new(
+                KrakenClient::public(
+                    http.clone(),
+                    ClientOptions {
+                        api_url,
+                        timeout: config.timeout,
+                        balance_endpoint: BalanceEndpoint::Auto,
+                    },
+                    PUBLIC_ACCOUNT.to_owned(),
+                    Arc::clone(requests),
+                ),
+                config.policy.assets_interval,
+            )
+        }
+    };
+    let mut accounts = Vec::with_capacity(config.accounts.len());
+    for (account_config, endpoint) in config.accounts.iter().zip(endpoints) {
+        let reusable = previous.and_then(|(old, set)| {
+            let existing = set.find(&account_config.name)?;
+            (same_globals(old) && existing.config.same_connection(account_config))
+                .then_some(existing)
+        });
+        let exported = match reusable {
+            Some(existing) => ExportedAccount {
+                config: account_config.clone(),
+                ..existing.clone()
+            },
+            None => start_account(config, account_config, endpoint, &http, &market, requests)?,
+        };
+        accounts.push(exported);
+    }
+    Ok(AccountSet { accounts, market })
+}
+
+/// In demo mode, the simulated Kraken of an account (started on first use) as (URL, credentials).
+async fn demo_endpoint(
+    config: &Config,
+    account: &AccountConfig,
+    sims: &Mutex<HashMap<String, Arc<SimKraken>>>,
+) -> anyhow::Result<Option<(String, crate::secret::Credentials)>> {
+    if !config.demo {
+        return Ok(None);
+    }
+    let existing = sims
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&account.name)
+        .cloned();
+    let sim = match existing {
+        Some(sim) => sim,
+        None => {
+            let sim = Arc::new(
+                SimKraken::start(SimOptions {
+                    moving: true,
+                    rate_limit: Some(crate::sim::STARTER_RATE_LIMIT),
+                    ..SimOptions::default()
+                })
+                .await
+                .context("starting the simulated Kraken")?,
+            );
+            tracing::info!(account = %account.name, url = %sim.url(), "simulated Kraken started");
+            sims.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(account.name.clone(), Arc::clone(&sim));
+            sim
+        }
+    };
+    Ok(Some((sim.url(), sim.credentials())))
+}
+
+/// Builds one account and starts its first refresh (or its background loop).
+fn start_account(
+    config: &Config,
+    account: &AccountConfig,
+    demo: Option<(String, crate::secret::Credentials)>,
+    http: &reqwest::Client,
+    market: &Arc<Market>,
+    requests: &Arc<RequestMetrics>,
+) -> anyhow::Result<ExportedAccount> {
+    let (api_url, credentials) = match demo {
+        Some((url, credentials)) => (url, credentials),
+        None => (
+            config.api_url.clone(),
+            account
+                .credentials
+                .clone()
+                .with_context(|| format!("account {:?} has no credentials", account.name))?,
+        ),
+    };
+    let nonces = match &account.nonce_file {
         Some(path) => NonceSource::with_state_file(Box::new(SystemClock), path)?,
         None => NonceSource::new(Box::new(SystemClock)),
     };
-    let requests = Arc::new(RequestMetrics::new());
     let client = KrakenClient::new(
-        http_client(account_config.timeout)?,
+        http.clone(),
         ClientOptions {
-            api_url: account_config.api_url,
-            timeout: account_config.timeout,
-            balance_endpoint: account_config.balance_endpoint,
+            api_url,
+            timeout: config.timeout,
+            balance_endpoint: account.balance_endpoint,
         },
         credentials,
         nonces,
-        account_config.name,
-        Arc::clone(&requests),
+        account.name.clone(),
+        Arc::clone(requests),
     );
-    let account = Account::new(client, config.policy.clone());
-    let mut tasks = Vec::new();
-    match config.policy.background_interval {
+    let state = Account::new(client, config.policy.clone(), Arc::clone(market));
+    let task = match config.policy.background_interval {
         // The loop's first tick is immediate, so it also makes the first refresh.
-        Some(interval) => tasks.push(tokio::spawn(Arc::clone(&account).run_background(interval))),
+        Some(interval) => tokio::spawn(Arc::clone(&state).run_background(interval)),
         None => {
-            let first = Arc::clone(&account);
-            tasks.push(tokio::spawn(async move { first.refresh_now().await }));
+            let first = Arc::clone(&state);
+            tokio::spawn(async move { first.refresh_now().await })
         }
-    }
-    let exporter = Arc::new(Exporter {
-        accounts: vec![account],
-        requests,
-        build: BuildInfo::current(),
-        telemetry_path: config.web.telemetry_path.clone(),
-        demo: config.demo,
-    });
-    Ok(Running {
-        exporter,
-        sim,
-        tasks,
+    };
+    Ok(ExportedAccount {
+        account: state,
+        config: account.clone(),
+        tasks: Arc::new(Tasks(vec![task])),
     })
 }
 
-/// Builds the exporter and serves it on `listener` until `shutdown` completes.
+/// Builds the exporter and serves it on `listener` until `shutdown` completes, reloading on
+/// SIGHUP and `POST /-/reload`.
 pub async fn run(
     config: Config,
+    flags: Flags,
+    env: SharedEnv,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let running = start(&config).await?;
+    let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let telemetry_path = config.web.telemetry_path.clone();
+    let mode = if config.policy.background_interval.is_some() {
+        "background"
+    } else {
+        "on-scrape"
+    };
+    let (app, mut reload_requests) = App::start(config, flags, env).await?;
     tracing::info!(
         address = %listener.local_addr()?,
-        telemetry_path = %config.web.telemetry_path,
-        account = %config.account.name,
-        mode = if config.policy.background_interval.is_some() { "background" } else { "on-scrape" },
+        %telemetry_path,
+        accounts = ?names,
+        mode,
         "listening"
     );
-    server::run(Arc::clone(&running.exporter), listener, shutdown).await?;
+    let reloader = Arc::clone(&app);
+    let reload_loop = tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let signal = async {
+                match hangup.as_mut() {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let signal = std::future::pending::<Option<()>>();
+            tokio::select! {
+                request = reload_requests.recv() => match request {
+                    Some(reply) => { let _ = reply.send(reloader.reload().await); }
+                    None => break,
+                },
+                Some(()) = signal => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    let _ = reloader.reload().await;
+                }
+            }
+        }
+    });
+    let served = server::run(Arc::clone(&app.exporter), listener, shutdown).await;
+    reload_loop.abort();
+    served?;
     Ok(())
 }

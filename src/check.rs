@@ -1,67 +1,87 @@
-//! `kraken_exporter check`: refresh once and print what the key sees.
+//! `kraken_exporter check`: refresh every account once and print what its key sees.
 //!
-//! Owns the table printed to the terminal and the exit status of the check.
+//! Owns the tables printed to the terminal and the exit status of the check.
 //! Must not: start the HTTP server or retry (the operator runs it again after fixing the key).
 
 use std::io::Write;
 
-use crate::app;
+use crate::app::{App, SharedEnv};
+use crate::cli::Flags;
 use crate::config::Config;
 
-/// Runs one refresh and writes a table of balances to `out`, or the reason and the fix to
-/// `err`. Returns whether the key works.
+/// Refreshes every account once and writes a table of balances per account to `out`, or the
+/// reason and the fix to `err`. Returns whether every key works.
 pub async fn run(
-    config: &Config,
+    config: Config,
+    flags: Flags,
+    env: SharedEnv,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let running = app::start(config).await?;
-    let account = &running.exporter.accounts[0];
-    account.refresh_now().await;
-    let status = account.status(true);
-    if let Some((reason, message)) = &status.last_error {
-        writeln!(err, "check failed for account {:?}: {message}", status.name)?;
-        writeln!(err, "reason: {reason}")?;
-        writeln!(err, "what to do: {}", reason.advice())?;
-        return Ok(false);
+    let demo = config.demo;
+    let (app, _reloads) = App::start(config, flags, env).await?;
+    let set = app.exporter.accounts();
+    let refreshes: Vec<_> = set
+        .accounts
+        .iter()
+        .map(|a| {
+            let account = std::sync::Arc::clone(&a.account);
+            tokio::spawn(async move { account.refresh_now().await })
+        })
+        .collect();
+    for refresh in refreshes {
+        refresh.await?;
     }
-    let Some(snapshot) = status.balances else {
-        writeln!(
-            err,
-            "check failed for account {:?}: no answer from Kraken",
-            status.name
-        )?;
-        return Ok(false);
-    };
-    if config.demo {
+    if demo {
         writeln!(
             out,
             "DEMO MODE: these balances come from a simulated Kraken; they are not real."
         )?;
     }
-    writeln!(
-        out,
-        "The key works: account {:?}, {} assets from {}.",
-        status.name,
-        snapshot.balances.len(),
-        snapshot.endpoint
-    )?;
-    let rows: Vec<[String; 5]> = snapshot
-        .balances
-        .iter()
-        .map(|b| {
-            [
-                b.asset.clone(),
-                b.code.clone(),
-                b.total.to_string(),
-                b.hold.map_or_else(|| "-".to_owned(), |h| h.to_string()),
-                b.hold
-                    .map_or_else(|| "-".to_owned(), |h| (b.total - h).to_string()),
-            ]
-        })
-        .collect();
-    write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
-    Ok(true)
+    let mut all_ok = true;
+    for exported in &set.accounts {
+        let status = exported.account.status(true);
+        if let Some((reason, message)) = &status.last_error {
+            all_ok = false;
+            writeln!(err, "check failed for account {:?}: {message}", status.name)?;
+            writeln!(err, "reason: {reason}")?;
+            writeln!(err, "what to do: {}", reason.advice())?;
+            continue;
+        }
+        let Some(snapshot) = status.balances else {
+            all_ok = false;
+            writeln!(
+                err,
+                "check failed for account {:?}: no answer from Kraken",
+                status.name
+            )?;
+            continue;
+        };
+        writeln!(
+            out,
+            "The key works: account {:?}, {} assets from {}.",
+            status.name,
+            snapshot.balances.len(),
+            snapshot.endpoint
+        )?;
+        let rows: Vec<[String; 5]> = snapshot
+            .balances
+            .iter()
+            .map(|b| {
+                [
+                    b.asset.clone(),
+                    b.code.clone(),
+                    b.total.to_string(),
+                    b.hold.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+                    b.hold
+                        .map_or_else(|| "-".to_owned(), |h| (b.total - h).to_string()),
+                ]
+            })
+            .collect();
+        write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
+        writeln!(out)?;
+    }
+    Ok(all_ok)
 }
 
 /// Writes aligned columns: text left, numbers right.

@@ -19,7 +19,7 @@ pub const DEFAULT_PORT: u16 = 10987;
 /// Credentials come from KRAKEN_API_KEY, KRAKEN_API_SECRET and KRAKEN_API_OTP, or from files
 /// named by KRAKEN_API_KEY_FILE, KRAKEN_API_SECRET_FILE, KRAKEN_API_OTP_FILE or the
 /// --kraken.api-*-file flags; never from flag values.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "kraken_exporter", version, about, long_about)]
 pub struct Cli {
     /// `check` to verify the key once and print the balances.
@@ -32,85 +32,102 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Refresh once, print a table of balances and exit 0 if the key works.
     Check,
 }
 
 /// Every flag. Global, so `kraken_exporter check --demo` works as well as `kraken_exporter --demo check`.
-#[derive(Debug, Args)]
+///
+/// Settings that the config file can also hold are `Option`s here without a clap default, so
+/// [`crate::config`] can tell a flag that was given (it overrides the file) from one that was
+/// not (the file's value, then the documented default, applies).
+#[derive(Debug, Clone, Args)]
 pub struct Flags {
     /// Run against a built-in simulated Kraken with generated credentials: no account, no network.
     #[arg(long, global = true)]
     pub demo: bool,
 
-    /// Base URL of Kraken's REST API.
-    #[arg(
-        long = "kraken.api-url",
-        default_value = "https://api.kraken.com",
-        global = true
-    )]
-    pub api_url: String,
+    /// YAML file describing the accounts (and optionally global settings); without it, one
+    /// account is read from the KRAKEN_API_* environment variables.
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
+    pub config_file: Option<PathBuf>,
 
-    /// File holding the API key (overrides KRAKEN_API_KEY_FILE).
+    /// Validate the configuration (and every credential it names) and exit: 0 when valid, 2 with
+    /// every mistake listed otherwise.
+    #[arg(long = "config.check", global = true)]
+    pub config_check: bool,
+
+    /// Base URL of Kraken's REST API [default: https://api.kraken.com].
+    #[arg(long = "kraken.api-url", value_name = "URL", global = true)]
+    pub api_url: Option<String>,
+
+    /// File holding the API key (overrides KRAKEN_API_KEY_FILE); single-account mode only.
     #[arg(long = "kraken.api-key-file", value_name = "PATH", global = true)]
     pub api_key_file: Option<PathBuf>,
 
-    /// File holding the API private key (overrides KRAKEN_API_SECRET_FILE).
+    /// File holding the API private key (overrides KRAKEN_API_SECRET_FILE); single-account mode only.
     #[arg(long = "kraken.api-secret-file", value_name = "PATH", global = true)]
     pub api_secret_file: Option<PathBuf>,
 
-    /// File holding the key's static API 2FA password (overrides KRAKEN_API_OTP_FILE).
+    /// File holding the key's static API 2FA password (overrides KRAKEN_API_OTP_FILE); single-account mode only.
     #[arg(long = "kraken.api-otp-file", value_name = "PATH", global = true)]
     pub api_otp_file: Option<PathBuf>,
 
-    /// Value of the `account` label.
-    #[arg(long = "kraken.account", default_value = "default", global = true)]
-    pub account: String,
+    /// Value of the `account` label in single-account mode [default: default].
+    #[arg(long = "kraken.account", value_name = "NAME", global = true)]
+    pub account: Option<String>,
 
     /// Which private endpoint returns balances: balance-ex gives holds; auto falls back to
-    /// balance when BalanceEx is refused.
-    #[arg(
-        long = "kraken.balance-endpoint",
-        value_enum,
-        default_value = "auto",
-        global = true
-    )]
-    pub balance_endpoint: BalanceEndpoint,
+    /// balance when BalanceEx is refused [default: auto].
+    #[arg(long = "kraken.balance-endpoint", value_enum, global = true)]
+    pub balance_endpoint: Option<BalanceEndpoint>,
 
-    /// Upper bound on one call to Kraken, from connecting to the last byte.
-    #[arg(long = "kraken.timeout", value_parser = parse_duration, default_value = "10s", global = true)]
-    pub timeout: Duration,
+    /// Upper bound on one call to Kraken, from connecting to the last byte [default: 10s].
+    #[arg(long = "kraken.timeout", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub timeout: Option<Duration>,
 
     /// File that keeps the last nonce across restarts, so nonces keep increasing even if the
-    /// clock is set back while the exporter is down.
+    /// clock is set back while the exporter is down; single-account mode only.
     #[arg(long = "kraken.nonce-file", value_name = "PATH", global = true)]
     pub nonce_file: Option<PathBuf>,
 
-    /// Scrapes closer together than this reuse the cached balances instead of calling Kraken.
-    #[arg(long = "refresh.min-interval", value_parser = parse_duration, default_value = "10s", global = true)]
-    pub min_interval: Duration,
+    /// Scrapes closer together than this reuse the cached balances instead of calling Kraken [default: 10s].
+    #[arg(long = "refresh.min-interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub min_interval: Option<Duration>,
 
     /// Refresh in the background at this interval, independent of scrapes (scrapes never call Kraken).
-    #[arg(long = "refresh.interval", value_parser = parse_duration, global = true)]
+    #[arg(long = "refresh.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
     pub background_interval: Option<Duration>,
 
-    /// Drop balances from /metrics once the last successful refresh is older than this.
-    #[arg(long = "refresh.stale-after", value_parser = parse_duration, default_value = "5m", global = true)]
-    pub stale_after: Duration,
+    /// Drop balances from /metrics once the last successful refresh is older than this [default: 5m].
+    #[arg(long = "refresh.stale-after", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub stale_after: Option<Duration>,
 
-    /// How often the public asset list (code → short name) is fetched again.
-    #[arg(long = "refresh.assets-interval", value_parser = parse_duration, default_value = "6h", global = true)]
-    pub assets_interval: Duration,
+    /// How often the public asset list (and, with valuation, the pair list) is fetched again [default: 6h].
+    #[arg(long = "refresh.assets-interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub assets_interval: Option<Duration>,
 
-    /// Address to listen on: host:port, or :port for every interface.
-    #[arg(long = "web.listen-address", default_value_t = format!(":{DEFAULT_PORT}"), global = true)]
-    pub listen_address: String,
+    /// Turn the key-permission audit off (it is on by default).
+    #[arg(long = "audit.disabled", global = true)]
+    pub audit_disabled: bool,
 
-    /// Path of the metrics exposition.
-    #[arg(long = "web.telemetry-path", default_value = "/metrics", global = true)]
-    pub telemetry_path: String,
+    /// How often each key's permissions are checked again [default: 6h].
+    #[arg(long = "audit.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub audit_interval: Option<Duration>,
+
+    /// Quote currency for prices (kraken_asset_price), by Kraken's short name: USD, EUR, …
+    #[arg(long = "valuation.quote", value_name = "ASSET", global = true)]
+    pub valuation_quote: Option<String>,
+
+    /// Address to listen on: host:port, or :port for every interface [default: :10987].
+    #[arg(long = "web.listen-address", value_name = "ADDRESS", global = true)]
+    pub listen_address: Option<String>,
+
+    /// Path of the metrics exposition [default: /metrics].
+    #[arg(long = "web.telemetry-path", value_name = "PATH", global = true)]
+    pub telemetry_path: Option<String>,
 
     /// Log level of the exporter's own messages (dependencies log at warn at most).
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]

@@ -1,6 +1,7 @@
 //! `kraken_exporter`: parses flags, sets up logging, and hands over to the library.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use kraken_exporter::{app, check, cli::Cli, config, logging};
@@ -13,13 +14,24 @@ const EXIT_FAILURE: u8 = 1;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.flags.log_level, cli.flags.log_format);
-    let config = match config::resolve(cli, &|name| std::env::var(name).ok()) {
+    let flags = cli.flags.clone();
+    let env: app::SharedEnv = Arc::new(|name: &str| std::env::var(name).ok());
+    let config = match config::resolve(cli, &*env) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("kraken_exporter: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if config.check_config {
+        let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+        println!(
+            "configuration OK: {} account(s): {}",
+            names.len(),
+            names.join(", ")
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -29,7 +41,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         if config.check {
-            let ok = check::run(&config, &mut std::io::stdout(), &mut std::io::stderr()).await?;
+            let ok = check::run(
+                config,
+                flags,
+                env,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await?;
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -44,7 +63,7 @@ fn main() -> ExitCode {
                     config.web.listen_address
                 )
             })?;
-        app::run(config, listener, shutdown_signal()).await?;
+        app::run(config, flags, env, listener, shutdown_signal()).await?;
         anyhow::Ok(ExitCode::SUCCESS)
     });
     match result {

@@ -5,6 +5,7 @@
 //! Must not: do I/O, call Kraken, or keep balance series between scrapes (a series that vanished
 //! upstream must vanish here).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -102,6 +103,28 @@ impl RequestMetrics {
         }
     }
 
+    /// Drops every series of an account that is no longer configured, so a removed account
+    /// does not linger in the exposition.
+    pub fn forget(&self, account: &str) {
+        for family in self.registry.gather() {
+            for metric in family.get_metric() {
+                let labels: Vec<&str> = metric.get_label().iter().map(|l| l.value()).collect();
+                let ours = metric
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "account" && l.value() == account);
+                if !ours {
+                    continue;
+                }
+                let _ = match family.name() {
+                    "kraken_requests_total" => self.requests.remove_label_values(&labels),
+                    "kraken_request_errors_total" => self.errors.remove_label_values(&labels),
+                    _ => self.duration.remove_label_values(&labels),
+                };
+            }
+        }
+    }
+
     /// Calls counted so far for an account and endpoint.
     pub fn requests(&self, account: &str, endpoint: &str) -> u64 {
         self.requests.with_label_values(&[account, endpoint]).get()
@@ -134,10 +157,49 @@ impl BuildInfo {
     }
 }
 
-/// Renders the whole exposition: balance families from the account statuses, then the request
-/// families, sorted by name.
-pub fn render(accounts: &[AccountStatus], requests: &RequestMetrics, build: &BuildInfo) -> Vec<u8> {
+/// One account as a scrape shows it.
+#[derive(Debug)]
+pub struct AccountView<'a> {
+    /// Status and balances (watched assets already filled in).
+    pub status: AccountStatus,
+    /// Asset → lowest acceptable balance.
+    pub min_balance: &'a BTreeMap<String, f64>,
+}
+
+/// Outcome of the latest configuration reload.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadView {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// When the configuration was last loaded successfully.
+    pub last_success: SystemTime,
+}
+
+/// Renders the exposition: families built fresh from the account views, the request families
+/// (only `only_account`'s series when set, for `/probe`), build info, and the reload status
+/// (`None` leaves it out, as `/probe` does), sorted by name.
+pub fn render(
+    accounts: &[AccountView<'_>],
+    reload: Option<ReloadView>,
+    only_account: Option<&str>,
+    requests: &RequestMetrics,
+    build: &BuildInfo,
+) -> Vec<u8> {
     let mut families = requests.registry.gather();
+    if let Some(name) = only_account {
+        for family in &mut families {
+            let kept = family
+                .take_metric()
+                .into_iter()
+                .filter(|m| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == "account" && l.value() == name)
+                })
+                .collect();
+            family.set_metric(kept);
+        }
+    }
     families.extend(account_families(accounts));
     families.push(family(
         "kraken_exporter_build_info",
@@ -150,6 +212,18 @@ pub fn render(accounts: &[AccountStatus], requests: &RequestMetrics, build: &Bui
             1.0,
         )],
     ));
+    if let Some(reload) = reload {
+        families.push(family(
+            "kraken_exporter_config_last_reload_successful",
+            "1 if the latest configuration reload (SIGHUP or POST /-/reload) succeeded; 0 if the new configuration was refused and the previous one is still running.",
+            vec![(vec![], if reload.ok { 1.0 } else { 0.0 })],
+        ));
+        families.push(family(
+            "kraken_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time the running configuration was loaded (at start-up or by the latest successful reload).",
+            vec![(vec![], unix_seconds(reload.last_success))],
+        ));
+    }
     // The encoder refuses a family without samples (an empty account, balances gone stale).
     families.retain(|family| !family.get_metric().is_empty());
     families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -160,17 +234,22 @@ pub fn render(accounts: &[AccountStatus], requests: &RequestMetrics, build: &Bui
     out
 }
 
-/// The families built fresh from snapshots: balances, holds, up and last success.
-fn account_families(accounts: &[AccountStatus]) -> Vec<MetricFamily> {
+/// The families built fresh from each scrape: balances, holds, thresholds, up and last success.
+fn account_families(accounts: &[AccountView<'_>]) -> Vec<MetricFamily> {
     let mut balance = Vec::new();
     let mut hold = Vec::new();
+    let mut minimum = Vec::new();
     let mut up = Vec::new();
     let mut last_success = Vec::new();
-    for account in accounts {
+    for view in accounts {
+        let account = &view.status;
         let name = || ("account", account.name.clone());
         up.push((vec![name()], if account.up { 1.0 } else { 0.0 }));
         if let Some(at) = account.last_success {
             last_success.push((vec![name()], unix_seconds(at)));
+        }
+        for (asset, min) in view.min_balance {
+            minimum.push((vec![name(), ("asset", asset.clone())], *min));
         }
         for entry in account.balances.iter().flat_map(|s| s.balances.iter()) {
             let labels = vec![
@@ -187,13 +266,18 @@ fn account_families(accounts: &[AccountStatus]) -> Vec<MetricFamily> {
     vec![
         family(
             "kraken_balance",
-            "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval); kept while refreshes fail, and dropped once it is older than --refresh.stale-after.",
+            "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval); kept while refreshes fail, and dropped once it is older than --refresh.stale-after. Watched assets that Kraken omits read 0.",
             balance,
         ),
         family(
             "kraken_balance_hold",
             "Part of the balance held by open orders (BalanceEx hold_trade), in units of the asset; absent when balances come from the Balance endpoint. Cached like kraken_balance.",
             hold,
+        ),
+        family(
+            "kraken_balance_min",
+            "Lowest acceptable balance of the asset, from min_balance in the config file; alert with kraken_balance < on(account, asset) kraken_balance_min.",
+            minimum,
         ),
         family(
             "kraken_up",

@@ -1,8 +1,8 @@
 //! When Kraken is called, and what the exporter knows about each account between calls.
 //!
 //! Owns the refresh policy: a minimum interval between calls, single-flight (concurrent scrapes
-//! share one call), backoff after failures, the optional background loop, the Assets list
-//! refreshed every few hours, and the staleness limit after which balances are dropped.
+//! share one call), backoff after failures, the optional background loop, and the staleness
+//! limit after which balances are dropped.
 //! Must not: parse Kraken bodies or render metrics. A refresh runs in its own task, so a scrape
 //! that gives up waiting never cancels a call in flight.
 
@@ -11,16 +11,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::kraken::{AssetTable, KrakenClient, KrakenError, Reason};
+use crate::kraken::{KrakenClient, KrakenError, Reason};
+use crate::market::Market;
 
 /// Longest backoff after repeated failures of any kind but a lockout.
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 
-/// How long to wait before asking for the Assets list again after it failed.
-const ASSETS_RETRY: Duration = Duration::from_secs(5 * 60);
-
 /// How often and how long balances are kept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshPolicy {
     /// Scrapes closer together than this reuse the last snapshot instead of calling Kraken.
     pub min_interval: Duration,
@@ -28,7 +26,8 @@ pub struct RefreshPolicy {
     pub background_interval: Option<Duration>,
     /// Balances older than this are dropped from the exposition rather than shown as current.
     pub stale_after: Duration,
-    /// How often the public Assets list (code → short name) is fetched again.
+    /// How often the public Assets list (code → short name) is fetched again; used by
+    /// [`crate::market::Market`].
     pub assets_interval: Duration,
 }
 
@@ -106,10 +105,6 @@ struct State {
     consecutive_failures: u32,
     /// No call to Kraken before this instant.
     backoff_until: Option<Instant>,
-    /// Code → short name; refreshed every `assets_interval`.
-    assets: Arc<AssetTable>,
-    /// When the Assets list may be fetched next.
-    assets_due: Option<Instant>,
 }
 
 /// A refresh a scrape may wait for; see [`Account::begin_scrape`].
@@ -120,6 +115,8 @@ pub struct PendingScrape(Option<watch::Receiver<u64>>);
 pub struct Account {
     /// The client signing this account's calls.
     client: KrakenClient,
+    /// Shared public data: asset names.
+    market: Arc<Market>,
     /// When to call.
     policy: RefreshPolicy,
     /// What is known; see [`State`].
@@ -149,9 +146,10 @@ impl Drop for InFlightGuard<'_> {
 
 impl Account {
     /// An account that has not been refreshed yet.
-    pub fn new(client: KrakenClient, policy: RefreshPolicy) -> Arc<Self> {
+    pub fn new(client: KrakenClient, policy: RefreshPolicy, market: Arc<Market>) -> Arc<Self> {
         Arc::new(Self {
             client,
+            market,
             policy,
             state: Mutex::new(State::default()),
             finished: watch::Sender::new(0),
@@ -207,12 +205,12 @@ impl Account {
         Some(receiver)
     }
 
-    /// The task body of one refresh: Assets if due, then balances, then the new state.
+    /// The task body of one refresh: the asset names (fetched if due), then balances, then the
+    /// new state.
     async fn run_refresh(&self) {
         let _guard = InFlightGuard(self);
-        self.refresh_assets_if_due().await;
+        let assets = self.market.assets().await;
         let result = self.client.balances().await;
-        let assets = Arc::clone(&self.lock().assets);
         let now = Instant::now();
         let mut state = self.lock();
         match result {
@@ -260,31 +258,6 @@ impl Account {
                     at: now,
                     error: Some((reason, error.to_string())),
                 });
-            }
-        }
-    }
-
-    /// Fetches the Assets list when it is due. A failure keeps the previous list (or raw codes)
-    /// and tries again in a few minutes; it never fails the balance refresh.
-    async fn refresh_assets_if_due(&self) {
-        let due = self
-            .lock()
-            .assets_due
-            .is_none_or(|due| Instant::now() >= due);
-        if !due {
-            return;
-        }
-        let result = self.client.assets().await;
-        let mut state = self.lock();
-        match result {
-            Ok(table) => {
-                tracing::debug!(account = %self.name(), assets = table.len(), "asset list refreshed");
-                state.assets = Arc::new(table);
-                state.assets_due = Some(Instant::now() + self.policy.assets_interval);
-            }
-            Err(error) => {
-                tracing::warn!(account = %self.name(), error = %error, "fetching the asset list failed; labels use raw codes until it succeeds");
-                state.assets_due = Some(Instant::now() + ASSETS_RETRY);
             }
         }
     }

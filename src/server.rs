@@ -21,8 +21,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::metrics::{self, BuildInfo, RequestMetrics};
-use crate::refresh::{Account, AccountStatus};
+use crate::exporter::Exporter;
+use crate::metrics;
+use crate::refresh::AccountStatus;
 
 /// Scrape timeout assumed when Prometheus sends no header (its default `scrape_timeout`).
 const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,39 +35,6 @@ const MAX_SCRAPE_WAIT: Duration = Duration::from_secs(120);
 const MAX_CONNECTIONS: usize = 512;
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the HTTP front serves.
-pub struct Exporter {
-    /// Accounts in `account` label order.
-    pub accounts: Vec<Arc<Account>>,
-    /// Counters of calls to Kraken.
-    pub requests: Arc<RequestMetrics>,
-    /// `kraken_exporter_build_info` labels.
-    pub build: BuildInfo,
-    /// Path of the exposition (`/metrics`).
-    pub telemetry_path: String,
-    /// Balances come from the simulated Kraken; the landing page says so.
-    pub demo: bool,
-}
-
-impl Exporter {
-    /// Statuses of every account for one scrape, refreshing what is due and waiting at most
-    /// until `deadline`. Refreshes of different accounts run concurrently.
-    pub async fn scrape(&self, deadline: Instant) -> Vec<AccountStatus> {
-        let pending: Vec<_> = self.accounts.iter().map(|a| a.begin_scrape()).collect();
-        let mut statuses = Vec::with_capacity(self.accounts.len());
-        for (account, pending) in self.accounts.iter().zip(pending) {
-            statuses.push(account.finish_scrape(pending, deadline).await);
-        }
-        statuses
-    }
-
-    /// The exposition for one scrape.
-    pub async fn render(&self, deadline: Instant) -> Vec<u8> {
-        let statuses = self.scrape(deadline).await;
-        metrics::render(&statuses, &self.requests, &self.build)
-    }
-}
 
 /// Serves until `shutdown` completes, then lets requests in progress finish.
 pub async fn run(
@@ -125,60 +93,116 @@ pub async fn run(
 /// Routes one request.
 pub async fn handle(exporter: &Exporter, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    let known = path == exporter.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
-    if !known {
-        return text(
-            StatusCode::NOT_FOUND,
-            "Not found. Metrics are at ".to_owned() + &exporter.telemetry_path + "\n",
-        );
-    }
-    let head = request.method() == Method::HEAD;
-    if !head && request.method() != Method::GET {
+    let is_metrics = path == exporter.telemetry_path;
+    let allowed: &'static str = match path {
+        _ if is_metrics => "GET, HEAD",
+        "/" | "/-/healthy" | "/-/ready" | "/probe" => "GET, HEAD",
+        "/-/reload" => "POST",
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("Not found. Metrics are at {}\n", exporter.telemetry_path),
+            );
+        }
+    };
+    let method = request.method();
+    let head = method == Method::HEAD;
+    let permitted = match allowed {
+        "POST" => method == Method::POST,
+        _ => head || method == Method::GET,
+    };
+    if !permitted {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "Only GET and HEAD are allowed.\n".into(),
+            format!("Only {allowed} is allowed here.\n"),
         );
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(ALLOW, HeaderValue::from_static(allowed));
         return response;
     }
-    let mut response = if path == exporter.telemetry_path {
-        let deadline = Instant::now()
-            + scrape_wait(request.headers().get("X-Prometheus-Scrape-Timeout-Seconds"));
-        let body = exporter.render(deadline).await;
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(metrics::CONTENT_TYPE),
-        );
-        response
-    } else if path == "/" {
-        let statuses: Vec<_> = exporter.accounts.iter().map(|a| a.status(true)).collect();
-        let mut response = Response::new(Full::new(Bytes::from(landing_page(exporter, &statuses))));
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        response
-    } else if path == "/-/healthy" {
-        text(StatusCode::OK, "Healthy.\n".into())
-    } else {
-        match exporter.accounts.iter().find(|a| !a.has_succeeded()) {
+    let mut response = match path {
+        _ if is_metrics => {
+            let deadline =
+                Instant::now() + scrape_wait(request.headers().get(SCRAPE_TIMEOUT_HEADER));
+            exposition(exporter.render(deadline, None).await)
+        }
+        "/probe" => {
+            let set = exporter.accounts();
+            match probe_account(request.uri().query()) {
+                Some(name) if set.find(&name).is_some() => {
+                    let deadline =
+                        Instant::now() + scrape_wait(request.headers().get(SCRAPE_TIMEOUT_HEADER));
+                    exposition(exporter.render(deadline, Some(&name)).await)
+                }
+                Some(name) => text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Unknown account {:?}: /probe?account= accepts only the names in the configuration.\n",
+                        name.chars().take(100).collect::<String>()
+                    ),
+                ),
+                None => text(
+                    StatusCode::BAD_REQUEST,
+                    "Missing parameter: use /probe?account=NAME with a configured account name.\n"
+                        .into(),
+                ),
+            }
+        }
+        "/" => {
+            let statuses = exporter.statuses();
+            let mut response =
+                Response::new(Full::new(Bytes::from(landing_page(exporter, &statuses))));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        "/-/healthy" => text(StatusCode::OK, "Healthy.\n".into()),
+        "/-/reload" => match exporter.request_reload().await {
+            Ok(()) => text(StatusCode::OK, "Configuration reloaded.\n".into()),
+            Err(error) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Reload refused; the previous configuration keeps running: {error}\n"),
+            ),
+        },
+        _ => match exporter.first_unready() {
             None => text(StatusCode::OK, "Ready.\n".into()),
-            Some(account) => text(
+            Some(name) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "Not ready: balances of account {:?} have not been fetched successfully yet.\n",
-                    account.name()
+                    "Not ready: balances of account {name:?} have not been fetched successfully yet.\n"
                 ),
             ),
-        }
+        },
     };
     if head {
         *response.body_mut() = Full::new(Bytes::new());
     }
     response
+}
+
+/// The header Prometheus sends with its scrape timeout.
+const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
+
+/// A 200 answer with the exposition and its explicit content type.
+fn exposition(body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+/// The `account` parameter of `/probe`, decoded. Only names are accepted, never URLs: the
+/// caller checks it against the configured accounts.
+fn probe_account(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(key, _)| key == "account")
+        .map(|(_, value)| value.into_owned())
+        .filter(|name| !name.is_empty())
 }
 
 /// How long a scrape may wait for Kraken: Prometheus's timeout header minus a margin, capped.

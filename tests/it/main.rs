@@ -6,11 +6,13 @@ mod binary;
 mod scrape;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
+use kraken_exporter::app::SharedEnv;
 use kraken_exporter::cli::Cli;
 use kraken_exporter::sim::{SimKraken, SimOptions};
 use tokio::sync::oneshot;
@@ -54,20 +56,27 @@ impl Harness {
         }
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("flags parse");
-        let config = kraken_exporter::config::resolve(cli, &|name| match name {
+        let flags = cli.flags.clone();
+        let env: SharedEnv = Arc::new(move |name: &str| match name {
             "KRAKEN_API_KEY" => Some(key.clone()),
             "KRAKEN_API_SECRET" => Some(secret.clone()),
             _ => None,
-        })
-        .expect("config resolves");
+        });
+        let config = kraken_exporter::config::resolve(cli, &*env).expect("config resolves");
         let listener = tokio::net::TcpListener::bind(config.web.listen_address)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(kraken_exporter::app::run(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(kraken_exporter::app::run(
+            config,
+            flags,
+            env,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Harness {
             sim,
             addr,

@@ -30,7 +30,9 @@ fn normalize(exposition: &str) -> String {
         .map(|line| {
             let volatile = line.starts_with("kraken_request_duration_seconds_bucket")
                 || line.starts_with("kraken_request_duration_seconds_sum")
-                || line.starts_with("kraken_last_success_timestamp_seconds{");
+                || line.starts_with("kraken_last_success_timestamp_seconds{")
+                || line
+                    .starts_with("kraken_exporter_config_last_reload_success_timestamp_seconds ");
             if volatile {
                 let (series, _) = line.rsplit_once(' ').unwrap();
                 format!("{series} <volatile>")

@@ -1,0 +1,270 @@
+//! The YAML config file as written: its schema, and the places of its mistakes.
+//!
+//! Owns the file's field names (the same words as the flags: `kraken.api_url` is the file's
+//! spelling of `--kraken.api-url`) and the translation of parse errors into a place an operator
+//! can find: the account's name and the field, with the line.
+//! Must not: read credentials or validate meaning; [`crate::config`] does that with every
+//! mistake reported at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written as `10s`, `5m`, `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::duration::parse(&text)
+            .map(FileDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole file. Every section is optional; unknown fields are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Connection to Kraken.
+    #[serde(default)]
+    pub kraken: KrakenSection,
+    /// When Kraken is called.
+    #[serde(default)]
+    pub refresh: RefreshSection,
+    /// The HTTP front (read at start-up only).
+    #[serde(default)]
+    pub web: WebSection,
+    /// The key-permission audit.
+    #[serde(default)]
+    pub audit: AuditSection,
+    /// Prices in a quote currency.
+    #[serde(default)]
+    pub valuation: ValuationSection,
+    /// The accounts to export.
+    #[serde(default)]
+    pub accounts: Vec<AccountEntry>,
+}
+
+/// `kraken:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KrakenSection {
+    /// Like `--kraken.api-url`.
+    pub api_url: Option<String>,
+    /// Like `--kraken.timeout`.
+    pub timeout: Option<FileDuration>,
+}
+
+/// `refresh:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSection {
+    /// Like `--refresh.min-interval`.
+    pub min_interval: Option<FileDuration>,
+    /// Like `--refresh.interval` (background mode).
+    pub interval: Option<FileDuration>,
+    /// Like `--refresh.stale-after`.
+    pub stale_after: Option<FileDuration>,
+    /// Like `--refresh.assets-interval`.
+    pub assets_interval: Option<FileDuration>,
+}
+
+/// `web:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Like `--web.listen-address`.
+    pub listen_address: Option<String>,
+    /// Like `--web.telemetry-path`.
+    pub telemetry_path: Option<String>,
+}
+
+/// `audit:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// `false` is like `--audit.disabled`.
+    pub enabled: Option<bool>,
+    /// Like `--audit.interval`.
+    pub interval: Option<FileDuration>,
+}
+
+/// `valuation:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValuationSection {
+    /// Like `--valuation.quote`.
+    pub quote: Option<String>,
+    /// Collect Kraken's TradeBalance `eb` per account (off by default).
+    pub trade_balance: Option<bool>,
+}
+
+/// One entry of `accounts:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    /// The `account` label.
+    pub name: Option<String>,
+    /// File holding the API key.
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the API key.
+    pub key_env: Option<String>,
+    /// The API key itself (only in a file readable by its owner alone).
+    pub key: Option<String>,
+    /// File holding the private key.
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the private key.
+    pub secret_env: Option<String>,
+    /// The private key itself (only in a file readable by its owner alone).
+    pub secret: Option<String>,
+    /// File holding the static API 2FA password.
+    pub otp_file: Option<PathBuf>,
+    /// Environment variable holding the static API 2FA password.
+    pub otp_env: Option<String>,
+    /// The 2FA password itself (only in a file readable by its owner alone).
+    pub otp: Option<String>,
+    /// `auto`, `balance-ex` or `balance`.
+    pub balance_endpoint: Option<String>,
+    /// Where this key's nonce high-water mark is kept across restarts.
+    pub nonce_file: Option<PathBuf>,
+    /// Asset (Kraken's short name, as in the `asset` label) → lowest acceptable balance.
+    #[serde(default)]
+    pub min_balance: BTreeMap<String, f64>,
+    /// Assets exported even when Kraken omits them (as 0), so an emptied wallet still alerts.
+    #[serde(default)]
+    pub watch: Vec<String>,
+}
+
+/// A mistake in the file: where, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `accounts[1] (hot).secret_file`, `refresh.min_interval`, or `line 3 column 5`.
+    pub place: String,
+    /// What is wrong and the fix.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// Parses the text of a config file, or says where it first goes wrong.
+pub fn parse(text: &str) -> Result<FileConfig, Problem> {
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let line = inner
+            .location()
+            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+            .unwrap_or_default();
+        let place = if path == "." || path.is_empty() {
+            format!("the file{line}")
+        } else {
+            format!("{}{line}", name_accounts(&path, text))
+        };
+        let mut message = inner.to_string();
+        // serde_norway appends its own location; the place already says it.
+        if let Some(cut) = message.find(" at line ") {
+            message.truncate(cut);
+        }
+        if message.contains("unknown field") {
+            message.push_str(": fix the spelling or remove the field");
+        }
+        Problem { place, message }
+    })
+}
+
+/// Rewrites `accounts[1].x` as `accounts[1] (hot).x`, using the names written in the file.
+fn name_accounts(path: &str, text: &str) -> String {
+    let Some(rest) = path.strip_prefix("accounts[") else {
+        return path.to_owned();
+    };
+    let Some((index, tail)) = rest.split_once(']') else {
+        return path.to_owned();
+    };
+    let name = index.parse::<usize>().ok().and_then(|i| {
+        let value: serde_norway::Value = serde_norway::from_str(text).ok()?;
+        value
+            .get("accounts")?
+            .get(i)?
+            .get("name")?
+            .as_str()
+            .map(str::to_owned)
+    });
+    match name {
+        Some(name) => format!("accounts[{index}] ({name}){tail}"),
+        None => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_complete_file_parses() {
+        let config = parse(
+            r#"
+kraken: {api_url: "https://api.kraken.com", timeout: 5s}
+refresh: {min_interval: 30s, interval: 1m, stale_after: 10m, assets_interval: 12h}
+web: {listen_address: ":10987", telemetry_path: /metrics}
+audit: {enabled: true, interval: 6h}
+valuation: {quote: USD, trade_balance: false}
+accounts:
+  - name: cold
+    key_file: /run/secrets/cold_key
+    secret_file: /run/secrets/cold_secret
+    min_balance: {XBT: 0.5, USD: 1000}
+    watch: [XBT, USD]
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.accounts.len(), 1);
+        assert_eq!(config.accounts[0].min_balance["XBT"], 0.5);
+        assert_eq!(
+            config.refresh.min_interval,
+            Some(FileDuration(Duration::from_secs(30)))
+        );
+        assert_eq!(config.valuation.quote.as_deref(), Some("USD"));
+    }
+
+    #[test]
+    fn unknown_fields_name_the_account_and_the_field() {
+        let problem = parse("accounts:\n  - name: hot\n    secret_fil: /x\n").unwrap_err();
+        assert!(problem.place.starts_with("accounts[0] (hot)"), "{problem}");
+        assert!(
+            problem.message.contains("unknown field `secret_fil`"),
+            "{problem}"
+        );
+        assert!(
+            problem.message.contains("secret_file"),
+            "lists the valid names: {problem}"
+        );
+        assert!(problem.place.contains("line 3"), "{problem}");
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        let problem = parse("refresh:\n  min_interval: 10\n").unwrap_err();
+        assert!(
+            problem.place.starts_with("refresh.min_interval"),
+            "{problem}"
+        );
+        assert!(problem.message.contains("like 500ms"), "{problem}");
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_config() {
+        assert!(parse("  \n").unwrap().accounts.is_empty());
+    }
+}

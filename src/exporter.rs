@@ -1,0 +1,251 @@
+//! The running exporter: the current set of accounts, and what one scrape of them shows.
+//!
+//! Owns the swap of the account set on reload, the watched-asset zeros, and the assembly of one
+//! scrape (all accounts for `/metrics`, one for `/probe`).
+//! Must not: read configuration or talk HTTP; [`crate::app`] builds account sets and
+//! [`crate::server`] serves what this renders.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::AccountConfig;
+use crate::kraken::AssetTable;
+use crate::market::Market;
+use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
+use crate::refresh::{Account, AccountStatus, LabeledBalance, Snapshot};
+
+/// Background tasks of one account; aborted when the last account set holding them is dropped.
+#[derive(Debug, Default)]
+pub struct Tasks(pub Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// One configured account and its running state.
+#[derive(Debug, Clone)]
+pub struct ExportedAccount {
+    /// Refresh state and cached balances; kept across reloads while the connection is unchanged.
+    pub account: Arc<Account>,
+    /// Its configuration (thresholds and watched assets may change on reload).
+    pub config: AccountConfig,
+    /// Its background refresh tasks.
+    pub tasks: Arc<Tasks>,
+}
+
+/// Everything one configuration exports.
+#[derive(Debug)]
+pub struct AccountSet {
+    /// Accounts in the order configured.
+    pub accounts: Vec<ExportedAccount>,
+    /// Shared public data.
+    pub market: Arc<Market>,
+}
+
+impl AccountSet {
+    /// The account with this name.
+    pub fn find(&self, name: &str) -> Option<&ExportedAccount> {
+        self.accounts.iter().find(|a| a.config.name == name)
+    }
+}
+
+/// Outcome of the latest configuration reload.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    /// Whether the latest reload succeeded (true at start-up).
+    ok: AtomicBool,
+    /// When the configuration was last loaded successfully.
+    last_success: Mutex<SystemTime>,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        Self {
+            ok: AtomicBool::new(true),
+            last_success: Mutex::new(SystemTime::now()),
+        }
+    }
+}
+
+impl ReloadStatus {
+    /// Records a reload.
+    pub fn record(&self, ok: bool) {
+        self.ok.store(ok, Ordering::SeqCst);
+        if ok {
+            *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
+        }
+    }
+
+    fn view(&self) -> ReloadView {
+        ReloadView {
+            ok: self.ok.load(Ordering::SeqCst),
+            last_success: *self.last_success.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// A request to reload the configuration, answered with the outcome.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// What the HTTP front serves.
+pub struct Exporter {
+    /// The current account set; replaced whole on reload.
+    set: RwLock<Arc<AccountSet>>,
+    /// Counters of calls to Kraken.
+    pub requests: Arc<RequestMetrics>,
+    /// `kraken_exporter_build_info` labels.
+    pub build: BuildInfo,
+    /// Path of the exposition (`/metrics`).
+    pub telemetry_path: String,
+    /// Balances come from the simulated Kraken; the landing page says so.
+    pub demo: bool,
+    /// Outcome of the latest reload.
+    pub reload: ReloadStatus,
+    /// Where `POST /-/reload` sends its request; `None` when nothing can reload.
+    reloads: Option<mpsc::Sender<ReloadRequest>>,
+}
+
+impl Exporter {
+    /// An exporter serving `set`.
+    pub fn new(
+        set: AccountSet,
+        requests: Arc<RequestMetrics>,
+        telemetry_path: String,
+        demo: bool,
+        reloads: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> Self {
+        Self {
+            set: RwLock::new(Arc::new(set)),
+            requests,
+            build: BuildInfo::current(),
+            telemetry_path,
+            demo,
+            reload: ReloadStatus::default(),
+            reloads,
+        }
+    }
+
+    /// The current account set.
+    pub fn accounts(&self) -> Arc<AccountSet> {
+        Arc::clone(&self.set.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the account set; scrapes in progress finish with the old one.
+    pub fn replace(&self, set: AccountSet) {
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+    }
+
+    /// Asks the application to reload its configuration and waits for the outcome.
+    pub async fn request_reload(&self) -> Result<(), String> {
+        let Some(reloads) = &self.reloads else {
+            return Err("this exporter cannot reload its configuration".into());
+        };
+        let (tx, rx) = oneshot::channel();
+        reloads
+            .send(tx)
+            .await
+            .map_err(|_| "the exporter is shutting down".to_owned())?;
+        rx.await
+            .map_err(|_| "the reload was interrupted".to_owned())?
+    }
+
+    /// The exposition for one scrape: every account, or only `only` (`/probe`). Refreshes what
+    /// is due, waiting at most until `deadline`; accounts refresh concurrently.
+    pub async fn render(&self, deadline: Instant, only: Option<&str>) -> Vec<u8> {
+        let set = self.accounts();
+        let chosen: Vec<&ExportedAccount> = set
+            .accounts
+            .iter()
+            .filter(|a| only.is_none_or(|name| a.config.name == name))
+            .collect();
+        let pending: Vec<_> = chosen.iter().map(|a| a.account.begin_scrape()).collect();
+        let mut statuses = Vec::with_capacity(chosen.len());
+        for (exported, pending) in chosen.iter().zip(pending) {
+            statuses.push(exported.account.finish_scrape(pending, deadline).await);
+        }
+        let assets = set.market.current_assets();
+        let views: Vec<AccountView<'_>> = chosen
+            .iter()
+            .zip(statuses)
+            .map(|(exported, status)| AccountView {
+                status: with_watched(status, &exported.config, &assets),
+                min_balance: &exported.config.min_balance,
+            })
+            .collect();
+        let reload = only.is_none().then(|| self.reload.view());
+        metrics::render(&views, reload, only, &self.requests, &self.build)
+    }
+
+    /// Statuses for the landing page, without refreshing.
+    pub fn statuses(&self) -> Vec<AccountStatus> {
+        let set = self.accounts();
+        let assets = set.market.current_assets();
+        set.accounts
+            .iter()
+            .map(|a| with_watched(a.account.status(true), &a.config, &assets))
+            .collect()
+    }
+
+    /// Whether every account has had a successful refresh.
+    pub fn first_unready(&self) -> Option<String> {
+        self.accounts()
+            .accounts
+            .iter()
+            .find(|a| !a.account.has_succeeded())
+            .map(|a| a.config.name.clone())
+    }
+}
+
+/// Adds a zero balance for every watched asset (the `watch` list and the assets with a
+/// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing.
+/// Stale or missing balances stay missing: zero would then be a claim the exporter cannot make.
+pub fn with_watched(
+    mut status: AccountStatus,
+    config: &AccountConfig,
+    assets: &AssetTable,
+) -> AccountStatus {
+    let Some(snapshot) = &status.balances else {
+        return status;
+    };
+    let watched: BTreeMap<&str, ()> = config
+        .watch
+        .iter()
+        .map(String::as_str)
+        .chain(config.min_balance.keys().map(String::as_str))
+        .map(|asset| (asset, ()))
+        .collect();
+    let missing: Vec<&str> = watched
+        .keys()
+        .copied()
+        .filter(|asset| !snapshot.balances.iter().any(|b| b.asset == *asset))
+        .collect();
+    if missing.is_empty() {
+        return status;
+    }
+    let holds_known = snapshot.endpoint != "Balance";
+    let mut balances = snapshot.balances.clone();
+    for asset in missing {
+        balances.push(LabeledBalance {
+            asset: asset.to_owned(),
+            code: assets
+                .code_for_altname(asset)
+                .map_or_else(|| asset.to_owned(), str::to_owned),
+            total: 0.0,
+            hold: holds_known.then_some(0.0),
+        });
+    }
+    status.balances = Some(Arc::new(Snapshot {
+        balances,
+        ..Snapshot::clone(snapshot)
+    }));
+    status
+}
