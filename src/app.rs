@@ -249,7 +249,10 @@ fn start_account(
     let (api_url, credentials) = match demo {
         Some((url, credentials)) => (url, credentials),
         None => (
-            config.api_url.clone(),
+            account
+                .api_url
+                .clone()
+                .unwrap_or_else(|| config.api_url.clone()),
             account
                 .credentials
                 .clone()

@@ -77,6 +77,8 @@ pub struct AccountConfig {
     pub credentials: Option<Credentials>,
     /// Which endpoint returns balances.
     pub balance_endpoint: BalanceEndpoint,
+    /// Base URL for this account's private calls; `None` uses [`Config::api_url`].
+    pub api_url: Option<String>,
     /// Where the nonce high-water mark is kept across restarts.
     pub nonce_file: Option<PathBuf>,
     /// Asset label → lowest acceptable balance (`kraken_balance_min`).
@@ -101,6 +103,7 @@ impl AccountConfig {
         };
         self.name == other.name
             && self.balance_endpoint == other.balance_endpoint
+            && self.api_url == other.api_url
             && self.nonce_file == other.nonce_file
             && creds(&self.credentials) == creds(&other.credentials)
     }
@@ -268,6 +271,7 @@ pub fn resolve_flags(flags: &Flags, check: bool, env: Env<'_>) -> Result<Config,
                 name,
                 credentials,
                 balance_endpoint: flags.balance_endpoint.unwrap_or(BalanceEndpoint::Auto),
+                api_url: None,
                 nonce_file: flags.nonce_file.clone(),
                 min_balance: BTreeMap::new(),
                 watch: Vec::new(),
@@ -600,6 +604,16 @@ fn file_accounts(
                 BalanceEndpoint::Auto
             }),
         };
+        let api_url = entry
+            .api_url
+            .as_ref()
+            .and_then(|url| match validate_api_url(url) {
+                Ok(url) => Some(url),
+                Err(message) => {
+                    add("api_url", format!("{url:?} {message}"));
+                    None
+                }
+            });
         for (asset, min) in &entry.min_balance {
             if !min.is_finite() || *min < 0.0 {
                 add(
@@ -655,6 +669,7 @@ fn file_accounts(
             name,
             credentials,
             balance_endpoint,
+            api_url,
             nonce_file: entry.nonce_file.clone(),
             min_balance: entry.min_balance.clone(),
             watch,

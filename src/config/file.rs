@@ -129,6 +129,9 @@ pub struct AccountEntry {
     pub otp: Option<String>,
     /// `auto`, `balance-ex` or `balance`.
     pub balance_endpoint: Option<String>,
+    /// Base URL for this account's private calls, when it differs from `kraken.api_url` (a
+    /// per-account proxy).
+    pub api_url: Option<String>,
     /// Where this key's nonce high-water mark is kept across restarts.
     pub nonce_file: Option<PathBuf>,
     /// Asset (Kraken's short name, as in the `asset` label) → lowest acceptable balance.
@@ -177,8 +180,14 @@ pub fn parse(text: &str) -> Result<FileConfig, Problem> {
         if let Some(cut) = message.find(" at line ") {
             message.truncate(cut);
         }
+        // serde_norway may start with the path the place already names.
+        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+            message = rest.to_owned();
+        }
         if message.contains("unknown field") {
             message.push_str(": fix the spelling or remove the field");
+        } else if message.contains("duplicate field") {
+            message.push_str(": keep only one of them");
         }
         Problem { place, message }
     })

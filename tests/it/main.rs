@@ -2,6 +2,7 @@
 //!
 //! One test binary; each module covers one capability and shares the helpers below.
 
+mod accounts;
 mod binary;
 mod scrape;
 
@@ -21,6 +22,19 @@ use tokio::sync::oneshot;
 pub struct Harness {
     /// The simulated Kraken, for fault injection and call counts.
     pub sim: SimKraken,
+    /// The exporter.
+    pub served: Served,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
+}
+
+/// An exporter serving on 127.0.0.1 from a task of the test's runtime.
+pub struct Served {
     /// Where the exporter listens.
     pub addr: SocketAddr,
     /// Completing this stops the exporter.
@@ -29,9 +43,40 @@ pub struct Harness {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+impl Served {
+    /// Resolves `args` (listen address added) with `env` the way `main` does, and serves.
+    pub async fn start(args: &[&str], env: SharedEnv) -> Served {
+        let mut argv = vec!["kraken_exporter", "--web.listen-address", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("flags parse");
+        let flags = cli.flags.clone();
+        let config = kraken_exporter::config::resolve(cli, &*env).expect("config resolves");
+        let listener = tokio::net::TcpListener::bind(config.web.listen_address)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(kraken_exporter::app::run(
+            config,
+            flags,
+            env,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Served {
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+}
+
 impl Harness {
     /// Starts the simulated Kraken, then the exporter with `args` (plus the sim's URL, unless
-    /// `args` name another, and its credentials passed the way an operator would: environment variables).
+    /// `args` name another, and its credentials passed the way an operator would: environment
+    /// variables).
     pub async fn start(args: &[&str], options: SimOptions) -> Harness {
         Self::start_with_balances(args, options, None).await
     }
@@ -50,41 +95,27 @@ impl Harness {
         let key = creds.key.expose().to_owned();
         let secret = STANDARD.encode(creds.secret.expose());
         let url = sim.url();
-        let mut argv = vec!["kraken_exporter", "--web.listen-address", "127.0.0.1:0"];
+        let mut argv = Vec::new();
         if !args.contains(&"--kraken.api-url") {
             argv.extend(["--kraken.api-url", &url]);
         }
         argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("flags parse");
-        let flags = cli.flags.clone();
         let env: SharedEnv = Arc::new(move |name: &str| match name {
             "KRAKEN_API_KEY" => Some(key.clone()),
             "KRAKEN_API_SECRET" => Some(secret.clone()),
             _ => None,
         });
-        let config = kraken_exporter::config::resolve(cli, &*env).expect("config resolves");
-        let listener = tokio::net::TcpListener::bind(config.web.listen_address)
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(kraken_exporter::app::run(
-            config,
-            flags,
-            env,
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Harness {
-            sim,
-            addr,
-            shutdown: Some(tx),
-            task,
-        }
+        let served = Served::start(&argv, env).await;
+        Harness { sim, served }
     }
 
+    /// Stops the exporter and waits for it to finish.
+    pub async fn stop(self) {
+        self.served.stop().await;
+    }
+}
+
+impl Served {
     /// The exporter's URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

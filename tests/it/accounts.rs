@@ -1,0 +1,618 @@
+//! Many accounts from one config file: serving, `/probe`, thresholds, watched assets, reload,
+//! and `--config.check`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kraken_exporter::app::SharedEnv;
+use kraken_exporter::sim::{Fault, SimKraken, SimOptions};
+
+use crate::{Served, client, sample};
+
+/// A temporary directory removed at the end of the test.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory.
+    pub fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "kraken-exporter-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// Writes `contents` to `name` with the given Unix mode; returns the path.
+    pub fn write(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        set_mode(&path, mode);
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Several accounts, each on its own simulated Kraken, described by one config file.
+pub struct Fleet {
+    /// The simulated Kraken of each account, in the order given.
+    pub sims: Vec<SimKraken>,
+    /// Holds the config file and the credential files.
+    pub dir: TempDir,
+    /// The config file.
+    pub config: PathBuf,
+    /// The exporter.
+    pub served: Served,
+}
+
+/// Writes the key and secret files of `sim` for account `name`, and returns its YAML entry.
+pub fn account_entry(dir: &TempDir, name: &str, sim: &SimKraken, extra: &str) -> String {
+    let creds = sim.credentials();
+    let key = dir.write(
+        &format!("{name}.key"),
+        &format!("{}\n", creds.key.expose()),
+        0o600,
+    );
+    let secret = dir.write(
+        &format!("{name}.secret"),
+        &format!("{}\n", STANDARD.encode(creds.secret.expose())),
+        0o600,
+    );
+    let mut entry = format!(
+        "  - name: {name}\n    key_file: {}\n    secret_file: {}\n    api_url: {}\n",
+        key.display(),
+        secret.display(),
+        sim.url()
+    );
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        entry.push_str("    ");
+        entry.push_str(line.trim_start());
+        entry.push('\n');
+    }
+    entry
+}
+
+impl Fleet {
+    /// Starts one sim per `(name, extra YAML for the entry, balances)` and the exporter with a
+    /// config file holding `global` and those accounts, plus `args`.
+    pub async fn start(
+        global: &str,
+        accounts: &[(&str, &str, Option<Vec<(String, f64, f64)>>)],
+        args: &[&str],
+    ) -> Fleet {
+        let dir = TempDir::new();
+        let mut sims = Vec::new();
+        let mut yaml = format!("{global}\naccounts:\n");
+        for (name, extra, balances) in accounts {
+            let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+            if let Some(balances) = balances {
+                sim.set_balances(balances.clone());
+            }
+            yaml.push_str(&account_entry(&dir, name, &sim, extra));
+            sims.push(sim);
+        }
+        let config = dir.write("kraken.yml", &yaml, 0o600);
+        let public_url = sims[0].url();
+        let mut argv = vec![
+            "--config.file",
+            config.to_str().unwrap(),
+            "--kraken.api-url",
+            &public_url,
+        ];
+        argv.extend_from_slice(args);
+        let env: SharedEnv = Arc::new(|_: &str| None);
+        let served = Served::start(&argv, env).await;
+        Fleet {
+            sims,
+            dir,
+            config,
+            served,
+        }
+    }
+
+    /// Waits until `account` reports `kraken_up` 1.
+    pub async fn wait_up(&self, account: &str) -> String {
+        let labels = format!(r#"account="{account}""#);
+        for _ in 0..300 {
+            let body = self.served.metrics().await;
+            if sample(&body, "kraken_up", &labels) == Some(1.0) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("account {account} never came up");
+    }
+}
+
+fn balances(list: &[(&str, f64)]) -> Option<Vec<(String, f64, f64)>> {
+    Some(list.iter().map(|(c, v)| (c.to_string(), *v, 0.0)).collect())
+}
+
+#[tokio::test]
+async fn three_accounts_with_one_hanging_are_served_without_delay() {
+    let fleet = Fleet::start(
+        "refresh: {min_interval: 100ms}",
+        &[
+            ("cold", "", balances(&[("XXBT", 10.0)])),
+            ("hot", "", balances(&[("XXBT", 0.5), ("ZUSD", 1200.0)])),
+            ("desk", "", balances(&[("XETH", 3.0)])),
+        ],
+        &[],
+    )
+    .await;
+    fleet.wait_up("cold").await;
+    fleet.wait_up("hot").await;
+    fleet.wait_up("desk").await;
+    fleet.sims[2].inject("BalanceEx", Fault::Hang, None);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let started = Instant::now();
+    let (status, _, body) = fleet
+        .served
+        .get("/metrics", &[("X-Prometheus-Scrape-Timeout-Seconds", "2")])
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="cold""#),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "kraken_up", r#"account="hot""#), Some(1.0));
+    assert_eq!(sample(&body, "kraken_up", r#"account="desk""#), Some(0.0));
+    let balance = |account: &str, asset: &str, code: &str| {
+        sample(
+            &body,
+            "kraken_balance",
+            &format!(r#"account="{account}",asset="{asset}",code="{code}""#),
+        )
+    };
+    assert_eq!(balance("cold", "XBT", "XXBT"), Some(10.0));
+    assert_eq!(balance("hot", "USD", "ZUSD"), Some(1200.0));
+    assert_eq!(
+        balance("desk", "ETH", "XETH"),
+        Some(3.0),
+        "last good snapshot of the hanging account"
+    );
+    assert_eq!(balance("cold", "USD", "ZUSD"), None, "accounts do not mix");
+    fleet.served.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_with_a_bad_key_fails_alone() {
+    let fleet = Fleet::start(
+        "",
+        &[("cold", "", None), ("hot", "", None), ("desk", "", None)],
+        &[],
+    )
+    .await;
+    fleet.sims[1].inject(
+        "BalanceEx",
+        Fault::KrakenError("EAPI:Invalid key".into()),
+        None,
+    );
+    let body = fleet.wait_up("cold").await;
+    let body = if sample(&body, "kraken_up", r#"account="desk""#) == Some(1.0) {
+        body
+    } else {
+        fleet.wait_up("desk").await
+    };
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="hot""#),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_request_errors_total",
+            r#"account="hot",endpoint="BalanceEx",reason="invalid_key""#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_request_errors_total",
+            r#"account="cold",endpoint="BalanceEx",reason="invalid_key""#
+        ),
+        Some(0.0)
+    );
+    let (status, _, ready) = fleet.served.get("/-/ready", &[]).await;
+    assert_eq!(
+        status, 503,
+        "not ready while an account never succeeded: {ready}"
+    );
+    assert!(ready.contains("hot"), "{ready}");
+    fleet.served.stop().await;
+}
+
+#[tokio::test]
+async fn probe_serves_one_configured_account_and_refuses_everything_else() {
+    let fleet = Fleet::start("", &[("cold", "", None), ("hot", "", None)], &[]).await;
+    fleet.wait_up("cold").await;
+    fleet.wait_up("hot").await;
+    let (status, content_type, body) = fleet.served.get("/probe?account=cold", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(sample(&body, "kraken_up", r#"account="cold""#), Some(1.0));
+    assert!(!body.contains(r#"account="hot""#), "{body}");
+    assert!(!body.contains(r#"account="_public""#), "{body}");
+    assert!(body.contains(r#"kraken_requests_total{account="cold",endpoint="BalanceEx"}"#));
+    for bad in [
+        "/probe?account=nope",
+        "/probe?account=http%3A%2F%2Fevil.example%2F",
+        "/probe?target=https://evil.example/",
+        "/probe",
+        "/probe?account=",
+    ] {
+        let (status, _, body) = fleet.served.get(bad, &[]).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(!body.contains("kraken_balance"), "{bad}");
+    }
+    fleet.served.stop().await;
+}
+
+#[tokio::test]
+async fn thresholds_and_watched_zeros_are_exported() {
+    let fleet = Fleet::start(
+        "",
+        &[(
+            "escrow",
+            "min_balance: {XBT: 2.5, USD: 100, EUR: 10}\nwatch: [ETH, XBT]",
+            balances(&[("XXBT", 1.5), ("ZUSD", 500.0)]),
+        )],
+        &[],
+    )
+    .await;
+    let body = fleet.wait_up("escrow").await;
+    let min = |asset: &str| {
+        sample(
+            &body,
+            "kraken_balance_min",
+            &format!(r#"account="escrow",asset="{asset}""#),
+        )
+    };
+    assert_eq!(min("XBT"), Some(2.5));
+    assert_eq!(min("USD"), Some(100.0));
+    assert_eq!(min("EUR"), Some(10.0));
+    let balance = |asset: &str, code: &str| {
+        sample(
+            &body,
+            "kraken_balance",
+            &format!(r#"account="escrow",asset="{asset}",code="{code}""#),
+        )
+    };
+    assert_eq!(balance("XBT", "XXBT"), Some(1.5));
+    assert_eq!(
+        balance("ETH", "XETH"),
+        Some(0.0),
+        "watched and absent upstream: 0\n{body}"
+    );
+    assert_eq!(
+        balance("EUR", "ZEUR"),
+        Some(0.0),
+        "an asset with a minimum is watched too"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_balance_hold",
+            r#"account="escrow",asset="ETH",code="XETH""#
+        ),
+        Some(0.0)
+    );
+    fleet.served.stop().await;
+}
+
+#[tokio::test]
+async fn reload_keeps_the_running_config_when_the_new_file_is_broken() {
+    let fleet = Fleet::start("", &[("cold", "", None)], &[]).await;
+    fleet.wait_up("cold").await;
+    let good = std::fs::read_to_string(&fleet.config).unwrap();
+
+    std::fs::write(
+        &fleet.config,
+        "accounts:\n  - name: cold\n    secret_fil: /nope\n",
+    )
+    .unwrap();
+    let response = client()
+        .post(fleet.served.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("secret_fil"), "{text}");
+    let body = fleet.served.metrics().await;
+    assert_eq!(
+        sample(&body, "kraken_exporter_config_last_reload_successful", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="cold""#),
+        Some(1.0),
+        "old config still runs"
+    );
+
+    // A valid file adding an account is taken, and the unchanged account keeps its state.
+    let hot = SimKraken::start(SimOptions::default()).await.unwrap();
+    let calls_before = fleet.sims[0].calls("BalanceEx");
+    let updated = format!(
+        "{good}{}",
+        account_entry(&fleet.dir, "hot", &hot, "min_balance: {XBT: 1}")
+    );
+    std::fs::write(&fleet.config, updated).unwrap();
+    let response = client()
+        .post(fleet.served.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let body = fleet.wait_up("hot").await;
+    assert_eq!(
+        sample(&body, "kraken_exporter_config_last_reload_successful", ""),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&body, "kraken_balance_min", r#"account="hot",asset="XBT""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        fleet.sims[0].calls("BalanceEx"),
+        calls_before,
+        "the unchanged account was kept, not rebuilt"
+    );
+
+    // Removing an account removes its series.
+    std::fs::write(&fleet.config, &good).unwrap();
+    let response = client()
+        .post(fleet.served.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = fleet.served.metrics().await;
+    assert!(!body.contains(r#"account="hot""#), "{body}");
+    assert_eq!(
+        client()
+            .get(fleet.served.url("/-/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    fleet.served.stop().await;
+}
+
+/// The binary, for `--config.check`.
+const BIN: &str = env!("CARGO_BIN_EXE_kraken_exporter");
+
+/// Runs `kraken_exporter --config.file <yaml> --config.check` with `env`; returns exit code and
+/// combined output.
+fn config_check(dir: &TempDir, yaml: &str, mode: u32, env: &[(&str, &str)]) -> (i32, String) {
+    let path = dir.write(&format!("check-{}.yml", rand::random::<u32>()), yaml, mode);
+    let output = std::process::Command::new(BIN)
+        .args(["--config.file", path.to_str().unwrap(), "--config.check"])
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn config_check_names_the_place_and_the_fix_of_every_mistake() {
+    let dir = TempDir::new();
+    let secret = STANDARD.encode([0x2a_u8; 64]);
+    let key = dir.write("k", "KEY1\n", 0o600);
+    let key2 = dir.write("k2", "KEY1\n", 0o600);
+    let good_secret = dir.write("s", &format!("{secret}\n"), 0o600);
+    let bad_secret = dir.write("bad", "not-base64-at-all!\n", 0o600);
+    let k = key.display();
+    let k2 = key2.display();
+    let s = good_secret.display();
+    let b = bad_secret.display();
+    let account =
+        |name: &str| format!("  - name: {name}\n    key_file: {k}\n    secret_file: {s}\n");
+
+    let valid = format!("accounts:\n{}", account("cold"));
+    let (code, out) = config_check(&dir, &valid, 0o600, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("configuration OK: 1 account(s): cold"),
+        "{out}"
+    );
+
+    let cases: Vec<(String, u32, Vec<&str>)> = vec![
+        (
+            format!("accounts:\n  - name: cold\n    key_file: {k}\n    secret_fil: {s}\n"),
+            0o600,
+            vec![
+                "accounts[0] (cold)",
+                "unknown field `secret_fil`",
+                "secret_file",
+                "fix the spelling",
+            ],
+        ),
+        (
+            format!("accounts:\n  - key_file: {k}\n    secret_file: {s}\n"),
+            0o600,
+            vec![
+                "accounts[0].name",
+                "is missing",
+                "give every account a name",
+            ],
+        ),
+        (
+            format!(
+                "accounts:\n{}{}",
+                account("cold"),
+                account("cold").replace(&k.to_string(), &k2.to_string())
+            ),
+            0o600,
+            vec!["accounts[1] (cold).name", "must be unique"],
+        ),
+        (
+            format!("accounts:\n  - name: cold\n    key_file: {k}\n"),
+            0o600,
+            vec!["accounts[0] (cold).secret", "is missing", "secret_file"],
+        ),
+        (
+            format!(
+                "accounts:\n  - name: cold\n    key_file: {k}\n    secret_file: /nonexistent/secret\n"
+            ),
+            0o600,
+            vec![
+                "accounts[0] (cold).secret_file",
+                "/nonexistent/secret",
+                "cannot be read",
+                "check the path",
+            ],
+        ),
+        (
+            format!("accounts:\n  - name: cold\n    key_file: {k}\n    secret_file: {b}\n"),
+            0o600,
+            vec![
+                "accounts[0] (cold).secret_file",
+                "not valid base64",
+                "copy the 'Private key'",
+            ],
+        ),
+        (
+            format!("accounts:\n  - name: cold\n    key_env: COLD_KEY\n    secret_file: {s}\n"),
+            0o600,
+            vec![
+                "accounts[0] (cold).key_env",
+                "COLD_KEY is not set",
+                "set it",
+            ],
+        ),
+        (
+            format!("accounts:\n  - name: cold\n    key_file: {k}\n    secret: {secret}\n"),
+            0o644,
+            vec![
+                "accounts[0] (cold).secret",
+                "readable by its owner alone",
+                "chmod 600",
+            ],
+        ),
+        (
+            format!(
+                "accounts:\n{}  - name: hot\n    key_file: {k2}\n    secret_file: {s}\n",
+                account("cold")
+            ),
+            0o600,
+            vec![
+                "accounts[1] (hot).key",
+                "same API key as account \"cold\"",
+                "its own key",
+            ],
+        ),
+        (
+            format!(
+                "refresh:\n  min_interval: 10\naccounts:\n{}",
+                account("cold")
+            ),
+            0o600,
+            vec!["refresh.min_interval", "no unit", "like 500ms"],
+        ),
+        (
+            format!(
+                "accounts:\n{}    min_balance: {{XBT: -1}}\n",
+                account("cold")
+            ),
+            0o600,
+            vec!["accounts[0] (cold).min_balance.XBT", "at least 0"],
+        ),
+        (
+            format!(
+                "accounts:\n{}    balance_endpoint: balances\n",
+                account("cold")
+            ),
+            0o600,
+            vec![
+                "accounts[0] (cold).balance_endpoint",
+                "auto, balance-ex, balance",
+            ],
+        ),
+        (
+            "accounts: []\n".to_owned(),
+            0o600,
+            vec!["accounts", "add at least one entry"],
+        ),
+        (
+            format!(
+                "kraken:\n  api_url: http://kraken.example\naccounts:\n{}",
+                account("cold")
+            ),
+            0o600,
+            vec!["kraken.api_url", "use https"],
+        ),
+        (
+            format!("accounts:\n{}    name: again\n", account("cold")),
+            0o600,
+            vec![
+                "accounts[0] (line 2",
+                "duplicate field `name`",
+                "keep only one",
+            ],
+        ),
+        (
+            format!("alerting: {{}}\naccounts:\n{}", account("cold")),
+            0o600,
+            vec!["unknown field `alerting`", "fix the spelling"],
+        ),
+        (
+            format!("accounts:\n  - name: _public\n    key_file: {k}\n    secret_file: {s}\n"),
+            0o600,
+            vec!["accounts[0] (_public).name", "reserved"],
+        ),
+    ];
+    for (yaml, mode, expected) in cases {
+        let (code, out) = config_check(&dir, &yaml, mode, &[]);
+        assert_eq!(code, 2, "{yaml}\n{out}");
+        for needle in expected {
+            assert!(
+                out.contains(needle),
+                "{needle:?} missing for\n{yaml}\n--- output:\n{out}"
+            );
+        }
+        assert!(!out.contains(&secret[..16]), "the secret leaked:\n{out}");
+    }
+
+    // Every mistake is reported at once.
+    let several = format!(
+        "accounts:\n  - name: cold\n    key_file: {k}\n    secret_file: {b}\n    min_balance: {{XBT: -2}}\n  - name: hot\n    key_env: NOPE\n    secret_file: {s}\n"
+    );
+    let (code, out) = config_check(&dir, &several, 0o600, &[]);
+    assert_eq!(code, 2);
+    assert!(out.contains("3 problems"), "{out}");
+    assert!(
+        out.contains("(cold).secret_file")
+            && out.contains("(cold).min_balance.XBT")
+            && out.contains("(hot).key_env"),
+        "{out}"
+    );
+}
