@@ -8,6 +8,7 @@ use std::io::Write;
 use crate::app::{App, SharedEnv};
 use crate::cli::Flags;
 use crate::config::Config;
+use crate::refresh::format_amount;
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
 /// reason and the fix to `err`. Returns whether every key works.
@@ -71,10 +72,9 @@ pub async fn run(
                 [
                     b.asset.clone(),
                     b.code.clone(),
-                    b.total.to_string(),
-                    b.hold.map_or_else(|| "-".to_owned(), |h| h.to_string()),
-                    b.hold
-                        .map_or_else(|| "-".to_owned(), |h| (b.total - h).to_string()),
+                    format_amount(b.total),
+                    b.hold.map_or_else(|| "-".to_owned(), format_amount),
+                    b.available().map_or_else(|| "-".to_owned(), format_amount),
                 ]
             })
             .collect();

@@ -1110,7 +1110,7 @@ mod tests {
         assert_eq!(config.policy.min_interval, Duration::from_secs(10));
         assert_eq!(config.policy.stale_after, Duration::from_secs(300));
         assert_eq!(config.policy.background_interval, None);
-        let creds = config.accounts[0].credentials.unwrap();
+        let creds = config.accounts[0].credentials.clone().unwrap();
         assert_eq!(creds.secret.expose(), &[0x2a; 64][..]);
         assert!(creds.otp.is_none());
         assert!(!config.check);
@@ -1131,7 +1131,7 @@ mod tests {
             &[("KRAKEN_API_SECRET_FILE", secret.to_str().unwrap())],
         )
         .unwrap();
-        let creds = config.accounts[0].credentials.unwrap();
+        let creds = config.accounts[0].credentials.clone().unwrap();
         assert_eq!(creds.key.expose(), "filekey");
         assert_eq!(creds.secret.expose().len(), 64);
         assert_eq!(creds.otp.unwrap().expose(), "hunter2");
@@ -1146,7 +1146,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            config.accounts[0].credentials.unwrap().key.expose(),
+            config.accounts[0].credentials.clone().unwrap().key.expose(),
             "fromflag"
         );
     }

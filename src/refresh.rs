@@ -55,6 +55,25 @@ pub struct LabeledBalance {
     pub hold: Option<f64>,
 }
 
+impl LabeledBalance {
+    /// What can be withdrawn or traded: total minus hold, when the hold is known.
+    pub fn available(&self) -> Option<f64> {
+        self.hold.map(|hold| self.total - hold)
+    }
+}
+
+/// An amount for people: at most 10 decimals (Kraken's precision), trailing zeros dropped, so
+/// `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
+pub fn format_amount(value: f64) -> String {
+    let text = format!("{value:.10}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The balances of one successful refresh.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -365,6 +384,16 @@ mod tests {
             message: message.into(),
             retry_at,
         }
+    }
+
+    #[test]
+    fn amounts_print_with_krakens_precision_and_no_float_noise() {
+        assert_eq!(format_amount(1.2345678901 - 0.1), "1.1345678901");
+        assert_eq!(format_amount(25000.1234), "25000.1234");
+        assert_eq!(format_amount(0.0), "0");
+        assert_eq!(format_amount(-0.0), "0");
+        assert_eq!(format_amount(1500.0), "1500");
+        assert_eq!(format_amount(0.00000001), "0.00000001");
     }
 
     #[test]

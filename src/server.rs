@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::exporter::Exporter;
 use crate::metrics;
-use crate::refresh::AccountStatus;
+use crate::refresh::{AccountStatus, format_amount};
 
 /// Scrape timeout assumed when Prometheus sends no header (its default `scrape_timeout`).
 const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -292,16 +292,14 @@ fn landing_page(exporter: &Exporter, statuses: &[AccountStatus]) -> String {
             Some(snapshot) => {
                 page.push_str("<table><tr><th>Asset</th><th>Code</th><th>Total</th><th>Hold</th><th>Available</th></tr>\n");
                 for b in &snapshot.balances {
-                    let hold = b.hold.map_or_else(|| "–".to_owned(), |h| h.to_string());
-                    let available = b
-                        .hold
-                        .map_or_else(|| "–".to_owned(), |h| (b.total - h).to_string());
+                    let hold = b.hold.map_or_else(|| "–".to_owned(), format_amount);
+                    let available = b.available().map_or_else(|| "–".to_owned(), format_amount);
                     let _ = writeln!(
                         page,
                         "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{hold}</td><td class=\"n\">{available}</td></tr>",
                         escape(&b.asset),
                         escape(&b.code),
-                        b.total
+                        format_amount(b.total)
                     );
                 }
                 page.push_str("</table>\n");

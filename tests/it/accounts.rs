@@ -89,11 +89,7 @@ pub fn account_entry(dir: &TempDir, name: &str, sim: &SimKraken, extra: &str) ->
 impl Fleet {
     /// Starts one sim per `(name, extra YAML for the entry, balances)` and the exporter with a
     /// config file holding `global` and those accounts, plus `args`.
-    pub async fn start(
-        global: &str,
-        accounts: &[(&str, &str, Option<Vec<(String, f64, f64)>>)],
-        args: &[&str],
-    ) -> Fleet {
+    pub async fn start(global: &str, accounts: &[(&str, &str, Balances)], args: &[&str]) -> Fleet {
         let dir = TempDir::new();
         let mut sims = Vec::new();
         let mut yaml = format!("{global}\naccounts:\n");
@@ -138,7 +134,10 @@ impl Fleet {
     }
 }
 
-fn balances(list: &[(&str, f64)]) -> Option<Vec<(String, f64, f64)>> {
+/// Balances a sim starts with: (code, total, hold).
+type Balances = Option<Vec<(String, f64, f64)>>;
+
+fn balances(list: &[(&str, f64)]) -> Balances {
     Some(list.iter().map(|(c, v)| (c.to_string(), *v, 0.0)).collect())
 }
 
