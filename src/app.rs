@@ -20,9 +20,9 @@ use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Task
 use crate::kraken::client::{ClientOptions, http_client};
 use crate::kraken::nonce::{NonceSource, SystemClock};
 use crate::kraken::{BalanceEndpoint, KrakenClient};
-use crate::market::{Market, PUBLIC_ACCOUNT};
+use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
-use crate::refresh::Account;
+use crate::refresh::{Account, Extras};
 use crate::server;
 use crate::sim::{SimKraken, SimOptions};
 
@@ -69,6 +69,7 @@ impl App {
             Arc::clone(&requests),
             config.web.telemetry_path.clone(),
             config.demo,
+            config.policy.background_interval.is_some(),
             Some(reload_tx),
         ));
         let app = Arc::new(App {
@@ -159,6 +160,8 @@ async fn build_set(
             && old.timeout == config.timeout
             && old.policy == config.policy
             && old.demo == config.demo
+            && old.audit == config.audit
+            && old.valuation == config.valuation
     };
     let market = match previous {
         Some((old, set)) if same_globals(old) => Arc::clone(&set.market),
@@ -179,6 +182,11 @@ async fn build_set(
                     Arc::clone(requests),
                 ),
                 config.policy.assets_interval,
+                config.valuation.quote.clone().map(|quote| PricePolicy {
+                    quote,
+                    min_interval: config.policy.min_interval,
+                    stale_after: config.policy.stale_after,
+                }),
             )
         }
     };
@@ -275,7 +283,17 @@ fn start_account(
         account.name.clone(),
         Arc::clone(requests),
     );
-    let state = Account::new(client, config.policy.clone(), Arc::clone(market));
+    let extras = Extras {
+        audit_interval: config.audit.enabled.then_some(config.audit.interval),
+        trade_balance_quote: config.valuation.trade_balance.then(|| {
+            config
+                .valuation
+                .quote
+                .clone()
+                .unwrap_or_else(|| "USD".to_owned())
+        }),
+    };
+    let state = Account::new(client, config.policy.clone(), extras, Arc::clone(market));
     let task = match config.policy.background_interval {
         // The loop's first tick is immediate, so it also makes the first refresh.
         Some(interval) => tokio::spawn(Arc::clone(&state).run_background(interval)),

@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use crate::app::{App, SharedEnv};
+use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
 use crate::refresh::format_amount;
@@ -80,8 +81,56 @@ pub async fn run(
             .collect();
         write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
         writeln!(out)?;
+        write_audit(out, status.audit.as_ref())?;
+        writeln!(out)?;
     }
     Ok(all_ok)
+}
+
+/// Writes what the key audit found: the permissions, and a warning when the key can move funds
+/// or trade.
+fn write_audit(out: &mut dyn Write, audit: Option<&KeyAudit>) -> std::io::Result<()> {
+    let Some(audit) = audit else {
+        return writeln!(
+            out,
+            "Key permissions: not audited (the audit is off or Kraken did not answer)."
+        );
+    };
+    let granted: Vec<&str> = audit
+        .permissions
+        .iter()
+        .filter(|(_, granted)| **granted)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    match audit.source {
+        AuditSource::ApiKeyInfo => writeln!(
+            out,
+            "Key permissions (GetApiKeyInfo): {}",
+            if granted.is_empty() {
+                "none listed".to_owned()
+            } else {
+                granted.join(", ")
+            }
+        )?,
+        AuditSource::WithdrawProbe => writeln!(
+            out,
+            "Key permissions (WithdrawMethods probe; only withdrawal can be established): funds_withdraw {}",
+            if audit.granted(audit::FUNDS_WITHDRAW) == Some(true) {
+                "granted"
+            } else {
+                "not granted"
+            }
+        )?,
+    }
+    let risky = audit.risky();
+    if !risky.is_empty() {
+        writeln!(
+            out,
+            "WARNING: this key can {}: an exporter needs only 'Funds: Query'. Create a Query-only key and replace this one.",
+            risky.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes aligned columns: text left, numbers right.
@@ -115,4 +164,45 @@ fn write_table(
         writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn printed(audit: Option<&KeyAudit>) -> String {
+        let mut out = Vec::new();
+        write_audit(&mut out, audit).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_audit_is_printed_and_a_risky_key_warned_about() {
+        let query_only = KeyAudit {
+            permissions: BTreeMap::from([
+                ("funds_query".into(), true),
+                ("funds_withdraw".into(), false),
+            ]),
+            source: AuditSource::ApiKeyInfo,
+        };
+        let text = printed(Some(&query_only));
+        assert!(
+            text.contains("Key permissions (GetApiKeyInfo): funds_query\n"),
+            "{text}"
+        );
+        assert!(!text.contains("WARNING"), "{text}");
+
+        let withdrawer = KeyAudit::from_withdraw_probe(Ok(())).unwrap();
+        let text = printed(Some(&withdrawer));
+        assert!(text.contains("funds_withdraw granted"), "{text}");
+        assert!(
+            text.contains("WARNING: this key can funds_withdraw"),
+            "{text}"
+        );
+        assert!(text.contains("Create a Query-only key"), "{text}");
+
+        assert!(printed(None).contains("not audited"));
+    }
 }

@@ -108,6 +108,8 @@ pub struct Exporter {
     pub telemetry_path: String,
     /// Balances come from the simulated Kraken; the landing page says so.
     pub demo: bool,
+    /// Refreshes run in the background; scrapes never start a call.
+    pub background: bool,
     /// Outcome of the latest reload.
     pub reload: ReloadStatus,
     /// Where `POST /-/reload` sends its request; `None` when nothing can reload.
@@ -121,6 +123,7 @@ impl Exporter {
         requests: Arc<RequestMetrics>,
         telemetry_path: String,
         demo: bool,
+        background: bool,
         reloads: Option<mpsc::Sender<ReloadRequest>>,
     ) -> Self {
         Self {
@@ -129,6 +132,7 @@ impl Exporter {
             build: BuildInfo::current(),
             telemetry_path,
             demo,
+            background,
             reload: ReloadStatus::default(),
             reloads,
         }
@@ -181,8 +185,22 @@ impl Exporter {
                 min_balance: &exported.config.min_balance,
             })
             .collect();
-        let reload = only.is_none().then(|| self.reload.view());
-        metrics::render(&views, reload, only, &self.requests, &self.build)
+        let whole = only.is_none();
+        if whole && !self.background {
+            set.market.refresh_prices_if_due();
+        }
+        // Prices belong to no account: only /metrics carries them, so several /probe targets
+        // never duplicate them.
+        let prices = whole.then(|| set.market.current_prices()).flatten();
+        let reload = whole.then(|| self.reload.view());
+        metrics::render(
+            &views,
+            prices.as_deref(),
+            reload,
+            only,
+            &self.requests,
+            &self.build,
+        )
     }
 
     /// Statuses for the landing page, without refreshing.

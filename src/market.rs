@@ -6,11 +6,13 @@
 //! Must not: call a private endpoint, or make a scrape wait for a price (scrapes are served the
 //! latest price book while a new one is fetched in the background).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::kraken::{AssetTable, KrakenClient};
+use crate::kraken::{AssetTable, KrakenClient, PairTable};
+use crate::valuation::{self, PriceBook};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
 /// starting with `_` are refused, so it cannot clash.
@@ -19,12 +21,27 @@ pub const PUBLIC_ACCOUNT: &str = "_public";
 /// How long to wait before asking for a failed public list again.
 const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 
+/// How prices are kept, when valuation is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricePolicy {
+    /// Kraken's short name of the quote currency (`USD`).
+    pub quote: String,
+    /// Prices are fetched again at most this often.
+    pub min_interval: Duration,
+    /// A price book older than this is not exported.
+    pub stale_after: Duration,
+}
+
 /// Shared public data.
 pub struct Market {
     /// A client without credentials, counting its calls under [`PUBLIC_ACCOUNT`].
     client: KrakenClient,
-    /// How often the Assets list is fetched again.
+    /// How often the Assets list (and AssetPairs) is fetched again.
     assets_interval: Duration,
+    /// Valuation settings; `None` makes no price calls at all.
+    prices: Option<PricePolicy>,
+    /// Handle to itself, for the price refresh task.
+    this: Weak<Market>,
     /// What is known.
     state: Mutex<MarketState>,
     /// Held while the Assets list is being fetched, so concurrent accounts fetch it once.
@@ -46,14 +63,30 @@ struct MarketState {
     assets: Arc<AssetTable>,
     /// When the Assets list may be fetched next; `None` before the first attempt.
     assets_due: Option<Instant>,
+    /// Pair name → base and quote codes.
+    pairs: Arc<PairTable>,
+    /// When AssetPairs may be fetched next; `None` before the first attempt.
+    pairs_due: Option<Instant>,
+    /// (code, asset label) of every asset some account holds.
+    held: BTreeSet<(String, String)>,
+    /// Latest price book and when it was fetched.
+    book: Option<(Arc<PriceBook>, Instant)>,
+    /// When the latest price refresh started (successful or not).
+    prices_attempted: Option<Instant>,
 }
 
 impl Market {
     /// A market that has fetched nothing yet.
-    pub fn new(client: KrakenClient, assets_interval: Duration) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(
+        client: KrakenClient,
+        assets_interval: Duration,
+        prices: Option<PricePolicy>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             client,
             assets_interval,
+            prices,
+            this: this.clone(),
             state: Mutex::new(MarketState::default()),
             assets_fetch: tokio::sync::Mutex::new(()),
             prices_in_flight: AtomicBool::new(false),
@@ -100,8 +133,97 @@ impl Market {
         Arc::clone(&self.lock().assets)
     }
 
-    /// Whether a price refresh is running (used by tests and the landing page).
-    pub fn prices_in_flight(&self) -> bool {
-        self.prices_in_flight.load(Ordering::SeqCst)
+    /// Records what an account holds, so prices are fetched for it, and starts a price refresh
+    /// when one is due.
+    pub fn note_held(&self, held: Vec<(String, String)>) {
+        if self.prices.is_none() {
+            return;
+        }
+        self.lock().held.extend(held);
+        self.refresh_prices_if_due();
+    }
+
+    /// Starts a price refresh in the background when valuation is on, none is running, and the
+    /// latest one started at least the minimum interval ago. Never waits.
+    pub fn refresh_prices_if_due(&self) {
+        let Some(policy) = &self.prices else {
+            return;
+        };
+        {
+            let state = self.lock();
+            if state.held.is_empty()
+                || state
+                    .prices_attempted
+                    .is_some_and(|at| at.elapsed() < policy.min_interval)
+            {
+                return;
+            }
+        }
+        if self.prices_in_flight.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.lock().prices_attempted = Some(Instant::now());
+        let Some(market) = self.this.upgrade() else {
+            self.prices_in_flight.store(false, Ordering::SeqCst);
+            return;
+        };
+        tokio::spawn(async move {
+            market.refresh_prices().await;
+            market.prices_in_flight.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Fetches the pair list when due, then the prices of every held asset.
+    async fn refresh_prices(&self) {
+        let Some(policy) = &self.prices else {
+            return;
+        };
+        let assets = self.assets().await;
+        let pairs = self.pairs().await;
+        let held: Vec<(String, String)> = self.lock().held.iter().cloned().collect();
+        match valuation::fetch_prices(&self.client, &held, &assets, &pairs, &policy.quote).await {
+            Ok(book) => {
+                if !book.unpriced.is_empty() {
+                    tracing::debug!(quote = %book.quote, unpriced = ?book.unpriced, "some held assets have no market in the quote currency");
+                }
+                self.lock().book = Some((Arc::new(book), Instant::now()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "fetching prices failed; keeping the previous prices until they are stale");
+            }
+        }
+    }
+
+    /// The pair list, fetched first when it is due (on the Assets list's schedule).
+    async fn pairs(&self) -> Arc<PairTable> {
+        let due = self
+            .lock()
+            .pairs_due
+            .is_none_or(|due| Instant::now() >= due);
+        if due {
+            let result = self.client.asset_pairs().await;
+            let mut state = self.lock();
+            match result {
+                Ok(pairs) => {
+                    state.pairs = Arc::new(pairs);
+                    state.pairs_due = Some(Instant::now() + self.assets_interval);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "fetching the pair list failed; trying again later");
+                    state.pairs_due = Some(Instant::now() + RETRY_AFTER);
+                }
+            }
+        }
+        Arc::clone(&self.lock().pairs)
+    }
+
+    /// The latest price book, unless it is older than the staleness limit.
+    pub fn current_prices(&self) -> Option<Arc<PriceBook>> {
+        let policy = self.prices.as_ref()?;
+        self.lock()
+            .book
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() <= policy.stale_after)
+            .map(|(book, _)| Arc::clone(book))
     }
 }

@@ -15,6 +15,7 @@ use prometheus::{
 
 use crate::kraken::Reason;
 use crate::refresh::AccountStatus;
+use crate::valuation::PriceBook;
 
 /// The exposition `Content-Type` (text format 0.0.4), set explicitly on every answer.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -180,6 +181,7 @@ pub struct ReloadView {
 /// (`None` leaves it out, as `/probe` does), sorted by name.
 pub fn render(
     accounts: &[AccountView<'_>],
+    prices: Option<&PriceBook>,
     reload: Option<ReloadView>,
     only_account: Option<&str>,
     requests: &RequestMetrics,
@@ -201,6 +203,9 @@ pub fn render(
         }
     }
     families.extend(account_families(accounts));
+    if let Some(book) = prices {
+        families.extend(price_families(book));
+    }
     families.push(family(
         "kraken_exporter_build_info",
         "Always 1; the labels name the exporter version and the git revision it was built from.",
@@ -241,9 +246,20 @@ fn account_families(accounts: &[AccountView<'_>]) -> Vec<MetricFamily> {
     let mut minimum = Vec::new();
     let mut up = Vec::new();
     let mut last_success = Vec::new();
+    let mut permissions = Vec::new();
+    let mut equivalent = Vec::new();
     for view in accounts {
         let account = &view.status;
         let name = || ("account", account.name.clone());
+        for (permission, granted) in account.audit.iter().flat_map(|a| a.permissions.iter()) {
+            permissions.push((
+                vec![name(), ("permission", permission.clone())],
+                if *granted { 1.0 } else { 0.0 },
+            ));
+        }
+        if let Some((quote, value)) = &account.equivalent {
+            equivalent.push((vec![name(), ("quote", quote.clone())], *value));
+        }
         up.push((vec![name()], if account.up { 1.0 } else { 0.0 }));
         if let Some(at) = account.last_success {
             last_success.push((vec![name()], unix_seconds(at)));
@@ -280,6 +296,16 @@ fn account_families(accounts: &[AccountView<'_>]) -> Vec<MetricFamily> {
             minimum,
         ),
         family(
+            "kraken_api_key_permission",
+            "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money.",
+            permissions,
+        ),
+        family(
+            "kraken_equivalent_balance",
+            "Kraken's own valuation of the account in the quote currency (TradeBalance eb), when valuation.trade_balance is on and Kraken allows it for the key. Cached like kraken_balance.",
+            equivalent,
+        ),
+        family(
             "kraken_up",
             "1 if the latest refresh of the account's balances from Kraken succeeded; 0 if it failed, is backing off after a failure, or did not finish within the scrape timeout.",
             up,
@@ -288,6 +314,29 @@ fn account_families(accounts: &[AccountView<'_>]) -> Vec<MetricFamily> {
             "kraken_last_success_timestamp_seconds",
             "Unix time of the latest successful refresh of the account's balances; absent until the first success. The age of the cached balances is time() minus this.",
             last_success,
+        ),
+    ]
+}
+
+/// Prices of held assets in the quote currency, and the held assets that have none.
+fn price_families(book: &PriceBook) -> Vec<MetricFamily> {
+    let quote = || ("quote", book.quote.clone());
+    vec![
+        family(
+            "kraken_asset_price",
+            "Last trade price of one unit of the asset in the quote currency (Kraken's public Ticker), for assets some account holds; staked and reward variants (DOT.S, USD.M) carry their base asset's price. Refreshed at most once per --refresh.min-interval; value = kraken_balance * on(asset) group_left kraken_asset_price.",
+            book.prices
+                .iter()
+                .map(|(asset, price)| (vec![("asset", asset.clone()), quote()], *price))
+                .collect(),
+        ),
+        family(
+            "kraken_asset_price_missing",
+            "1 for a held asset that has no market in the quote currency (or no recent trade), so it is left out of valuations rather than counted as worth 0.",
+            book.unpriced
+                .iter()
+                .map(|asset| (vec![("asset", asset.clone()), quote()], 1.0))
+                .collect(),
         ),
     ]
 }

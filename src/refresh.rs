@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::audit::{self, KeyAudit};
 use crate::kraken::{KrakenClient, KrakenError, Reason};
 use crate::market::Market;
 
@@ -100,6 +101,13 @@ pub struct AccountStatus {
     pub last_error: Option<(Reason, String)>,
     /// The balances to export; `None` before the first success and once they are stale.
     pub balances: Option<Arc<Snapshot>>,
+    /// What the key may do, from the latest successful audit.
+    pub audit: Option<KeyAudit>,
+    /// Kraken's equivalent balance (TradeBalance `eb`) as (quote altname, value), when collected
+    /// and not stale.
+    pub equivalent: Option<(String, f64)>,
+    /// Kraken refused TradeBalance for this key, so it is no longer asked.
+    pub trade_balance_refused: bool,
 }
 
 /// The result of the latest refresh.
@@ -124,7 +132,27 @@ struct State {
     consecutive_failures: u32,
     /// No call to Kraken before this instant.
     backoff_until: Option<Instant>,
+    /// Latest successful key audit.
+    audit: Option<KeyAudit>,
+    /// When the key is audited next; `None` before the first audit.
+    audit_due: Option<Instant>,
+    /// Latest equivalent balance: (quote altname, value, when fetched).
+    equivalent: Option<(String, f64, Instant)>,
+    /// Kraken refused TradeBalance; it is not asked again until a reload.
+    trade_balance_refused: bool,
 }
+
+/// Calls an account makes besides balances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Audit the key's permissions at this interval; `None` turns the audit off.
+    pub audit_interval: Option<Duration>,
+    /// Collect TradeBalance's equivalent balance in this quote (an altname such as `USD`).
+    pub trade_balance_quote: Option<String>,
+}
+
+/// How long to wait before trying a failed audit again.
+const AUDIT_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// A refresh a scrape may wait for; see [`Account::begin_scrape`].
 #[derive(Debug)]
@@ -138,6 +166,8 @@ pub struct Account {
     market: Arc<Market>,
     /// When to call.
     policy: RefreshPolicy,
+    /// Audit and TradeBalance settings.
+    extras: Extras,
     /// What is known; see [`State`].
     state: Mutex<State>,
     /// Bumped after every finished refresh; waiters subscribe before the refresh can finish.
@@ -165,11 +195,17 @@ impl Drop for InFlightGuard<'_> {
 
 impl Account {
     /// An account that has not been refreshed yet.
-    pub fn new(client: KrakenClient, policy: RefreshPolicy, market: Arc<Market>) -> Arc<Self> {
+    pub fn new(
+        client: KrakenClient,
+        policy: RefreshPolicy,
+        extras: Extras,
+        market: Arc<Market>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             client,
             market,
             policy,
+            extras,
             state: Mutex::new(State::default()),
             finished: watch::Sender::new(0),
         })
@@ -231,6 +267,23 @@ impl Account {
         let assets = self.market.assets().await;
         let result = self.client.balances().await;
         let now = Instant::now();
+        let held = self.record(result, now, &assets);
+        if let Some(held) = held {
+            self.market.note_held(held);
+            // The extra calls run in this same task, after the balance call, so calls with
+            // this key never overlap and their nonces reach Kraken in order.
+            self.audit_if_due().await;
+            self.trade_balance_if_enabled(&assets).await;
+        }
+    }
+
+    /// Stores the outcome of a balance call; on success returns the held (code, asset) pairs.
+    fn record(
+        &self,
+        result: Result<crate::kraken::client::BalanceAnswer, KrakenError>,
+        now: Instant,
+        assets: &crate::kraken::AssetTable,
+    ) -> Option<Vec<(String, String)>> {
         let mut state = self.lock();
         match result {
             Ok(answer) => {
@@ -259,6 +312,14 @@ impl Account {
                     at: now,
                     error: None,
                 });
+                Some(
+                    state
+                        .snapshot
+                        .iter()
+                        .flat_map(|s| s.balances.iter())
+                        .map(|b| (b.code.clone(), b.asset.clone()))
+                        .collect(),
+                )
             }
             Err(error) => {
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
@@ -277,6 +338,75 @@ impl Account {
                     at: now,
                     error: Some((reason, error.to_string())),
                 });
+                None
+            }
+        }
+    }
+
+    /// Audits the key's permissions when due. A key that can move funds or trade is logged as a
+    /// warning at every audit; a failed audit is tried again in a few minutes and never makes
+    /// the account down.
+    async fn audit_if_due(&self) {
+        let Some(interval) = self.extras.audit_interval else {
+            return;
+        };
+        let due = self
+            .lock()
+            .audit_due
+            .is_none_or(|due| Instant::now() >= due);
+        if !due {
+            return;
+        }
+        let result = audit::audit_key(&self.client).await;
+        let mut state = self.lock();
+        match result {
+            Ok(audit) => {
+                let risky = audit.risky();
+                if risky.is_empty() {
+                    tracing::debug!(account = %self.name(), source = ?audit.source, "key audit: the key cannot move funds or trade");
+                } else {
+                    tracing::warn!(
+                        account = %self.name(),
+                        permissions = ?risky,
+                        "key audit: this key can move funds or trade; an exporter needs only 'Funds: Query': create a Query-only key and replace this one"
+                    );
+                }
+                state.audit = Some(audit);
+                state.audit_due = Some(Instant::now() + interval);
+            }
+            Err(error) => {
+                tracing::warn!(account = %self.name(), %error, "key audit failed; trying again later");
+                state.audit_due = Some(Instant::now() + AUDIT_RETRY);
+            }
+        }
+    }
+
+    /// Collects TradeBalance's equivalent balance when enabled. A refusal is reported once and
+    /// stops the calls, instead of counting as an outage at every refresh.
+    async fn trade_balance_if_enabled(&self, assets: &crate::kraken::AssetTable) {
+        let Some(quote) = &self.extras.trade_balance_quote else {
+            return;
+        };
+        if self.lock().trade_balance_refused {
+            return;
+        }
+        let code = assets
+            .code_for_altname(quote)
+            .map_or_else(|| quote.clone(), str::to_owned);
+        let result = self.client.trade_balance(&code).await;
+        let mut state = self.lock();
+        match result {
+            Ok(value) => state.equivalent = Some((quote.clone(), value, Instant::now())),
+            Err(error) if error.reason() == Reason::PermissionDenied => {
+                tracing::warn!(
+                    account = %self.name(),
+                    "TradeBalance was refused: this key lacks the permission Kraken asks for it (documented both as 'Funds: Query' and as 'Orders and trades: Query open orders & trades'); kraken_equivalent_balance is not exported for this account and TradeBalance is not asked again until a reload; set valuation.trade_balance: false to silence this"
+                );
+                state.trade_balance_refused = true;
+                state.equivalent = None;
+            }
+            Err(error) => {
+                tracing::warn!(account = %self.name(), %error, "TradeBalance failed; keeping the previous equivalent balance");
             }
         }
     }
@@ -343,12 +473,20 @@ impl Account {
             .as_ref()
             .filter(|s| s.fetched_instant.elapsed() <= self.policy.stale_after)
             .cloned();
+        let equivalent = state
+            .equivalent
+            .as_ref()
+            .filter(|(_, _, at)| at.elapsed() <= self.policy.stale_after)
+            .map(|(quote, value, _)| (quote.clone(), *value));
         AccountStatus {
             name: self.name().to_owned(),
             up,
             last_success: state.snapshot.as_ref().map(|s| s.fetched_at),
             last_error: error,
             balances,
+            audit: state.audit.clone(),
+            equivalent,
+            trade_balance_refused: state.trade_balance_refused,
         }
     }
 }

@@ -90,11 +90,21 @@ impl Fleet {
     /// Starts one sim per `(name, extra YAML for the entry, balances)` and the exporter with a
     /// config file holding `global` and those accounts, plus `args`.
     pub async fn start(global: &str, accounts: &[(&str, &str, Balances)], args: &[&str]) -> Fleet {
+        Self::start_with(global, accounts, args, |_| SimOptions::default()).await
+    }
+
+    /// Like [`Fleet::start`], with each account's sim built from `options(name)`.
+    pub async fn start_with(
+        global: &str,
+        accounts: &[(&str, &str, Balances)],
+        args: &[&str],
+        options: impl Fn(&str) -> SimOptions,
+    ) -> Fleet {
         let dir = TempDir::new();
         let mut sims = Vec::new();
         let mut yaml = format!("{global}\naccounts:\n");
         for (name, extra, balances) in accounts {
-            let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+            let sim = SimKraken::start(options(name)).await.unwrap();
             if let Some(balances) = balances {
                 sim.set_balances(balances.clone());
             }
@@ -400,6 +410,205 @@ async fn reload_keeps_the_running_config_when_the_new_file_is_broken() {
             .status(),
         405
     );
+    fleet.served.stop().await;
+}
+
+/// Waits until `name{labels}` appears in the exposition.
+async fn wait_for(fleet: &Fleet, name: &str, labels: &str) -> String {
+    for _ in 0..300 {
+        let body = fleet.served.metrics().await;
+        if sample(&body, name, labels).is_some() {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name}{{{labels}}} never appeared");
+}
+
+#[tokio::test]
+async fn the_audit_flags_a_key_that_can_withdraw_and_not_a_query_only_one() {
+    let fleet = Fleet::start_with(
+        "",
+        &[
+            ("reader", "", None),
+            ("withdrawer", "", None),
+            ("old", "", None),
+        ],
+        &[],
+        |name| match name {
+            "withdrawer" => SimOptions {
+                permissions: vec!["query_funds".into(), "withdraw_funds".into()],
+                ..SimOptions::default()
+            },
+            // A Kraken that does not answer GetApiKeyInfo: the audit probes WithdrawMethods.
+            "old" => SimOptions {
+                permissions: vec!["query_funds".into(), "withdraw_funds".into()],
+                api_key_info_enabled: false,
+                ..SimOptions::default()
+            },
+            _ => SimOptions::default(),
+        },
+    )
+    .await;
+    let permission = |body: &str, account: &str, permission: &str| {
+        sample(
+            body,
+            "kraken_api_key_permission",
+            &format!(r#"account="{account}",permission="{permission}""#),
+        )
+    };
+    let body = wait_for(
+        &fleet,
+        "kraken_api_key_permission",
+        r#"account="reader",permission="funds_query""#,
+    )
+    .await;
+    assert_eq!(permission(&body, "reader", "funds_query"), Some(1.0));
+    assert_ne!(
+        permission(&body, "reader", "funds_withdraw"),
+        Some(1.0),
+        "{body}"
+    );
+    let body = wait_for(
+        &fleet,
+        "kraken_api_key_permission",
+        r#"account="withdrawer",permission="funds_withdraw""#,
+    )
+    .await;
+    assert_eq!(permission(&body, "withdrawer", "funds_withdraw"), Some(1.0));
+    let body = wait_for(
+        &fleet,
+        "kraken_api_key_permission",
+        r#"account="old",permission="funds_withdraw""#,
+    )
+    .await;
+    assert_eq!(
+        permission(&body, "old", "funds_withdraw"),
+        Some(1.0),
+        "the probe establishes withdraw"
+    );
+    assert_eq!(fleet.sims[2].calls("WithdrawMethods"), 1);
+    assert_eq!(
+        fleet.sims[0].calls("WithdrawMethods"),
+        0,
+        "no probe where GetApiKeyInfo answers"
+    );
+    assert!(
+        body.contains(r#"kraken_requests_total{account="reader",endpoint="GetApiKeyInfo"} 1"#),
+        "audit calls are counted"
+    );
+    fleet.served.stop().await;
+}
+
+#[tokio::test]
+async fn staked_assets_are_priced_as_their_base_and_unpriced_ones_are_reported() {
+    let fleet = Fleet::start(
+        "valuation: {quote: USD}\naudit: {enabled: false}",
+        &[(
+            "cold",
+            "",
+            balances(&[
+                ("DOT28.S", 100.0),
+                ("DOT", 2.0),
+                ("XXBT", 0.5),
+                ("ZUSD", 10.0),
+                ("ZEUR", 5.0),
+                ("NEWCOIN", 1.0),
+            ]),
+        )],
+        &[],
+    )
+    .await;
+    fleet.sims[0].set_price("DOTUSD", 8.0);
+    let body = wait_for(
+        &fleet,
+        "kraken_asset_price",
+        r#"asset="DOT28.S",quote="USD""#,
+    )
+    .await;
+    let price = |asset: &str| {
+        sample(
+            &body,
+            "kraken_asset_price",
+            &format!(r#"asset="{asset}",quote="USD""#),
+        )
+    };
+    assert_eq!(
+        price("DOT28.S"),
+        Some(8.0),
+        "staked DOT is priced as DOT\n{body}"
+    );
+    assert_eq!(price("DOT"), Some(8.0));
+    assert_eq!(price("XBT"), Some(65000.0));
+    assert_eq!(price("USD"), Some(1.0), "the quote itself is worth 1");
+    assert!(price("EUR").is_some_and(|p| p > 1.0), "EUR via ZEURZUSD");
+    assert_eq!(price("NEWCOIN"), None, "no market is no price, never 0");
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_asset_price_missing",
+            r#"asset="NEWCOIN",quote="USD""#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !fleet
+            .served
+            .get("/probe?account=cold", &[])
+            .await
+            .2
+            .contains("kraken_asset_price")
+    );
+    fleet.served.stop().await;
+}
+
+#[tokio::test]
+async fn trade_balance_is_collected_when_allowed_and_a_refusal_is_not_an_outage() {
+    let fleet = Fleet::start_with(
+        "valuation: {quote: USD, trade_balance: true}\naudit: {enabled: false}\nrefresh: {min_interval: 100ms}",
+        &[("allowed", "", None), ("refused", "", None)],
+        &[],
+        |name| SimOptions {
+            trade_balance_enabled: name == "allowed",
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let body = wait_for(
+        &fleet,
+        "kraken_equivalent_balance",
+        r#"account="allowed",quote="USD""#,
+    )
+    .await;
+    assert!(
+        sample(
+            &body,
+            "kraken_equivalent_balance",
+            r#"account="allowed",quote="USD""#
+        )
+        .unwrap()
+            > 0.0
+    );
+    // Several refreshes later the refused account is up, asked TradeBalance once, and exports none.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        fleet.served.metrics().await;
+    }
+    let body = fleet.wait_up("refused").await;
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_equivalent_balance",
+            r#"account="refused",quote="USD""#
+        ),
+        None
+    );
+    assert_eq!(
+        fleet.sims[1].calls("TradeBalance"),
+        1,
+        "a refusal stops the calls"
+    );
+    assert!(fleet.sims[0].calls("TradeBalance") > 1);
     fleet.served.stop().await;
 }
 

@@ -826,6 +826,10 @@ async fn check_prints_the_balance_table_and_exits_0() {
         ["XBT", "XXBT", "1.2345678901", "0.1", "1.1345678901"],
         "{out}"
     );
+    assert!(
+        out.contains("Key permissions (GetApiKeyInfo): funds_query\n"),
+        "check prints the key audit: {out}"
+    );
     assert_eq!(
         row("ZEUR").split_whitespace().collect::<Vec<_>>(),
         ["EUR", "ZEUR", "0", "0", "0"],
