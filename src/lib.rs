@@ -8,6 +8,8 @@
 //! - [`kraken`] is the only module that knows Kraken's wire format: signing ([`kraken::sign`]),
 //!   nonces ([`kraken::nonce`]), pure response parsing ([`kraken::parse`]) and the HTTP client
 //!   ([`kraken::client`]).
+//! - [`audit`] tells whether the API key can do more than read balances (withdraw, trade).
+//! - [`valuation`] prices held assets in the operator's quote currency.
 //! - [`refresh`] decides when Kraken is called: minimum interval, single-flight, backoff,
 //!   staleness, and keeps each account's latest [`refresh::Snapshot`].
 //! - [`metrics`] renders snapshots and request counters as the Prometheus exposition; it does
@@ -18,14 +20,18 @@
 //! - [`app`] wires the pieces together for `main` and the tests.
 
 pub mod app;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod exporter;
 pub mod kraken;
 pub mod logging;
+pub mod market;
 pub mod metrics;
 pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod sim;
+pub mod valuation;

@@ -181,6 +181,12 @@ impl Market {
         let assets = self.assets().await;
         let pairs = self.pairs().await;
         let held: Vec<(String, String)> = self.lock().held.iter().cloned().collect();
+        if !assets.is_empty() && valuation::quote_code(&policy.quote, &assets).is_none() {
+            tracing::warn!(
+                quote = %policy.quote,
+                "the valuation quote is not an asset Kraken lists: use Kraken's short name, like USD or EUR; no prices are exported"
+            );
+        }
         match valuation::fetch_prices(&self.client, &held, &assets, &pairs, &policy.quote).await {
             Ok(book) => {
                 if !book.unpriced.is_empty() {

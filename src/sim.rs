@@ -1,12 +1,13 @@
 //! A simulated Kraken REST API, served in-process on `127.0.0.1`.
 //!
 //! Owns the fake exchange behind `--demo` and behind every integration test: balances, asset
-//! metadata, per-key authentication (API key, signature, nonce, static 2FA password), Kraken's
-//! per-key rate counter, and fault injection (hangs, trickled bodies, HTML error pages, truncated
-//! JSON, Kraken error envelopes). The exporter reaches it through its real HTTP client, so on the
-//! wire it answers like Kraken: API errors arrive with HTTP 200 in the `{"error":[...]}` envelope,
-//! amounts are decimal strings with 10 decimals, and every answer is `application/json` (except
-//! injected HTML error pages, which carry `text/html` like the proxies that send them).
+//! metadata, trading pairs and their prices, the key's permissions, per-key authentication (API
+//! key, signature, nonce, static 2FA password), Kraken's per-key rate counter, and fault
+//! injection (hangs, trickled bodies, HTML error pages, truncated JSON, Kraken error envelopes).
+//! The exporter reaches it through its real HTTP client, so on the wire it answers like Kraken:
+//! API errors arrive with HTTP 200 in the `{"error":[...]}` envelope, amounts are decimal strings
+//! with 10 decimals, and every answer is `application/json` (except injected HTML error pages,
+//! which carry `text/html` like the proxies that send them).
 //!
 //! Must not: contact the network beyond its own `127.0.0.1` listener, read real credentials, or
 //! outlive its handle (dropping [`SimKraken`] stops it).
@@ -24,6 +25,16 @@
 //! 6. The rate counter is charged 1 per authenticated call, including calls it then refuses with
 //!    `EAPI:Rate limit exceeded` (as Kraken does); calls refused earlier cost nothing.
 //! 7. `BalanceEx` with `balance_ex_enabled: false` answers `EGeneral:Permission denied`.
+//! 8. `GetApiKeyInfo` with `api_key_info_enabled: false` answers `EGeneral:Unknown method` before
+//!    any check (a Kraken that predates the method), so it consumes no nonce.
+//! 9. `WithdrawMethods` answers `EGeneral:Permission denied` unless one of
+//!    [`SimOptions::permissions`] contains "withdraw"; `TradeBalance` answers it unless
+//!    `trade_balance_enabled`. The permissions govern nothing else: Balance and BalanceEx work for
+//!    any key, so a test of the audit never breaks the balances.
+//!
+//! Public endpoints: `Assets`, `AssetPairs`, `Ticker` (`?pair=A,B`, by canonical name or
+//! altname, answered under the canonical name; one unknown pair fails the whole call with
+//! `EQuery:Unknown asset pair`, no `pair` lists every pair) and `Time`.
 //!
 //! On shutdown every open connection is closed, which is also how a [`Fault::Hang`] or
 //! [`Fault::Trickle`] ends.
@@ -91,6 +102,58 @@ const ASSETS: &[(&str, &str)] = &[
     ("USDT", "USDT"),
 ];
 
+/// What `GET /0/public/AssetPairs` lists: (canonical name, altname, base code, quote code).
+/// Every asset with a price has a USD pair; the others quote in EUR, GBP, XBT or ETH, and
+/// `ZEURZUSD` is the only pair between EUR and USD, as on Kraken (no `ZUSDZEUR`).
+const PAIRS: &[(&str, &str, &str, &str)] = &[
+    ("XXBTZUSD", "XBTUSD", "XXBT", "ZUSD"),
+    ("XXBTZEUR", "XBTEUR", "XXBT", "ZEUR"),
+    ("XXBTZGBP", "XBTGBP", "XXBT", "ZGBP"),
+    ("XETHZUSD", "ETHUSD", "XETH", "ZUSD"),
+    ("XETHZEUR", "ETHEUR", "XETH", "ZEUR"),
+    ("XETHXXBT", "ETHXBT", "XETH", "XXBT"),
+    ("DOTUSD", "DOTUSD", "DOT", "ZUSD"),
+    ("DOTEUR", "DOTEUR", "DOT", "ZEUR"),
+    ("DOTXBT", "DOTXBT", "DOT", "XXBT"),
+    ("DOTETH", "DOTETH", "DOT", "XETH"),
+    ("ZEURZUSD", "EURUSD", "ZEUR", "ZUSD"),
+    ("ZGBPZUSD", "GBPUSD", "ZGBP", "ZUSD"),
+    ("USDCUSD", "USDCUSD", "USDC", "ZUSD"),
+    ("USDCEUR", "USDCEUR", "USDC", "ZEUR"),
+    ("USDTZUSD", "USDTUSD", "USDT", "ZUSD"),
+    ("XXDGZUSD", "XDGUSD", "XXDG", "ZUSD"),
+    ("XXDGZEUR", "XDGEUR", "XXDG", "ZEUR"),
+    ("XXDGXXBT", "XDGXBT", "XXDG", "XXBT"),
+    ("XXRPZUSD", "XRPUSD", "XXRP", "ZUSD"),
+    ("XXRPZEUR", "XRPEUR", "XXRP", "ZEUR"),
+    ("XXRPXXBT", "XRPXBT", "XXRP", "XXBT"),
+];
+
+/// USD value of one unit of each asset; the default price of a pair is `usd(base) / usd(quote)`,
+/// so EUR, GBP and cross pairs agree with the USD ones until a test sets a price.
+const USD_VALUES: &[(&str, f64)] = &[
+    ("ZUSD", 1.0),
+    ("XXBT", 65_000.0),
+    ("XETH", 3_500.0),
+    ("DOT", 7.5),
+    ("ZEUR", 1.08),
+    ("ZGBP", 1.27),
+    ("XXDG", 0.15),
+    ("XXRP", 0.6),
+    ("USDC", 1.0),
+    ("USDT", 1.0),
+];
+
+/// Added to a pair's index for its drift phase, so prices do not move in lockstep with balances.
+const PRICE_DRIFT_PHASE: usize = 100;
+
+/// Withdrawal methods WithdrawMethods lists for a key that may withdraw.
+const WITHDRAW_METHODS: &[(&str, &str, &str, &str)] = &[
+    ("XXBT", "Bitcoin", "Bitcoin", "0.0004"),
+    ("XETH", "Ether", "Ethereum", "0.004"),
+    ("ZEUR", "SEPA", "", "1.00"),
+];
+
 /// Balances served until [`SimKraken::set_balances`] is called: (code, balance, hold_trade).
 /// Includes a zero balance and staked/rewards codes so the demo shows every case.
 const DEFAULT_BALANCES: &[(&str, f64, f64)] = &[
@@ -121,11 +184,22 @@ pub struct SimOptions {
     /// Whether the sim answers BalanceEx (false answers it with `EGeneral:Permission denied`, like
     /// a key/region where it is refused).
     pub balance_ex_enabled: bool,
+    /// The key's permissions as GetApiKeyInfo lists them (raw names). WithdrawMethods succeeds
+    /// only when one of them contains "withdraw" (e.g. `withdraw_funds`), like a key with
+    /// "Funds: Withdraw". Default: `["query_funds"]`, the one permission an exporter needs.
+    pub permissions: Vec<String>,
+    /// Whether the sim knows GetApiKeyInfo; false answers it with `EGeneral:Unknown method`, like
+    /// a Kraken that predates the method, so the audit has to probe instead.
+    pub api_key_info_enabled: bool,
+    /// Whether the key may call TradeBalance; false (the default) answers it with
+    /// `EGeneral:Permission denied`, since Kraken documents its permission two ways and a
+    /// Query-only key may well be refused.
+    pub trade_balance_enabled: bool,
 }
 
 impl Default for SimOptions {
-    /// The plainest exchange: generated credentials, no rate limit, no latency, fixed balances,
-    /// BalanceEx available.
+    /// The plainest exchange: generated credentials, no rate limit, no latency, fixed balances and
+    /// prices, BalanceEx and GetApiKeyInfo available, a key that may only query funds.
     fn default() -> Self {
         Self {
             credentials: None,
@@ -133,6 +207,9 @@ impl Default for SimOptions {
             latency: Duration::ZERO,
             moving: false,
             balance_ex_enabled: true,
+            permissions: vec!["query_funds".into()],
+            api_key_info_enabled: true,
+            trade_balance_enabled: false,
         }
     }
 }
@@ -186,6 +263,9 @@ impl SimKraken {
             latency: options.latency,
             moving: options.moving,
             balance_ex_enabled: options.balance_ex_enabled,
+            permissions: options.permissions,
+            api_key_info_enabled: options.api_key_info_enabled,
+            trade_balance_enabled: options.trade_balance_enabled,
             started: Instant::now(),
             state: Mutex::new(SimState::new()),
         });
@@ -215,8 +295,24 @@ impl SimKraken {
         self.shared.state().balances = balances;
     }
 
-    /// Inject a fault for `method` ("BalanceEx", "Balance", "Assets", "Time", or "*" for all) for
-    /// the next `times` calls (None = until cleared). A fault injected for a method replaces the
+    /// Sets the last trade price of one pair, named by its canonical name (`XXBTZUSD`) or altname
+    /// (`XBTUSD`), so a test can pin what valuation must compute. Only that pair changes: the EUR
+    /// and cross pairs keep their prices.
+    ///
+    /// # Panics
+    /// If the sim does not list the pair (see the module docs): a test asking for one is wrong.
+    pub fn set_price(&self, pair: &str, price: f64) {
+        let canonical = canonical_pair(pair)
+            .unwrap_or_else(|| panic!("the simulated Kraken lists no pair {pair:?}"));
+        self.shared
+            .state()
+            .prices
+            .insert(canonical.to_owned(), price);
+    }
+
+    /// Inject a fault for `method` ("BalanceEx", "Balance", "TradeBalance", "GetApiKeyInfo",
+    /// "WithdrawMethods", "Assets", "AssetPairs", "Ticker", "Time", or "*" for all) for the next
+    /// `times` calls (None = until cleared). A fault injected for a method replaces the
     /// previous one for that method; a method-specific fault wins over "*".
     pub fn inject(&self, method: &str, fault: Fault, times: Option<u32>) {
         let mut state = self.shared.state();
@@ -238,9 +334,10 @@ impl SimKraken {
         self.shared.state().faults.clear();
     }
 
-    /// How many requests reached the sim for a method ("BalanceEx", "Balance", "Assets",
-    /// "Time"), counted whether or not they succeeded (including faulted ones and ones rejected
-    /// for bad auth). Lets tests prove caching and coalescing.
+    /// How many requests reached the sim for a method (the names [`SimKraken::inject`] takes:
+    /// "BalanceEx", "Balance", "Assets", "AssetPairs", "Ticker", ...), counted whether or not they
+    /// succeeded (including faulted ones and ones rejected for bad auth). Lets tests prove caching
+    /// and coalescing.
     pub fn calls(&self, method: &str) -> u64 {
         self.shared.state().calls.get(method).copied().unwrap_or(0)
     }
@@ -276,6 +373,12 @@ struct Shared {
     moving: bool,
     /// Whether BalanceEx is answered or refused.
     balance_ex_enabled: bool,
+    /// The key's raw permission names.
+    permissions: Vec<String>,
+    /// Whether GetApiKeyInfo is a known method.
+    api_key_info_enabled: bool,
+    /// Whether TradeBalance is answered or refused.
+    trade_balance_enabled: bool,
     /// Origin of the drift when `moving`.
     started: Instant,
     /// Everything that changes; never held across an await.
@@ -294,6 +397,8 @@ impl Shared {
 struct SimState {
     /// (code, balance, hold_trade) as set, before any drift.
     balances: Vec<(String, f64, f64)>,
+    /// Last trade price per canonical pair name, as set, before any drift.
+    prices: HashMap<String, f64>,
     /// Injected faults by method name or "*".
     faults: HashMap<String, InjectedFault>,
     /// Requests seen per method name.
@@ -310,6 +415,12 @@ impl SimState {
             balances: DEFAULT_BALANCES
                 .iter()
                 .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
+                .collect(),
+            prices: PAIRS
+                .iter()
+                .map(|&(name, _, base, quote)| {
+                    (name.to_owned(), usd_value(base) / usd_value(quote))
+                })
                 .collect(),
             faults: HashMap::new(),
             calls: HashMap::new(),
@@ -369,18 +480,28 @@ impl RateCounter {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Endpoint {
     Assets,
+    AssetPairs,
+    Ticker,
     Time,
     Balance,
     BalanceEx,
+    TradeBalance,
+    GetApiKeyInfo,
+    WithdrawMethods,
 }
 
 impl Endpoint {
     fn from_path(path: &str) -> Option<Self> {
         match path {
             "/0/public/Assets" => Some(Self::Assets),
+            "/0/public/AssetPairs" => Some(Self::AssetPairs),
+            "/0/public/Ticker" => Some(Self::Ticker),
             "/0/public/Time" => Some(Self::Time),
             "/0/private/Balance" => Some(Self::Balance),
             "/0/private/BalanceEx" => Some(Self::BalanceEx),
+            "/0/private/TradeBalance" => Some(Self::TradeBalance),
+            "/0/private/GetApiKeyInfo" => Some(Self::GetApiKeyInfo),
+            "/0/private/WithdrawMethods" => Some(Self::WithdrawMethods),
             _ => None,
         }
     }
@@ -389,14 +510,22 @@ impl Endpoint {
     fn name(self) -> &'static str {
         match self {
             Self::Assets => "Assets",
+            Self::AssetPairs => "AssetPairs",
+            Self::Ticker => "Ticker",
             Self::Time => "Time",
             Self::Balance => "Balance",
             Self::BalanceEx => "BalanceEx",
+            Self::TradeBalance => "TradeBalance",
+            Self::GetApiKeyInfo => "GetApiKeyInfo",
+            Self::WithdrawMethods => "WithdrawMethods",
         }
     }
 
     fn is_private(self) -> bool {
-        matches!(self, Self::Balance | Self::BalanceEx)
+        !matches!(
+            self,
+            Self::Assets | Self::AssetPairs | Self::Ticker | Self::Time
+        )
     }
 }
 
@@ -525,10 +654,29 @@ async fn handle(
         return Ok(response);
     }
 
+    if endpoint == Endpoint::GetApiKeyInfo && !shared.api_key_info_enabled {
+        return Ok(json_response(
+            StatusCode::OK,
+            envelope_error("EGeneral:Unknown method"),
+        ));
+    }
+
     let body = match endpoint {
         Endpoint::Assets => envelope_ok(assets_result()),
+        Endpoint::AssetPairs => envelope_ok(asset_pairs_result()),
+        Endpoint::Ticker => {
+            let prices = shared.current_prices();
+            match ticker_result(request.uri().query(), &prices) {
+                Ok(result) => envelope_ok(result),
+                Err(message) => envelope_error(message),
+            }
+        }
         Endpoint::Time => envelope_ok(time_result()),
-        Endpoint::Balance | Endpoint::BalanceEx => {
+        Endpoint::Balance
+        | Endpoint::BalanceEx
+        | Endpoint::TradeBalance
+        | Endpoint::GetApiKeyInfo
+        | Endpoint::WithdrawMethods => {
             let path = request.uri().path().to_owned();
             let (parts, incoming) = request.into_parts();
             let bytes = match Limited::new(incoming, MAX_REQUEST_BODY).collect().await {
@@ -542,14 +690,26 @@ async fn handle(
             };
             match authorize(&shared, endpoint, &path, &parts.headers, &bytes) {
                 Err(message) => envelope_error(message),
-                Ok(()) => {
-                    let balances = shared.current_balances();
-                    if endpoint == Endpoint::BalanceEx {
-                        envelope_ok(balance_ex_result(&balances))
-                    } else {
-                        envelope_ok(balance_result(&balances))
+                Ok(params) => match endpoint {
+                    Endpoint::BalanceEx => {
+                        envelope_ok(balance_ex_result(&shared.current_balances()))
                     }
-                }
+                    Endpoint::TradeBalance => {
+                        let asset = params.asset.as_deref().unwrap_or("ZUSD");
+                        let balances = shared.current_balances();
+                        let prices = shared.current_prices();
+                        match trade_balance_result(&balances, &prices, asset) {
+                            Ok(result) => envelope_ok(result),
+                            Err(message) => envelope_error(message),
+                        }
+                    }
+                    Endpoint::GetApiKeyInfo => {
+                        envelope_ok(api_key_info_result(&shared.permissions))
+                    }
+                    Endpoint::WithdrawMethods => envelope_ok(withdraw_methods_result()),
+                    // Balance; public endpoints never reach this match.
+                    _ => envelope_ok(balance_result(&shared.current_balances())),
+                },
             }
         }
     };
@@ -570,6 +730,23 @@ impl Shared {
             .map(|(index, (code, balance, hold))| (code, drifted(balance, index, elapsed), hold))
             .collect()
     }
+
+    /// Prices as served right now: as set, or drifted when `moving`, each pair on its own phase.
+    fn current_prices(&self) -> HashMap<String, f64> {
+        let prices = self.state().prices.clone();
+        if !self.moving {
+            return prices;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        prices
+            .into_iter()
+            .map(|(pair, price)| {
+                let index = PAIRS.iter().position(|p| p.0 == pair).unwrap_or(0);
+                let price = drifted(price, PRICE_DRIFT_PHASE + index, elapsed);
+                (pair, price)
+            })
+            .collect()
+    }
 }
 
 /// `balance` moved by at most ±5 % along a slow sine, phase-shifted per asset so they do not move
@@ -578,14 +755,15 @@ fn drifted(balance: f64, index: usize, elapsed_secs: f64) -> f64 {
     balance * (1.0 + DRIFT_AMPLITUDE * (elapsed_secs / DRIFT_PERIOD_SECS + index as f64).sin())
 }
 
-/// Runs Kraken's checks on a private call; `Err` carries the Kraken error message to answer.
+/// Runs Kraken's checks on a private call, returning the call's parameters; `Err` carries the
+/// Kraken error message to answer.
 fn authorize(
     shared: &Shared,
     endpoint: Endpoint,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), &'static str> {
+) -> Result<PrivateParams, &'static str> {
     let credentials = &shared.credentials;
     let key = headers.get("API-Key").and_then(|v| v.to_str().ok());
     if key != Some(credentials.key.expose()) {
@@ -629,10 +807,23 @@ fn authorize(
     }
     drop(state);
 
-    if endpoint == Endpoint::BalanceEx && !shared.balance_ex_enabled {
+    let refused = match endpoint {
+        Endpoint::BalanceEx => !shared.balance_ex_enabled,
+        Endpoint::TradeBalance => !shared.trade_balance_enabled,
+        Endpoint::WithdrawMethods => !may_withdraw(&shared.permissions),
+        _ => false,
+    };
+    if refused {
         return Err("EGeneral:Permission denied");
     }
-    Ok(())
+    Ok(params)
+}
+
+/// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw".
+fn may_withdraw(permissions: &[String]) -> bool {
+    permissions
+        .iter()
+        .any(|p| p.to_ascii_lowercase().contains("withdraw"))
 }
 
 /// The fields of a private call body the sim cares about.
@@ -640,6 +831,8 @@ fn authorize(
 struct PrivateParams {
     nonce: Option<u64>,
     otp: Option<String>,
+    /// TradeBalance's `asset`.
+    asset: Option<String>,
 }
 
 impl PrivateParams {
@@ -659,6 +852,7 @@ impl PrivateParams {
                     params.nonce = value.parse().ok();
                 }
                 b"otp" if params.otp.is_none() => params.otp = Some(value),
+                b"asset" if params.asset.is_none() => params.asset = Some(value),
                 _ => {}
             }
         }
@@ -680,7 +874,11 @@ impl PrivateParams {
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        Self { nonce, otp }
+        let asset = object
+            .get("asset")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Self { nonce, otp, asset }
     }
 }
 
@@ -816,6 +1014,200 @@ fn assets_result() -> Value {
     Value::Object(map)
 }
 
+/// The canonical name of a pair given by canonical name or altname.
+fn canonical_pair(name: &str) -> Option<&'static str> {
+    PAIRS
+        .iter()
+        .find(|p| p.0 == name || p.1 == name)
+        .map(|p| p.0)
+}
+
+/// USD value of one unit of a code in [`USD_VALUES`]; 0 for codes with no value.
+fn usd_value(code: &str) -> f64 {
+    USD_VALUES.iter().find(|v| v.0 == code).map_or(0.0, |v| v.1)
+}
+
+/// Decimals Kraken would show for a price of this size: about six significant digits.
+fn price_decimals(price: f64) -> usize {
+    if price > 0.0 && price.is_finite() {
+        (5 - price.log10().floor() as i64).clamp(2, 10) as usize
+    } else {
+        2
+    }
+}
+
+fn asset_altname(code: &str) -> &str {
+    ASSETS.iter().find(|a| a.0 == code).map_or(code, |a| a.1)
+}
+
+fn asset_pairs_result() -> Value {
+    let map: Map<String, Value> = PAIRS
+        .iter()
+        .map(|&(name, altname, base, quote)| {
+            let decimals = price_decimals(usd_value(base) / usd_value(quote));
+            (
+                name.to_owned(),
+                json!({
+                    "altname": altname,
+                    "wsname": format!("{}/{}", asset_altname(base), asset_altname(quote)),
+                    "aclass_base": "currency",
+                    "base": base,
+                    "aclass_quote": "currency",
+                    "quote": quote,
+                    "lot": "unit",
+                    "cost_decimals": 5,
+                    "pair_decimals": decimals,
+                    "lot_decimals": 8,
+                    "lot_multiplier": 1,
+                    "leverage_buy": [],
+                    "leverage_sell": [],
+                    "fees": [[0, 0.4], [10000, 0.35]],
+                    "fees_maker": [[0, 0.25], [10000, 0.2]],
+                    "fee_volume_currency": "ZUSD",
+                    "ordermin": "0.0001",
+                    "costmin": "0.5",
+                    "tick_size": format!("{:.*}", decimals, 10f64.powi(-(decimals as i32))),
+                    "status": "online",
+                }),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// The Ticker answer for `?pair=A,B` (every pair without it); `Err` for an unknown pair.
+fn ticker_result(
+    query: Option<&str>,
+    prices: &HashMap<String, f64>,
+) -> Result<Value, &'static str> {
+    let requested = query.and_then(|q| {
+        q.split('&').find_map(|field| {
+            field
+                .strip_prefix("pair=")
+                .map(|list| percent_decode(list.as_bytes()))
+        })
+    });
+    let names: Vec<&'static str> = match requested {
+        None => PAIRS.iter().map(|p| p.0).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|name| canonical_pair(name.trim()).ok_or("EQuery:Unknown asset pair"))
+            .collect::<Result<_, _>>()?,
+    };
+    let map: Map<String, Value> = names
+        .into_iter()
+        .map(|name| {
+            let price = prices.get(name).copied().unwrap_or(0.0);
+            let decimals = price_decimals(price);
+            let text = |value: f64| Value::String(format!("{value:.decimals$}"));
+            (
+                name.to_owned(),
+                json!({
+                    "a": [text(price * 1.0005), "1", "1.000"],
+                    "b": [text(price * 0.9995), "2", "2.000"],
+                    "c": [text(price), "0.10000000"],
+                    "v": ["1200.00000000", "3400.00000000"],
+                    "p": [text(price), text(price)],
+                    "t": [12000, 34000],
+                    "l": [text(price * 0.98), text(price * 0.97)],
+                    "h": [text(price * 1.02), text(price * 1.03)],
+                    "o": text(price),
+                }),
+            )
+        })
+        .collect();
+    Ok(Value::Object(map))
+}
+
+/// The code an asset is valued as in TradeBalance: the part before a `.` suffix, by code or
+/// altname, then without trailing digits (`DOT28.S` → `DOT`, `ETH2.S` → `XETH`).
+fn sim_value_code(code: &str) -> Option<&'static str> {
+    let stem = code.split('.').next().unwrap_or(code);
+    let lookup = |name: &str| {
+        ASSETS
+            .iter()
+            .find(|a| !a.0.contains('.') && (a.0 == name || a.1 == name))
+            .map(|a| a.0)
+    };
+    lookup(stem).or_else(|| lookup(stem.trim_end_matches(|c: char| c.is_ascii_digit())))
+}
+
+/// USD value of one unit of `code` at the current prices: its USD pair, or the inverse of a USD
+/// pair quoted in it; `None` without either.
+fn usd_price(code: &str, prices: &HashMap<String, f64>) -> Option<f64> {
+    if code == "ZUSD" {
+        return Some(1.0);
+    }
+    PAIRS.iter().find_map(|&(name, _, base, quote)| {
+        let price = *prices.get(name)?;
+        if base == code && quote == "ZUSD" {
+            Some(price)
+        } else if base == "ZUSD" && quote == code && price > 0.0 {
+            Some(1.0 / price)
+        } else {
+            None
+        }
+    })
+}
+
+/// TradeBalance: every balance valued in `asset` at the current prices (assets without a USD
+/// market count as nothing), with no margin positions open.
+fn trade_balance_result(
+    balances: &[(String, f64, f64)],
+    prices: &HashMap<String, f64>,
+    asset: &str,
+) -> Result<Value, &'static str> {
+    let quote = sim_value_code(asset)
+        .filter(|code| *code == asset || asset_altname(code) == asset)
+        .ok_or("EQuery:Unknown asset")?;
+    let quote_usd = usd_price(quote, prices)
+        .filter(|p| *p > 0.0)
+        .ok_or("EQuery:Unknown asset")?;
+    let equivalent: f64 = balances
+        .iter()
+        .filter_map(|(code, balance, _)| {
+            let usd = usd_price(sim_value_code(code)?, prices)?;
+            Some(balance * usd / quote_usd)
+        })
+        .sum();
+    let text = |value: f64| Value::String(format!("{value:.4}"));
+    Ok(json!({
+        "eb": text(equivalent),
+        "tb": text(equivalent),
+        "m": text(0.0),
+        "n": text(0.0),
+        "c": text(0.0),
+        "v": text(0.0),
+        "e": text(equivalent),
+        "mf": text(equivalent),
+        "uv": text(0.0),
+    }))
+}
+
+fn api_key_info_result(permissions: &[String]) -> Value {
+    json!({
+        "name": "exporter",
+        "permissions": permissions,
+        "restrictions": { "ip_whitelist": [] },
+    })
+}
+
+fn withdraw_methods_result() -> Value {
+    Value::Array(
+        WITHDRAW_METHODS
+            .iter()
+            .map(|&(asset, method, network, minimum)| {
+                let network = if network.is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(network.to_owned())
+                };
+                json!({ "asset": asset, "method": method, "network": network, "minimum": minimum })
+            })
+            .collect(),
+    )
+}
+
 fn time_result() -> Value {
     let unixtime = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -915,6 +1307,8 @@ mod tests {
         key: String,
         secret: ApiSecret,
         tamper_signature: bool,
+        /// Form fields sent after the nonce, such as `asset=ZEUR`.
+        params: &'a str,
     }
 
     impl<'a> Call<'a> {
@@ -927,12 +1321,17 @@ mod tests {
                 key: credentials.key.expose().to_owned(),
                 secret: credentials.secret,
                 tamper_signature: false,
+                params: "",
             }
         }
 
         async fn send(self, sim: &SimKraken) -> Value {
             let path = format!("/0/private/{}", self.method);
             let mut body = format!("nonce={}", self.nonce);
+            if !self.params.is_empty() {
+                body.push('&');
+                body.push_str(self.params);
+            }
             if let Some(otp) = self.otp {
                 body.push_str("&otp=");
                 body.push_str(otp);
@@ -1394,7 +1793,7 @@ mod tests {
     async fn unknown_paths_and_wrong_methods_are_http_errors() {
         let sim = start(SimOptions::default()).await;
         let response = http()
-            .post(format!("{}/0/private/TradeBalance", sim.url()))
+            .post(format!("{}/0/private/AddOrder", sim.url()))
             .send()
             .await
             .unwrap();
@@ -1507,8 +1906,21 @@ mod tests {
             PrivateParams::from_form(b"nonce=7&otp=a%20b+c%2&nonce=9"),
             PrivateParams {
                 nonce: Some(7),
-                otp: Some("a b c%2".into())
+                otp: Some("a b c%2".into()),
+                asset: None,
             }
+        );
+        assert_eq!(
+            PrivateParams::from_form(b"nonce=1&asset=ZEUR")
+                .asset
+                .as_deref(),
+            Some("ZEUR")
+        );
+        assert_eq!(
+            PrivateParams::from_json(br#"{"nonce":1,"asset":"XXBT"}"#)
+                .asset
+                .as_deref(),
+            Some("XXBT")
         );
         assert_eq!(PrivateParams::from_form(b"otp=x").nonce, None);
         assert_eq!(PrivateParams::from_form(b"nonce=-1").nonce, None);
@@ -1518,5 +1930,261 @@ mod tests {
     fn sim_kraken_can_be_shared_across_tasks() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<SimKraken>();
+    }
+
+    async fn get_json(sim: &SimKraken, path_and_query: &str) -> Value {
+        let response = http()
+            .get(format!("{}{path_and_query}", sim.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+    }
+
+    fn last_price(answer: &Value, pair: &str) -> f64 {
+        answer["result"][pair]["c"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("no price for {pair}: {answer}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn asset_pairs_list_base_and_quote_codes_and_are_get_only() {
+        let sim = start(SimOptions::default()).await;
+        let answer = get_json(&sim, "/0/public/AssetPairs").await;
+        let result = &answer["result"];
+        for (pair, altname, base, quote) in [
+            ("XXBTZUSD", "XBTUSD", "XXBT", "ZUSD"),
+            ("XETHZUSD", "ETHUSD", "XETH", "ZUSD"),
+            ("XXBTZEUR", "XBTEUR", "XXBT", "ZEUR"),
+            ("XETHZEUR", "ETHEUR", "XETH", "ZEUR"),
+            ("DOTUSD", "DOTUSD", "DOT", "ZUSD"),
+            ("DOTEUR", "DOTEUR", "DOT", "ZEUR"),
+            ("ZEURZUSD", "EURUSD", "ZEUR", "ZUSD"),
+            ("USDCUSD", "USDCUSD", "USDC", "ZUSD"),
+            ("XXDGZUSD", "XDGUSD", "XXDG", "ZUSD"),
+            ("XETHXXBT", "ETHXBT", "XETH", "XXBT"),
+        ] {
+            assert_eq!(result[pair]["altname"], altname, "{pair}");
+            assert_eq!(result[pair]["base"], base, "{pair}");
+            assert_eq!(result[pair]["quote"], quote, "{pair}");
+        }
+        assert_eq!(result["XXBTZUSD"]["wsname"], "XBT/USD");
+        assert_eq!(result.as_object().unwrap().len(), PAIRS.len());
+        assert_eq!(sim.calls("AssetPairs"), 1);
+        let response = http()
+            .post(format!("{}/0/public/AssetPairs", sim.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+    }
+
+    #[tokio::test]
+    async fn ticker_prices_are_consistent_by_default_and_settable() {
+        let sim = start(SimOptions::default()).await;
+        let answer = get_json(
+            &sim,
+            "/0/public/Ticker?pair=XXBTZUSD,XETHZUSD,DOTUSD,ZEURZUSD,XXDGZUSD,USDCUSD,XXBTZEUR,DOTEUR",
+        )
+        .await;
+        assert!(errors(&answer).is_empty(), "{answer}");
+        assert_eq!(last_price(&answer, "XXBTZUSD"), 65000.0);
+        assert_eq!(last_price(&answer, "XETHZUSD"), 3500.0);
+        assert_eq!(last_price(&answer, "DOTUSD"), 7.5);
+        assert_eq!(last_price(&answer, "ZEURZUSD"), 1.08);
+        assert_eq!(last_price(&answer, "XXDGZUSD"), 0.15);
+        assert_eq!(last_price(&answer, "USDCUSD"), 1.0);
+        // EUR pairs agree with the USD ones through EURUSD.
+        let xbt_eur = last_price(&answer, "XXBTZEUR");
+        assert!((xbt_eur * 1.08 - 65000.0).abs() < 0.1, "{xbt_eur}");
+        assert!((last_price(&answer, "DOTEUR") * 1.08 - 7.5).abs() < 1e-4);
+        assert_eq!(answer["result"]["XXBTZUSD"]["c"][1], "0.10000000");
+
+        sim.set_price("DOTUSD", 9.25);
+        sim.set_price("XBTUSD", 70000.0);
+        let answer = get_json(&sim, "/0/public/Ticker?pair=DOTUSD,XXBTZUSD").await;
+        assert_eq!(last_price(&answer, "DOTUSD"), 9.25);
+        assert_eq!(last_price(&answer, "XXBTZUSD"), 70000.0);
+        assert_eq!(sim.calls("Ticker"), 2);
+    }
+
+    #[tokio::test]
+    async fn ticker_answers_altnames_under_the_canonical_name_and_refuses_unknown_pairs() {
+        let sim = start(SimOptions::default()).await;
+        let answer = get_json(&sim, "/0/public/Ticker?pair=XBTUSD%2CEURUSD").await;
+        let result = answer["result"].as_object().unwrap();
+        let mut names: Vec<_> = result.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["XXBTZUSD", "ZEURZUSD"]);
+
+        let answer = get_json(&sim, "/0/public/Ticker?pair=XXBTZUSD,NOPEUSD").await;
+        assert_eq!(errors(&answer), ["EQuery:Unknown asset pair"]);
+        assert!(answer.get("result").is_none());
+
+        let answer = get_json(&sim, "/0/public/Ticker").await;
+        assert_eq!(answer["result"].as_object().unwrap().len(), PAIRS.len());
+        // Tiny cross prices keep their significant digits.
+        assert!(last_price(&answer, "XXDGXXBT") > 0.0);
+    }
+
+    #[tokio::test]
+    async fn faults_apply_to_the_public_market_endpoints_too() {
+        let sim = start(SimOptions::default()).await;
+        sim.inject(
+            "Ticker",
+            Fault::KrakenError("EService:Unavailable".into()),
+            Some(1),
+        );
+        let answer = get_json(&sim, "/0/public/Ticker?pair=XXBTZUSD").await;
+        assert_eq!(errors(&answer), ["EService:Unavailable"]);
+        let answer = get_json(&sim, "/0/public/Ticker?pair=XXBTZUSD").await;
+        assert!(errors(&answer).is_empty());
+        assert_eq!(sim.calls("Ticker"), 2);
+    }
+
+    #[tokio::test]
+    async fn moving_prices_drift_within_five_percent() {
+        let sim = start(SimOptions {
+            moving: true,
+            ..SimOptions::default()
+        })
+        .await;
+        let answer = get_json(&sim, "/0/public/Ticker?pair=XXBTZUSD,DOTUSD").await;
+        let xbt = last_price(&answer, "XXBTZUSD");
+        assert!((xbt - 65000.0).abs() <= 65000.0 * 0.05 + 1.0, "{xbt}");
+        assert_ne!(xbt, 65000.0);
+        let dot = last_price(&answer, "DOTUSD");
+        assert!((dot - 7.5).abs() <= 7.5 * 0.05 + 1e-4, "{dot}");
+    }
+
+    #[tokio::test]
+    async fn get_api_key_info_lists_the_configured_permissions() {
+        let sim = start(SimOptions {
+            credentials: Some(test_credentials(None)),
+            permissions: vec!["query_funds".into(), "withdraw_funds".into()],
+            ..SimOptions::default()
+        })
+        .await;
+        let answer = call(&sim, "GetApiKeyInfo", 1).await;
+        assert_eq!(answer["result"]["name"], "exporter");
+        assert_eq!(
+            answer["result"]["permissions"],
+            json!(["query_funds", "withdraw_funds"])
+        );
+        assert_eq!(sim.calls("GetApiKeyInfo"), 1);
+        let mut bad = Call::new(&sim, "GetApiKeyInfo", 2);
+        bad.key = "nobody".into();
+        assert_eq!(errors(&bad.send(&sim).await), ["EAPI:Invalid key"]);
+    }
+
+    #[tokio::test]
+    async fn a_kraken_without_get_api_key_info_calls_it_an_unknown_method() {
+        let sim = start(SimOptions {
+            credentials: Some(test_credentials(None)),
+            api_key_info_enabled: false,
+            ..SimOptions::default()
+        })
+        .await;
+        assert_eq!(
+            errors(&call(&sim, "GetApiKeyInfo", 1).await),
+            ["EGeneral:Unknown method"]
+        );
+        assert_eq!(sim.last_nonce(), None);
+        assert_eq!(sim.calls("GetApiKeyInfo"), 1);
+    }
+
+    #[tokio::test]
+    async fn withdraw_methods_answer_only_keys_that_may_withdraw() {
+        let query_only = start_with_key(None).await;
+        assert_eq!(
+            errors(&call(&query_only, "WithdrawMethods", 1).await),
+            ["EGeneral:Permission denied"]
+        );
+        // The refusal comes after authentication: the nonce is used.
+        assert_eq!(query_only.last_nonce(), Some(1));
+
+        let withdrawer = start(SimOptions {
+            credentials: Some(test_credentials(None)),
+            permissions: vec!["Funds: Withdraw".into()],
+            ..SimOptions::default()
+        })
+        .await;
+        let answer = call(&withdrawer, "WithdrawMethods", 1).await;
+        assert!(errors(&answer).is_empty(), "{answer}");
+        assert_eq!(answer["result"][0]["asset"], "XXBT");
+        assert_eq!(withdrawer.calls("WithdrawMethods"), 1);
+    }
+
+    #[tokio::test]
+    async fn trade_balance_is_refused_by_default() {
+        let sim = start_with_key(None).await;
+        assert_eq!(
+            errors(&call(&sim, "TradeBalance", 1).await),
+            ["EGeneral:Permission denied"]
+        );
+        assert_eq!(sim.calls("TradeBalance"), 1);
+    }
+
+    #[tokio::test]
+    async fn trade_balance_values_every_balance_in_the_requested_asset() {
+        let sim = start(SimOptions {
+            credentials: Some(test_credentials(None)),
+            trade_balance_enabled: true,
+            ..SimOptions::default()
+        })
+        .await;
+        sim.set_balances(vec![
+            ("XXBT".into(), 1.0, 0.0),
+            ("DOT28.S".into(), 100.0, 0.0),
+            ("ETH2.S".into(), 2.0, 0.0),
+            ("ZUSD".into(), 500.0, 0.0),
+            ("NEWCOIN".into(), 1000.0, 0.0),
+        ]);
+        let eb =
+            |answer: &Value| -> f64 { answer["result"]["eb"].as_str().unwrap().parse().unwrap() };
+        let answer = call(&sim, "TradeBalance", 1).await;
+        let usd = 65000.0 + 750.0 + 7000.0 + 500.0;
+        assert!((eb(&answer) - usd).abs() < 0.01, "{answer}");
+        assert_eq!(answer["result"]["m"], "0.0000");
+
+        let mut in_eur = Call::new(&sim, "TradeBalance", 2);
+        in_eur.params = "asset=ZEUR";
+        let answer = in_eur.send(&sim).await;
+        assert!((eb(&answer) - usd / 1.08).abs() < 0.01, "{answer}");
+
+        let mut by_altname = Call::new(&sim, "TradeBalance", 3);
+        by_altname.params = "asset=XBT";
+        let answer = by_altname.send(&sim).await;
+        // Kraken's four decimals.
+        assert!((eb(&answer) - usd / 65000.0).abs() < 1e-4, "{answer}");
+
+        let mut unknown = Call::new(&sim, "TradeBalance", 4);
+        unknown.params = "asset=NOPE";
+        assert_eq!(errors(&unknown.send(&sim).await), ["EQuery:Unknown asset"]);
+    }
+
+    #[test]
+    fn every_pair_has_a_default_price_and_known_assets() {
+        let state = SimState::new();
+        for &(name, _, base, quote) in PAIRS {
+            assert!(state.prices[name] > 0.0, "{name}");
+            for code in [base, quote] {
+                assert!(ASSETS.iter().any(|a| a.0 == code), "{name}: {code}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "lists no pair")]
+    fn setting_the_price_of_an_unknown_pair_is_a_test_bug() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.block_on(start(SimOptions::default()));
+        sim.set_price("NOPEUSD", 1.0);
     }
 }

@@ -1,11 +1,14 @@
 //! The HTTP client for Kraken's REST API.
 //!
-//! Owns request construction (URL, signed form body, headers), the per-request timeout, the cap
-//! on body size, the one retry of an invalid nonce, the BalanceEx → Balance fallback, and the
-//! request metrics of every call it makes.
-//! Must not: decide when to call (that is [`crate::refresh`]), retry anything else, or let a
-//! credential reach an error, a log line or a metric.
+//! Owns request construction (URL and query string of public calls, signed form body and headers
+//! of private ones), the per-request timeout, the cap on body size, the one retry of an invalid
+//! nonce, the BalanceEx → Balance fallback, the batching of Ticker requests, and the request
+//! metrics of every call it makes.
+//! Must not: decide when to call (that is [`crate::refresh`]), retry anything else, interpret
+//! what an answer means for the operator (that is [`crate::audit`] and [`crate::valuation`]), or
+//! let a credential reach an error, a log line or a metric.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
 use super::error::{KrakenError, Reason};
 use super::nonce::NonceSource;
-use super::parse::{self, AssetBalance, AssetTable};
+use super::parse::{self, ApiKeyInfo, AssetBalance, AssetTable, PairTable};
 use super::sign::sign;
 use crate::metrics::RequestMetrics;
 use crate::secret::Credentials;
@@ -21,6 +24,10 @@ use crate::secret::Credentials;
 /// Largest body read from Kraken. A balance answer of a few hundred assets is tens of KiB; a
 /// larger body is an error page or an attack, and reading it would only cost memory.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most pairs asked of Ticker in one request: very long `pair` lists in one URL have been answered
+/// with Cloudflare 520, so longer lists are split into several requests.
+pub const TICKER_BATCH: usize = 20;
 
 /// How long a refused BalanceEx is not asked again, when the endpoint is chosen automatically.
 const BALANCE_EX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
@@ -57,17 +64,24 @@ pub struct BalanceAnswer {
     pub endpoint: &'static str,
 }
 
-/// A client for one API key. Calls are signed with its credentials and counted under its
-/// account name.
+/// What signs private calls: the key's credentials and its nonces, which only make sense together.
+struct Signer {
+    /// Key, secret and optional 2FA password.
+    credentials: Credentials,
+    /// Strictly increasing nonces for this key.
+    nonces: NonceSource,
+}
+
+/// A client for one API key, or for public market data only. Private calls are signed with its
+/// credentials; every call is counted under its account name.
 pub struct KrakenClient {
     /// Shared connection pool; rustls with built-in roots, so no system CA store is needed.
     http: reqwest::Client,
     /// Base URL and timeout.
     options: ClientOptions,
-    /// Key, secret and optional 2FA password.
-    credentials: Credentials,
-    /// Strictly increasing nonces for this key.
-    nonces: NonceSource,
+    /// The key's credentials and nonces; `None` for a public-only client, whose private calls
+    /// fail with [`KrakenError::NoCredentials`] without sending anything.
+    signer: Option<Signer>,
     /// `account` label of the request metrics.
     account: String,
     /// Where every call is counted.
@@ -81,6 +95,7 @@ impl std::fmt::Debug for KrakenClient {
         f.debug_struct("KrakenClient")
             .field("account", &self.account)
             .field("api_url", &self.options.api_url)
+            .field("has_credentials", &self.signer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -102,12 +117,43 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
 }
 
 impl KrakenClient {
-    /// A client for one account.
+    /// A client for one account's API key: it can make private and public calls.
     pub fn new(
         http: reqwest::Client,
         options: ClientOptions,
         credentials: Credentials,
         nonces: NonceSource,
+        account: String,
+        metrics: Arc<RequestMetrics>,
+    ) -> Self {
+        Self::build(
+            http,
+            options,
+            Some(Signer {
+                credentials,
+                nonces,
+            }),
+            account,
+            metrics,
+        )
+    }
+
+    /// A client without credentials, for the public market data (assets, pairs, prices) that all
+    /// accounts share: it belongs to no key, so it uses no key's nonces and keeps no secret. Its
+    /// private calls fail with [`KrakenError::NoCredentials`].
+    pub fn public(
+        http: reqwest::Client,
+        options: ClientOptions,
+        account: String,
+        metrics: Arc<RequestMetrics>,
+    ) -> Self {
+        Self::build(http, options, None, account, metrics)
+    }
+
+    fn build(
+        http: reqwest::Client,
+        options: ClientOptions,
+        signer: Option<Signer>,
         account: String,
         metrics: Arc<RequestMetrics>,
     ) -> Self {
@@ -117,8 +163,7 @@ impl KrakenClient {
                 api_url: options.api_url.trim_end_matches('/').to_owned(),
                 ..options
             },
-            credentials,
-            nonces,
+            signer,
             account,
             metrics,
             balance_ex_refused_until: Mutex::new(None),
@@ -128,6 +173,11 @@ impl KrakenClient {
     /// The account name this client counts its calls under.
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// Whether this client can make private calls, so callers can skip them instead of failing.
+    pub fn has_credentials(&self) -> bool {
+        self.signer.is_some()
     }
 
     /// Fetches the account's balances from the configured endpoint.
@@ -167,7 +217,7 @@ impl KrakenClient {
 
     async fn balance_ex(&self) -> Result<BalanceAnswer, KrakenError> {
         const ENDPOINT: &str = "BalanceEx";
-        let balances = self.private(ENDPOINT, parse::balance_ex).await?;
+        let balances = self.private(ENDPOINT, &[], parse::balance_ex).await?;
         Ok(BalanceAnswer {
             balances,
             endpoint: ENDPOINT,
@@ -176,7 +226,7 @@ impl KrakenClient {
 
     async fn balance(&self) -> Result<BalanceAnswer, KrakenError> {
         const ENDPOINT: &str = "Balance";
-        let balances = self.private(ENDPOINT, parse::balance).await?;
+        let balances = self.private(ENDPOINT, &[], parse::balance).await?;
         Ok(BalanceAnswer {
             balances,
             endpoint: ENDPOINT,
@@ -185,8 +235,78 @@ impl KrakenClient {
 
     /// Fetches the public list of asset codes and their short names.
     pub async fn assets(&self) -> Result<AssetTable, KrakenError> {
-        const ENDPOINT: &str = "Assets";
-        let url = format!("{}/0/public/{ENDPOINT}", self.options.api_url);
+        self.public_get("Assets", None, parse::assets).await
+    }
+
+    /// Fetches the public list of trading pairs, to find which pair prices an asset in a given
+    /// currency.
+    pub async fn asset_pairs(&self) -> Result<PairTable, KrakenError> {
+        self.public_get("AssetPairs", None, parse::asset_pairs)
+            .await
+    }
+
+    /// Fetches the last trade price of each pair, keyed by the pair name Kraken answers with.
+    /// Ask by canonical name (`XXBTZUSD`): Kraken keys its answer by the canonical name even when
+    /// asked by altname. Duplicates are asked once; more than [`TICKER_BATCH`] pairs are asked in
+    /// several requests, each counted as one `Ticker` call. No pair, no request.
+    pub async fn ticker(&self, pairs: &[String]) -> Result<HashMap<String, f64>, KrakenError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&str> = pairs
+            .iter()
+            .map(String::as_str)
+            .filter(|pair| !pair.is_empty() && seen.insert(*pair))
+            .collect();
+        let mut prices = HashMap::with_capacity(unique.len());
+        for batch in unique.chunks(TICKER_BATCH) {
+            let list: Vec<String> = batch
+                .iter()
+                .map(|pair| form_urlencoded::byte_serialize(pair.as_bytes()).collect())
+                .collect();
+            let query = format!("pair={}", list.join(","));
+            prices.extend(
+                self.public_get("Ticker", Some(&query), parse::ticker)
+                    .await?,
+            );
+        }
+        Ok(prices)
+    }
+
+    /// Asks Kraken what the signing key may do (its name and permissions), so the exporter can
+    /// warn about a key that could move funds. Kraken documents no permission for it.
+    pub async fn api_key_info(&self) -> Result<ApiKeyInfo, KrakenError> {
+        self.private("GetApiKeyInfo", &[], parse::api_key_info)
+            .await
+    }
+
+    /// Lists withdrawal methods and discards them: the call reads nothing sensitive and changes
+    /// nothing, but Kraken answers it only for keys that may withdraw, so `Ok` means the key can
+    /// withdraw and [`Reason::PermissionDenied`] that it (probably) cannot.
+    pub async fn withdraw_methods(&self) -> Result<(), KrakenError> {
+        self.private("WithdrawMethods", &[], parse::withdraw_methods)
+            .await
+    }
+
+    /// The account's equivalent balance (`eb`) valued by Kraken in `asset` (a code such as
+    /// `ZUSD`), to cross-check the exporter's own valuation. Kraken documents its permission two
+    /// ways ("Query Funds" or "Query open orders & trades"), so a refusal is to be expected.
+    pub async fn trade_balance(&self, asset: &str) -> Result<f64, KrakenError> {
+        self.private("TradeBalance", &[("asset", asset)], parse::trade_balance)
+            .await
+    }
+
+    /// Calls a public endpoint with `GET` (Kraken refuses other methods on public endpoints) and
+    /// the given query string.
+    async fn public_get<T>(
+        &self,
+        endpoint: &'static str,
+        query: Option<&str>,
+        parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
+    ) -> Result<T, KrakenError> {
+        let mut url = format!("{}/0/public/{endpoint}", self.options.api_url);
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
         let started = Instant::now();
         let outcome = async {
             let response = self
@@ -196,24 +316,29 @@ impl KrakenClient {
                 .await
                 .map_err(|e| self.transport(e))?;
             let (status, body) = self.read(response).await?;
-            parse::assets(status, &body)
+            parse(status, &body)
         }
         .await;
-        self.record(ENDPOINT, started, &outcome);
+        self.record(endpoint, started, &outcome);
         outcome
     }
 
-    /// Calls a private endpoint, retrying once with a fresh nonce if Kraken says the nonce was
-    /// not above the last one it saw (another call may have overtaken this one on the wire).
+    /// Calls a private endpoint with `params` in the signed body, retrying once with a fresh nonce
+    /// if Kraken says the nonce was not above the last one it saw (another call may have
+    /// overtaken this one on the wire). Without credentials nothing is sent or counted.
     async fn private<T>(
         &self,
         method: &'static str,
+        params: &[(&str, &str)],
         parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
     ) -> Result<T, KrakenError> {
-        match self.private_once(method, parse).await {
+        let Some(signer) = &self.signer else {
+            return Err(KrakenError::NoCredentials { method });
+        };
+        match self.private_once(signer, method, params, parse).await {
             Err(e) if e.reason() == Reason::InvalidNonce => {
                 tracing::debug!(account = %self.account, method, "invalid nonce, retrying once with a fresh nonce");
-                self.private_once(method, parse).await
+                self.private_once(signer, method, params, parse).await
             }
             other => other,
         }
@@ -221,16 +346,18 @@ impl KrakenClient {
 
     async fn private_once<T>(
         &self,
+        signer: &Signer,
         method: &'static str,
+        params: &[(&str, &str)],
         parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
     ) -> Result<T, KrakenError> {
         let started = Instant::now();
         let outcome = async {
             let path = format!("/0/private/{method}");
-            let nonce = self.nonces.next()?;
-            let body = self.form_body(nonce);
-            let signature = sign(&path, nonce, body.as_bytes(), &self.credentials.secret);
-            let mut key = HeaderValue::from_str(self.credentials.key.expose()).map_err(|_| {
+            let nonce = signer.nonces.next()?;
+            let body = form_body(&signer.credentials, nonce, params);
+            let signature = sign(&path, nonce, body.as_bytes(), &signer.credentials.secret);
+            let mut key = HeaderValue::from_str(signer.credentials.key.expose()).map_err(|_| {
                 KrakenError::Transport("the API key is not a valid header value".into())
             })?;
             key.set_sensitive(true);
@@ -256,16 +383,6 @@ impl KrakenClient {
         .await;
         self.record(method, started, &outcome);
         outcome
-    }
-
-    /// The form body: `nonce=<n>` and, for keys with API 2FA, `&otp=<password>`.
-    fn form_body(&self, nonce: u64) -> String {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("nonce", &nonce.to_string());
-        if let Some(otp) = &self.credentials.otp {
-            form.append_pair("otp", otp.expose());
-        }
-        form.finish()
     }
 
     /// Reads the status and at most [`MAX_BODY_BYTES`] of the body.
@@ -308,6 +425,20 @@ impl KrakenClient {
     }
 }
 
+/// The form body: `nonce=<n>`, the call's parameters, and, for keys with API 2FA,
+/// `otp=<password>`. The signature covers these exact bytes.
+fn form_body(credentials: &Credentials, nonce: u64, params: &[(&str, &str)]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("nonce", &nonce.to_string());
+    for (name, value) in params {
+        form.append_pair(name, value);
+    }
+    if let Some(otp) = &credentials.otp {
+        form.append_pair("otp", otp.expose());
+    }
+    form.finish()
+}
+
 /// Whether a BalanceEx failure means "this endpoint is refused" rather than "Kraken is failing".
 fn is_refusal(error: &KrakenError) -> bool {
     matches!(error.reason(), Reason::PermissionDenied | Reason::Other)
@@ -326,4 +457,189 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kraken::nonce::SystemClock;
+    use crate::sim::{Fault, SimKraken, SimOptions};
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn options(sim: &SimKraken) -> ClientOptions {
+        ClientOptions {
+            api_url: format!("{}/", sim.url()),
+            timeout: TIMEOUT,
+            balance_endpoint: BalanceEndpoint::Auto,
+        }
+    }
+
+    fn signed(sim: &SimKraken, metrics: &Arc<RequestMetrics>) -> KrakenClient {
+        KrakenClient::new(
+            http_client(TIMEOUT).unwrap(),
+            options(sim),
+            sim.credentials(),
+            NonceSource::new(Box::new(SystemClock)),
+            "main".into(),
+            Arc::clone(metrics),
+        )
+    }
+
+    fn public(sim: &SimKraken, metrics: &Arc<RequestMetrics>) -> KrakenClient {
+        KrakenClient::public(
+            http_client(TIMEOUT).unwrap(),
+            options(sim),
+            "_public".into(),
+            Arc::clone(metrics),
+        )
+    }
+
+    async fn start(options: SimOptions) -> SimKraken {
+        SimKraken::start(options).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn ticker_asks_at_most_twenty_pairs_per_request_and_each_pair_once() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = public(&sim, &metrics);
+        let pairs = client.asset_pairs().await.unwrap();
+        let mut names: Vec<String> = pairs.iter().map(|(name, _)| name.to_owned()).collect();
+        names.sort();
+        assert!(names.len() > TICKER_BATCH, "{}", names.len());
+        let mut asked = names.clone();
+        asked.extend(names.iter().take(5).cloned());
+        asked.push(String::new());
+
+        let prices = client.ticker(&asked).await.unwrap();
+        assert_eq!(prices.len(), names.len());
+        assert_eq!(prices["XXBTZUSD"], 65000.0);
+        let requests = names.len().div_ceil(TICKER_BATCH) as u64;
+        assert_eq!(sim.calls("Ticker"), requests);
+        assert_eq!(metrics.requests("_public", "Ticker"), requests);
+        assert_eq!(metrics.requests("_public", "AssetPairs"), 1);
+
+        assert!(client.ticker(&[]).await.unwrap().is_empty());
+        assert_eq!(sim.calls("Ticker"), requests);
+    }
+
+    #[tokio::test]
+    async fn ticker_failures_are_classified_and_counted() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = public(&sim, &metrics);
+        let err = client
+            .ticker(&["XXBTZUSD".into(), "NOPEUSD".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Kraken answered EQuery:Unknown asset pair");
+        assert_eq!(metrics.errors("_public", "Ticker", Reason::Other), 1);
+    }
+
+    #[tokio::test]
+    async fn a_public_client_reads_market_data_and_refuses_private_calls_without_sending() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = public(&sim, &metrics);
+        assert!(!client.has_credentials());
+        assert_eq!(client.account(), "_public");
+        assert!(!client.assets().await.unwrap().is_empty());
+
+        let err = client.balances().await.unwrap_err();
+        assert!(matches!(err, KrakenError::NoCredentials { .. }), "{err}");
+        assert!(matches!(
+            client.trade_balance("ZUSD").await,
+            Err(KrakenError::NoCredentials {
+                method: "TradeBalance"
+            })
+        ));
+        assert!(matches!(
+            client.api_key_info().await,
+            Err(KrakenError::NoCredentials {
+                method: "GetApiKeyInfo"
+            })
+        ));
+        assert!(client.withdraw_methods().await.is_err());
+        for method in ["BalanceEx", "Balance", "TradeBalance", "GetApiKeyInfo"] {
+            assert_eq!(sim.calls(method), 0, "{method}");
+            assert_eq!(metrics.requests("_public", method), 0, "{method}");
+        }
+        assert!(format!("{client:?}").contains("has_credentials: false"));
+    }
+
+    #[tokio::test]
+    async fn trade_balance_signs_the_asset_and_reads_eb() {
+        let sim = start(SimOptions {
+            trade_balance_enabled: true,
+            ..SimOptions::default()
+        })
+        .await;
+        sim.set_balances(vec![("XXBT".into(), 2.0, 0.0), ("ZUSD".into(), 100.0, 0.0)]);
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = signed(&sim, &metrics);
+        assert!(client.has_credentials());
+        assert_eq!(client.trade_balance("ZUSD").await.unwrap(), 130100.0);
+        let in_xbt = client.trade_balance("XXBT").await.unwrap();
+        assert!((in_xbt - 130100.0 / 65000.0).abs() < 1e-4, "{in_xbt}");
+        assert_eq!(metrics.requests("main", "TradeBalance"), 2);
+    }
+
+    #[tokio::test]
+    async fn new_private_calls_keep_the_single_invalid_nonce_retry() {
+        let sim = start(SimOptions {
+            trade_balance_enabled: true,
+            ..SimOptions::default()
+        })
+        .await;
+        sim.inject(
+            "TradeBalance",
+            Fault::KrakenError("EAPI:Invalid nonce".into()),
+            Some(1),
+        );
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = signed(&sim, &metrics);
+        client.trade_balance("ZUSD").await.unwrap();
+        assert_eq!(metrics.requests("main", "TradeBalance"), 2);
+        assert_eq!(
+            metrics.errors("main", "TradeBalance", Reason::InvalidNonce),
+            1
+        );
+
+        sim.inject(
+            "GetApiKeyInfo",
+            Fault::KrakenError("EAPI:Invalid nonce".into()),
+            Some(2),
+        );
+        let err = client.api_key_info().await.unwrap_err();
+        assert_eq!(err.reason(), Reason::InvalidNonce);
+        assert_eq!(sim.calls("GetApiKeyInfo"), 2);
+    }
+
+    #[tokio::test]
+    async fn key_info_and_the_withdraw_probe_reflect_the_keys_permissions() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = signed(&sim, &metrics);
+        let info = client.api_key_info().await.unwrap();
+        assert_eq!(info.name.as_deref(), Some("exporter"));
+        assert_eq!(info.permissions.get("query_funds"), Some(&true));
+        let err = client.withdraw_methods().await.unwrap_err();
+        assert_eq!(err.reason(), Reason::PermissionDenied);
+        assert_eq!(
+            metrics.errors("main", "WithdrawMethods", Reason::PermissionDenied),
+            1
+        );
+        assert_eq!(metrics.requests("main", "GetApiKeyInfo"), 1);
+
+        let withdrawer = start(SimOptions {
+            permissions: vec!["withdraw_funds".into()],
+            ..SimOptions::default()
+        })
+        .await;
+        signed(&withdrawer, &metrics)
+            .withdraw_methods()
+            .await
+            .unwrap();
+    }
 }

@@ -166,6 +166,15 @@ pub enum KrakenError {
     /// A nonce could not be issued (the nonce state file could not be written).
     #[error(transparent)]
     Nonce(#[from] super::nonce::NonceError),
+    /// A private method was asked of a client built for public data only; nothing was sent, so
+    /// no request was counted. Kraken cannot sign what has no key.
+    #[error(
+        "{method} needs an API key, and this client has none (it reads public market data only)"
+    )]
+    NoCredentials {
+        /// The private method that was asked for, such as `TradeBalance`.
+        method: &'static str,
+    },
 }
 
 impl KrakenError {
@@ -177,7 +186,7 @@ impl KrakenError {
             KrakenError::Timeout(_) => Reason::Timeout,
             KrakenError::Transport(_) => Reason::Http,
             KrakenError::Decode(_) | KrakenError::TooLarge { .. } => Reason::Decode,
-            KrakenError::Nonce(_) => Reason::Other,
+            KrakenError::Nonce(_) | KrakenError::NoCredentials { .. } => Reason::Other,
         }
     }
 
@@ -281,6 +290,15 @@ mod tests {
         assert_eq!(reason_for_status(429), Reason::RateLimited);
         assert_eq!(reason_for_status(403), Reason::Http);
         assert_eq!(reason_for_status(404), Reason::Http);
+    }
+
+    #[test]
+    fn a_private_call_without_a_key_names_the_method_and_is_other() {
+        let err = KrakenError::NoCredentials {
+            method: "TradeBalance",
+        };
+        assert_eq!(err.reason(), Reason::Other);
+        assert!(err.to_string().starts_with("TradeBalance needs an API key"));
     }
 
     #[test]

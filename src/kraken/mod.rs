@@ -10,6 +10,6 @@ pub mod nonce;
 pub mod parse;
 pub mod sign;
 
-pub use client::{BalanceEndpoint, ClientOptions, KrakenClient};
+pub use client::{BalanceEndpoint, ClientOptions, KrakenClient, TICKER_BATCH};
 pub use error::{KrakenError, Reason};
-pub use parse::{AssetBalance, AssetInfo, AssetTable};
+pub use parse::{ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, PairInfo, PairTable};

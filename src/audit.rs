@@ -1,0 +1,523 @@
+//! Whether the exporter's API key can do more than read balances.
+//!
+//! An exporter only needs "Funds: Query". A key that may also withdraw or trade turns a leaked
+//! exporter configuration into a way to empty the account, so the operator should hear about it.
+//!
+//! Owns the normalised permission names, the interpretation of GetApiKeyInfo and of the
+//! WithdrawMethods probe, and which permissions count as risky.
+//! Must not: parse Kraken bodies or match Kraken error strings (that is [`crate::kraken`]), call
+//! any endpoint that changes the account, or decide what a risky key means for the exporter
+//! (warn, refuse, export a metric: the caller chooses).
+//!
+//! # Normalised permission names
+//!
+//! | name | Kraken's key setting | examples of raw names recognised |
+//! |---|---|---|
+//! | `funds_query` | Funds: Query | `query_funds`, `Funds: Query`, `can_query_funds`, `view_balance` |
+//! | `funds_deposit` | Funds: Deposit | `deposit_funds`, `Funds: Deposit`, `can_deposit` |
+//! | `funds_withdraw` | Funds: Withdraw | `withdraw_funds`, `Funds: Withdraw`, `can_withdraw`, `canWithdraw` |
+//! | `orders_query_open` | Query open orders & trades | `Query open orders & trades`, `query_open_orders` |
+//! | `orders_query_closed` | Query closed orders & trades | `Query closed orders & trades`, `query_closed_trades` |
+//! | `orders_create` | Create & modify orders | `Create & modify orders`, `create_orders`, `add_order`, `trade`, `can_trade` |
+//! | `orders_cancel` | Cancel & close orders | `Cancel & close orders`, `cancel_orders`, `close_positions` |
+//! | `ledger_query` | Query ledger entries | `Query ledger entries`, `ledger`, `query_ledger` |
+//! | `export_data` | Export data | `Export data`, `export_data` |
+//! | `websocket` | Access WebSockets API | `Access WebSockets API`, `websocket`, `ws_token` |
+//!
+//! Any other raw name is kept in lowercase snake_case (`Funds: Earn` → `funds_earn`), so a
+//! permission Kraken adds later still shows up instead of vanishing.
+
+use std::collections::BTreeMap;
+
+use crate::kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
+
+/// The key may read balances: the one permission the exporter needs.
+pub const FUNDS_QUERY: &str = "funds_query";
+/// The key may create deposit addresses.
+pub const FUNDS_DEPOSIT: &str = "funds_deposit";
+/// The key may withdraw funds to a registered address.
+pub const FUNDS_WITHDRAW: &str = "funds_withdraw";
+/// The key may read open orders and trades.
+pub const ORDERS_QUERY_OPEN: &str = "orders_query_open";
+/// The key may read closed orders and trades.
+pub const ORDERS_QUERY_CLOSED: &str = "orders_query_closed";
+/// The key may place and modify orders.
+pub const ORDERS_CREATE: &str = "orders_create";
+/// The key may cancel orders and close positions.
+pub const ORDERS_CANCEL: &str = "orders_cancel";
+/// The key may read the ledger.
+pub const LEDGER_QUERY: &str = "ledger_query";
+/// The key may request data exports.
+pub const EXPORT_DATA: &str = "export_data";
+/// The key may obtain WebSocket tokens.
+pub const WEBSOCKET: &str = "websocket";
+
+/// Permissions that let whoever holds the key move funds or change positions, in the order
+/// [`KeyAudit::risky`] lists them:
+/// - `funds_withdraw` sends funds out of the account (to addresses registered on it, which an
+///   attacker with the key cannot add, but a withdrawal is still irreversible);
+/// - `orders_create` can trade the balance away, for example into an illiquid market the
+///   attacker controls;
+/// - `orders_cancel` can cancel the owner's orders and close positions, undoing a strategy or a
+///   hedge at the worst moment.
+///
+/// Reading permissions (query, ledger, export, WebSocket) leak information but move nothing, and
+/// deposit only creates addresses.
+pub const RISKY: [&str; 3] = [FUNDS_WITHDRAW, ORDERS_CREATE, ORDERS_CANCEL];
+
+/// How a [`KeyAudit`] learned the key's permissions, which says how much of it to trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSource {
+    /// Kraken listed the key's permissions (GetApiKeyInfo): every permission is known.
+    ApiKeyInfo,
+    /// Kraken did not list them, so WithdrawMethods was tried: only `funds_withdraw` is known. A
+    /// Query-only key cannot be told apart from a trading key this way.
+    WithdrawProbe,
+}
+
+/// What the exporter's API key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAudit {
+    /// Normalised permission name → granted. Only permissions established by [`Self::source`]
+    /// are present: after the probe, just `funds_withdraw`.
+    pub permissions: BTreeMap<String, bool>,
+    /// How the permissions were learned.
+    pub source: AuditSource,
+}
+
+impl KeyAudit {
+    /// Interprets a GetApiKeyInfo answer: raw names normalised, a permission granted under any of
+    /// its spellings counting as granted.
+    pub fn from_api_key_info(info: &ApiKeyInfo) -> Self {
+        let mut permissions = BTreeMap::new();
+        for (raw, granted) in &info.permissions {
+            *permissions
+                .entry(normalise_permission(raw))
+                .or_insert(false) |= *granted;
+        }
+        Self {
+            permissions,
+            source: AuditSource::ApiKeyInfo,
+        }
+    }
+
+    /// Interprets the outcome of the WithdrawMethods probe: an answer means the key may withdraw,
+    /// `permission_denied` that it may not. Any other failure says nothing about the key and is
+    /// returned as it is.
+    ///
+    /// `permission_denied` is also Kraken's answer to a wrong API 2FA password, so this verdict
+    /// holds only for a key whose other calls succeed.
+    pub fn from_withdraw_probe(outcome: Result<(), KrakenError>) -> Result<Self, KrakenError> {
+        let may_withdraw = match outcome {
+            Ok(()) => true,
+            Err(e) if e.reason() == Reason::PermissionDenied => false,
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            permissions: BTreeMap::from([(FUNDS_WITHDRAW.to_owned(), may_withdraw)]),
+            source: AuditSource::WithdrawProbe,
+        })
+    }
+
+    /// The granted permissions that can move funds or trade (see [`RISKY`]), so the caller can
+    /// warn about exactly those. Empty for a key fit for an exporter.
+    pub fn risky(&self) -> Vec<&str> {
+        RISKY
+            .into_iter()
+            .filter(|name| self.granted(name) == Some(true))
+            .collect()
+    }
+
+    /// Whether the key has a normalised permission; `None` when the audit could not tell (the
+    /// probe establishes only `funds_withdraw`; GetApiKeyInfo may omit denied permissions).
+    pub fn granted(&self, name: &str) -> Option<bool> {
+        self.permissions.get(name).copied()
+    }
+}
+
+/// Whether a failed GetApiKeyInfo means "this Kraken or this key does not offer it" (so the
+/// WithdrawMethods probe is worth trying) rather than "Kraken is failing right now" (timeouts,
+/// outages, rate limits and lockouts are returned to the caller, never probed around: another
+/// call would only cost rate budget or extend a lockout).
+///
+/// Refusals are Kraken's `Other` errors (`EGeneral:Unknown method`) and `permission_denied`;
+/// a 404 status is also taken as an unknown method, for a Kraken that routes unknown methods
+/// to a plain not-found page.
+pub fn falls_back_to_probe(error: &KrakenError) -> bool {
+    match error {
+        KrakenError::Api { reason, .. } => {
+            matches!(reason, Reason::Other | Reason::PermissionDenied)
+        }
+        KrakenError::Status { status } => *status == 404,
+        _ => false,
+    }
+}
+
+/// Finds out what the client's key may do: GetApiKeyInfo when Kraken offers it, otherwise the
+/// WithdrawMethods probe (see [`AuditSource::WithdrawProbe`] for what that cannot tell).
+/// Costs one private call, two when probing; both are read only.
+pub async fn audit_key(client: &KrakenClient) -> Result<KeyAudit, KrakenError> {
+    match client.api_key_info().await {
+        Ok(info) => Ok(KeyAudit::from_api_key_info(&info)),
+        Err(error) if falls_back_to_probe(&error) => {
+            tracing::debug!(
+                account = %client.account(),
+                %error,
+                "GetApiKeyInfo is not available, probing WithdrawMethods instead"
+            );
+            KeyAudit::from_withdraw_probe(client.withdraw_methods().await)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Maps one of Kraken's raw permission names, whatever its spelling, to a normalised name (see
+/// the module docs for the table). Unrecognised names come back in lowercase snake_case.
+pub fn normalise_permission(raw: &str) -> String {
+    let snake = snake_case(raw);
+    let tokens: Vec<&str> = snake.split('_').filter(|t| !t.is_empty()).collect();
+    let has = |word: &str| tokens.contains(&word);
+    let has_prefix = |prefix: &str| tokens.iter().any(|t| t.starts_with(prefix));
+    let any = |words: &[&str]| words.iter().any(|w| has(w));
+    let reads = any(&["query", "view", "read", "get", "list"]);
+    // Words run together or split at camelCase humps (`WebSockets`, `canwithdraw`) still match.
+    let compact: String = tokens.concat();
+    let mentions = |word: &str| compact.contains(word);
+
+    let recognised = if mentions("withdraw") {
+        Some(FUNDS_WITHDRAW)
+    } else if mentions("deposit") {
+        Some(FUNDS_DEPOSIT)
+    } else if mentions("websocket") || has("ws") {
+        Some(WEBSOCKET)
+    } else if has_prefix("export") {
+        Some(EXPORT_DATA)
+    } else if mentions("ledger") {
+        Some(LEDGER_QUERY)
+    } else if any(&[
+        "order",
+        "orders",
+        "trade",
+        "trades",
+        "trading",
+        "position",
+        "positions",
+    ]) {
+        if has_prefix("cancel") || has("close") {
+            Some(ORDERS_CANCEL)
+        } else if has_prefix("creat") || any(&["modify", "add", "place", "edit", "amend"]) {
+            Some(ORDERS_CREATE)
+        } else if has("closed") {
+            Some(ORDERS_QUERY_CLOSED)
+        } else if has("open") {
+            Some(ORDERS_QUERY_OPEN)
+        } else if !reads && any(&["trade", "trades", "trading"]) {
+            Some(ORDERS_CREATE)
+        } else {
+            None
+        }
+    } else if any(&["fund", "funds", "balance", "balances"]) && reads {
+        Some(FUNDS_QUERY)
+    } else {
+        None
+    };
+    match recognised {
+        Some(name) => name.to_owned(),
+        None if tokens.is_empty() => "unnamed".to_owned(),
+        None => tokens.join("_"),
+    }
+}
+
+/// Lowercase snake_case: words split at anything not a letter or digit and at camelCase humps.
+fn snake_case(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + 4);
+    let mut previous: Option<char> = None;
+    for c in raw.trim().chars() {
+        if c.is_alphanumeric() {
+            if c.is_uppercase() && previous.is_some_and(|p| p.is_lowercase() || p.is_ascii_digit())
+            {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+        previous = Some(c);
+    }
+    out.trim_matches('_').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::kraken::client::http_client;
+    use crate::kraken::nonce::{NonceSource, SystemClock};
+    use crate::kraken::{BalanceEndpoint, ClientOptions};
+    use crate::metrics::RequestMetrics;
+    use crate::sim::{Fault, SimKraken, SimOptions};
+
+    #[test]
+    fn raw_names_map_to_normalised_permissions() {
+        let cases = [
+            ("query_funds", FUNDS_QUERY),
+            ("Funds: Query", FUNDS_QUERY),
+            ("can_query_funds", FUNDS_QUERY),
+            ("QueryFunds", FUNDS_QUERY),
+            ("view_balance", FUNDS_QUERY),
+            ("funds_query", FUNDS_QUERY),
+            ("Funds: Deposit", FUNDS_DEPOSIT),
+            ("deposit_funds", FUNDS_DEPOSIT),
+            ("can_deposit", FUNDS_DEPOSIT),
+            ("Funds: Withdraw", FUNDS_WITHDRAW),
+            ("withdraw_funds", FUNDS_WITHDRAW),
+            ("can_withdraw", FUNDS_WITHDRAW),
+            ("canWithdraw", FUNDS_WITHDRAW),
+            ("funds_withdraw", FUNDS_WITHDRAW),
+            ("Withdrawals", FUNDS_WITHDRAW),
+            ("Query open orders & trades", ORDERS_QUERY_OPEN),
+            ("query_open_orders", ORDERS_QUERY_OPEN),
+            ("orders_query_open", ORDERS_QUERY_OPEN),
+            ("Query closed orders & trades", ORDERS_QUERY_CLOSED),
+            ("query_closed_trades", ORDERS_QUERY_CLOSED),
+            ("Create & modify orders", ORDERS_CREATE),
+            ("create_orders", ORDERS_CREATE),
+            ("orders_create", ORDERS_CREATE),
+            ("add_order", ORDERS_CREATE),
+            ("trade", ORDERS_CREATE),
+            ("can_trade", ORDERS_CREATE),
+            ("Trading", ORDERS_CREATE),
+            ("Cancel & close orders", ORDERS_CANCEL),
+            ("cancel_orders", ORDERS_CANCEL),
+            ("close_positions", ORDERS_CANCEL),
+            ("Query ledger entries", LEDGER_QUERY),
+            ("ledger_query", LEDGER_QUERY),
+            ("Export data", EXPORT_DATA),
+            ("export_data", EXPORT_DATA),
+            ("Access WebSockets API", WEBSOCKET),
+            ("websocket", WEBSOCKET),
+            ("ws_token", WEBSOCKET),
+            ("WebSocketToken", WEBSOCKET),
+            ("canwithdraw", FUNDS_WITHDRAW),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(normalise_permission(raw), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn unrecognised_names_are_kept_in_lowercase_snake_case() {
+        assert_eq!(normalise_permission("Funds: Earn"), "funds_earn");
+        assert_eq!(normalise_permission("  NFT -- Query  "), "nft_query");
+        assert_eq!(normalise_permission("stakingV2"), "staking_v2");
+        assert_eq!(normalise_permission("query_orders"), "query_orders");
+        assert_eq!(normalise_permission("!!!"), "unnamed");
+    }
+
+    fn info(permissions: &[(&str, bool)]) -> ApiKeyInfo {
+        ApiKeyInfo {
+            name: Some("exporter".into()),
+            permissions: permissions
+                .iter()
+                .map(|&(name, granted)| (name.to_owned(), granted))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_query_only_key_has_nothing_risky() {
+        let audit = KeyAudit::from_api_key_info(&info(&[
+            ("Funds: Query", true),
+            ("Funds: Withdraw", false),
+            ("Create & modify orders", false),
+        ]));
+        assert_eq!(audit.source, AuditSource::ApiKeyInfo);
+        assert!(audit.risky().is_empty());
+        assert_eq!(audit.granted(FUNDS_QUERY), Some(true));
+        assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(false));
+        assert_eq!(audit.granted(LEDGER_QUERY), None);
+    }
+
+    #[test]
+    fn risky_lists_withdraw_then_create_then_cancel() {
+        let audit = KeyAudit::from_api_key_info(&info(&[
+            ("cancel_orders", true),
+            ("trade", true),
+            ("withdraw_funds", true),
+            ("query_funds", true),
+            ("export_data", true),
+        ]));
+        assert_eq!(
+            audit.risky(),
+            [FUNDS_WITHDRAW, ORDERS_CREATE, ORDERS_CANCEL]
+        );
+    }
+
+    #[test]
+    fn a_permission_granted_under_any_spelling_is_granted() {
+        let audit = KeyAudit::from_api_key_info(&info(&[
+            ("can_withdraw", false),
+            ("withdraw_funds", true),
+        ]));
+        assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(true));
+        assert_eq!(audit.permissions.len(), 1);
+    }
+
+    fn api_error(message: &str) -> KrakenError {
+        let (reason, retry_at) = crate::kraken::error::classify(message);
+        KrakenError::Api {
+            reason,
+            message: message.to_owned(),
+            retry_at,
+        }
+    }
+
+    #[test]
+    fn the_probe_establishes_only_withdraw() {
+        let audit = KeyAudit::from_withdraw_probe(Ok(())).unwrap();
+        assert_eq!(audit.source, AuditSource::WithdrawProbe);
+        assert_eq!(audit.risky(), [FUNDS_WITHDRAW]);
+        assert_eq!(audit.granted(ORDERS_CREATE), None);
+
+        let audit =
+            KeyAudit::from_withdraw_probe(Err(api_error("EGeneral:Permission denied"))).unwrap();
+        assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(false));
+        assert!(audit.risky().is_empty());
+
+        for failure in [
+            api_error("EService:Unavailable"),
+            api_error("EAPI:Invalid key"),
+            KrakenError::Timeout(Duration::from_secs(1)),
+        ] {
+            assert!(KeyAudit::from_withdraw_probe(Err(failure)).is_err());
+        }
+    }
+
+    #[test]
+    fn only_refusals_fall_back_to_the_probe() {
+        assert!(falls_back_to_probe(&api_error("EGeneral:Unknown method")));
+        assert!(falls_back_to_probe(&api_error(
+            "EGeneral:Permission denied"
+        )));
+        assert!(falls_back_to_probe(&KrakenError::Status { status: 404 }));
+        for transient in [
+            api_error("EService:Unavailable"),
+            api_error("EAPI:Rate limit exceeded"),
+            api_error("EGeneral:Temporary lockout"),
+            api_error("EAPI:Invalid key"),
+            KrakenError::Timeout(Duration::from_secs(1)),
+            KrakenError::Status { status: 520 },
+            KrakenError::Decode("an HTML page instead of JSON".into()),
+            KrakenError::NoCredentials {
+                method: "GetApiKeyInfo",
+            },
+        ] {
+            assert!(!falls_back_to_probe(&transient), "{transient}");
+        }
+    }
+
+    fn client(sim: &SimKraken, metrics: &Arc<RequestMetrics>) -> KrakenClient {
+        let timeout = Duration::from_secs(5);
+        KrakenClient::new(
+            http_client(timeout).unwrap(),
+            ClientOptions {
+                api_url: sim.url(),
+                timeout,
+                balance_endpoint: BalanceEndpoint::Auto,
+            },
+            sim.credentials(),
+            NonceSource::new(Box::new(SystemClock)),
+            "audited".into(),
+            Arc::clone(metrics),
+        )
+    }
+
+    async fn sim(permissions: &[&str], api_key_info_enabled: bool) -> SimKraken {
+        SimKraken::start(SimOptions {
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            api_key_info_enabled,
+            ..SimOptions::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_query_only_key_is_not_risky() {
+        let sim = sim(&["query_funds"], true).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let audit = audit_key(&client(&sim, &metrics)).await.unwrap();
+        assert_eq!(audit.source, AuditSource::ApiKeyInfo);
+        assert!(audit.risky().is_empty(), "{audit:?}");
+        assert_eq!(audit.granted(FUNDS_QUERY), Some(true));
+        assert_eq!(metrics.requests("audited", "GetApiKeyInfo"), 1);
+        assert_eq!(sim.calls("WithdrawMethods"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_may_withdraw_is_risky() {
+        let sim = sim(&["query_funds", "withdraw_funds"], true).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let audit = audit_key(&client(&sim, &metrics)).await.unwrap();
+        assert_eq!(audit.risky(), [FUNDS_WITHDRAW]);
+    }
+
+    #[tokio::test]
+    async fn without_get_api_key_info_the_probe_gives_the_same_verdict_on_withdraw() {
+        for (permissions, risky) in [
+            (&["query_funds"][..], &[][..]),
+            (
+                &["query_funds", "withdraw_funds"][..],
+                &[FUNDS_WITHDRAW][..],
+            ),
+        ] {
+            let sim = sim(permissions, false).await;
+            let metrics = Arc::new(RequestMetrics::new());
+            let audit = audit_key(&client(&sim, &metrics)).await.unwrap();
+            assert_eq!(audit.source, AuditSource::WithdrawProbe);
+            assert_eq!(audit.risky(), risky, "{permissions:?}");
+            assert_eq!(sim.calls("GetApiKeyInfo"), 1);
+            assert_eq!(metrics.requests("audited", "WithdrawMethods"), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_kraken_is_an_error_not_a_probe() {
+        let sim = sim(&["query_funds", "withdraw_funds"], true).await;
+        sim.inject(
+            "GetApiKeyInfo",
+            Fault::KrakenError("EService:Unavailable".into()),
+            None,
+        );
+        let metrics = Arc::new(RequestMetrics::new());
+        let error = audit_key(&client(&sim, &metrics)).await.unwrap_err();
+        assert_eq!(error.reason(), Reason::Unavailable);
+        assert_eq!(sim.calls("WithdrawMethods"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_public_client_cannot_be_audited() {
+        let sim = sim(&["query_funds"], true).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let timeout = Duration::from_secs(5);
+        let public = KrakenClient::public(
+            http_client(timeout).unwrap(),
+            ClientOptions {
+                api_url: sim.url(),
+                timeout,
+                balance_endpoint: BalanceEndpoint::Auto,
+            },
+            "_public".into(),
+            Arc::clone(&metrics),
+        );
+        let error = audit_key(&public).await.unwrap_err();
+        assert!(
+            matches!(error, KrakenError::NoCredentials { .. }),
+            "{error}"
+        );
+        assert_eq!(sim.calls("GetApiKeyInfo"), 0);
+        assert_eq!(sim.calls("WithdrawMethods"), 0);
+    }
+}
