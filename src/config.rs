@@ -503,6 +503,7 @@ fn base_config(
             background_interval,
             stale_after,
             assets_interval,
+            ..RefreshPolicy::default()
         },
         audit: AuditConfig {
             enabled,

@@ -30,6 +30,29 @@ pub struct RefreshPolicy {
     /// How often the public Assets list (code → short name) is fetched again; used by
     /// [`crate::market::Market`].
     pub assets_interval: Duration,
+    /// How long to leave Kraken alone after failures. Not an operator setting: the defaults
+    /// follow Kraken's documented limits; tests shorten them to watch recovery happen.
+    pub backoff: BackoffPolicy,
+}
+
+/// How long to leave Kraken alone after a failure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffPolicy {
+    /// Multiplies every wait below (1.0 in production).
+    pub scale: f64,
+    /// Longest wait after repeated failures of any kind but a lockout.
+    pub max: Duration,
+}
+
+impl Eq for BackoffPolicy {}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            scale: 1.0,
+            max: MAX_BACKOFF,
+        }
+    }
 }
 
 impl Default for RefreshPolicy {
@@ -39,6 +62,7 @@ impl Default for RefreshPolicy {
             background_interval: None,
             stale_after: Duration::from_secs(5 * 60),
             assets_interval: Duration::from_secs(6 * 3600),
+            backoff: BackoffPolicy::default(),
         }
     }
 }
@@ -323,7 +347,12 @@ impl Account {
             }
             Err(error) => {
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                let wait = backoff(&error, state.consecutive_failures, self.policy.min_interval);
+                let wait = backoff(
+                    &error,
+                    state.consecutive_failures,
+                    self.policy.min_interval,
+                    self.policy.backoff,
+                );
                 state.backoff_until = Some(now + wait);
                 let reason = error.reason();
                 tracing::warn!(
@@ -493,9 +522,15 @@ impl Account {
 
 /// How long to leave Kraken alone after the `failures`-th consecutive failure: Kraken's own
 /// "throttled until" when it gave one; otherwise the reason's base doubled per repeated
-/// failure, never shorter than the minimum interval, capped at ten minutes (a lockout always
-/// waits its full base, since every attempt during one restarts Kraken's timer).
-pub fn backoff(error: &KrakenError, failures: u32, min_interval: Duration) -> Duration {
+/// failure, never shorter than the minimum interval, capped at `policy.max` (a lockout always
+/// waits its full base, since every attempt during one restarts Kraken's timer). Every wait but
+/// Kraken's own is multiplied by `policy.scale`.
+pub fn backoff(
+    error: &KrakenError,
+    failures: u32,
+    min_interval: Duration,
+    policy: BackoffPolicy,
+) -> Duration {
     if let Some(retry_at) = error.retry_at() {
         let wait = retry_at
             .duration_since(SystemTime::now())
@@ -503,12 +538,12 @@ pub fn backoff(error: &KrakenError, failures: u32, min_interval: Duration) -> Du
         return wait.clamp(min_interval, Duration::from_secs(3600));
     }
     let reason = error.reason();
-    let base = reason.backoff_base();
+    let base = reason.backoff_base().mul_f64(policy.scale);
     if reason == Reason::Lockout {
-        return base;
+        return base.max(min_interval);
     }
     let doubled = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    doubled.min(MAX_BACKOFF).max(min_interval)
+    doubled.min(policy.max).max(min_interval)
 }
 
 #[cfg(test)]
@@ -538,24 +573,38 @@ mod tests {
     fn backoff_doubles_per_failure_and_is_capped() {
         let min = Duration::from_secs(10);
         let err = KrakenError::Status { status: 502 };
-        assert_eq!(backoff(&err, 1, min), Duration::from_secs(10));
-        assert_eq!(backoff(&err, 2, min), Duration::from_secs(10));
-        assert_eq!(backoff(&err, 3, min), Duration::from_secs(20));
-        assert_eq!(backoff(&err, 30, min), MAX_BACKOFF);
+        let p = BackoffPolicy::default();
+        assert_eq!(backoff(&err, 1, min, p), Duration::from_secs(10));
+        assert_eq!(backoff(&err, 2, min, p), Duration::from_secs(10));
+        assert_eq!(backoff(&err, 3, min, p), Duration::from_secs(20));
+        assert_eq!(backoff(&err, 30, min, p), MAX_BACKOFF);
         let rate = api("EAPI:Rate limit exceeded");
-        assert_eq!(backoff(&rate, 1, min), Duration::from_secs(30));
-        assert_eq!(backoff(&rate, 2, min), Duration::from_secs(60));
+        assert_eq!(backoff(&rate, 1, min, p), Duration::from_secs(30));
+        assert_eq!(backoff(&rate, 2, min, p), Duration::from_secs(60));
+        let fast = BackoffPolicy {
+            scale: 0.01,
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(
+            backoff(&rate, 1, Duration::ZERO, fast),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            backoff(&rate, 9, Duration::ZERO, fast),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn lockout_waits_minutes_and_auth_failures_never_retry_tightly() {
         let min = Duration::from_secs(10);
+        let p = BackoffPolicy::default();
         assert_eq!(
-            backoff(&api("EGeneral:Temporary lockout"), 1, min),
+            backoff(&api("EGeneral:Temporary lockout"), 1, min, p),
             Duration::from_secs(900)
         );
-        assert!(backoff(&api("EAPI:Invalid key"), 1, min) >= Duration::from_secs(60));
-        assert!(backoff(&api("EAPI:Invalid signature"), 1, min) >= Duration::from_secs(60));
+        assert!(backoff(&api("EAPI:Invalid key"), 1, min, p) >= Duration::from_secs(60));
+        assert!(backoff(&api("EAPI:Invalid signature"), 1, min, p) >= Duration::from_secs(60));
     }
 
     #[test]
@@ -569,6 +618,7 @@ mod tests {
             &api(&format!("EService:Throttled:{secs}")),
             1,
             Duration::from_secs(10),
+            BackoffPolicy::default(),
         );
         assert!(
             wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),

@@ -4,6 +4,9 @@
 
 mod accounts;
 mod binary;
+mod e2e;
+mod faults;
+mod rules;
 mod scrape;
 
 use std::net::SocketAddr;
@@ -46,11 +49,22 @@ pub struct Served {
 impl Served {
     /// Resolves `args` (listen address added) with `env` the way `main` does, and serves.
     pub async fn start(args: &[&str], env: SharedEnv) -> Served {
+        Self::start_tweaked(args, env, |_| {}).await
+    }
+
+    /// Like [`Served::start`], with `tweak` applied to the resolved configuration (for settings
+    /// that are not operator settings, such as shorter backoffs).
+    pub async fn start_tweaked(
+        args: &[&str],
+        env: SharedEnv,
+        tweak: impl FnOnce(&mut kraken_exporter::config::Config),
+    ) -> Served {
         let mut argv = vec!["kraken_exporter", "--web.listen-address", "127.0.0.1:0"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("flags parse");
         let flags = cli.flags.clone();
-        let config = kraken_exporter::config::resolve(cli, &*env).expect("config resolves");
+        let mut config = kraken_exporter::config::resolve(cli, &*env).expect("config resolves");
+        tweak(&mut config);
         let listener = tokio::net::TcpListener::bind(config.web.listen_address)
             .await
             .unwrap();
@@ -154,6 +168,11 @@ impl Served {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("exporter never became ready");
+    }
+
+    /// Whether the exporter is still serving.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
     }
 
     /// Stops the exporter and waits for it to finish.
