@@ -23,6 +23,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Test builds only: a panic with the whole configuration in scope, so the tests can show
+    // that a panic message never carries a credential. Release builds have no such switch.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("KRAKEN_EXPORTER_TEST_PANIC").is_some() {
+        panic!("forced panic for testing, configuration: {config:?}");
+    }
     if config.check_config {
         let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
         println!(

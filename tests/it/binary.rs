@@ -939,7 +939,135 @@ fn faults() -> Vec<(Fault, &'static str)> {
         ),
         (Fault::RawBody(b"not json".to_vec()), "decode"),
         (Fault::Hang, "timeout"),
+        (Fault::Trickle, "timeout"),
+        (
+            Fault::Status(500, "Internal Server Error".into()),
+            "unavailable",
+        ),
+        (
+            Fault::Status(
+                520,
+                include_str!("../fixtures/kraken/cloudflare_520.html").into(),
+            ),
+            "unavailable",
+        ),
+        (
+            Fault::RawBody(include_bytes!("../fixtures/kraken/truncated.json").to_vec()),
+            "decode",
+        ),
+        (Fault::RawBody(vec![b'x'; 8 * 1024 * 1024]), "decode"),
+        (
+            Fault::KrakenError("EAPI:Rate limit exceeded".into()),
+            "rate_limited",
+        ),
+        (
+            Fault::KrakenError("EService:Throttled:4102444800".into()),
+            "rate_limited",
+        ),
+        (
+            Fault::KrakenError("EGeneral:Temporary lockout".into()),
+            "lockout",
+        ),
+        (
+            Fault::KrakenError("EAPI:Invalid nonce".into()),
+            "invalid_nonce",
+        ),
+        (
+            Fault::KrakenError("EGeneral:Permission denied".into()),
+            "permission_denied",
+        ),
     ]
+}
+
+/// A panic forced in a test build with the whole configuration in scope, and the config checker
+/// on broken files holding the canary inline: neither prints a credential.
+#[tokio::test]
+async fn canary_credentials_never_appear_in_a_panic_or_the_config_checker() {
+    let canary = Canary::new();
+    let secret = canary.secret_base64();
+    let env = canary.env(&secret);
+    let mut evidence: Vec<(String, Vec<u8>)> = Vec::new();
+
+    let mut panic_env = env.to_vec();
+    panic_env.push(("KRAKEN_EXPORTER_TEST_PANIC", "1"));
+    panic_env.push(("RUST_BACKTRACE", "1"));
+    let run = run_to_end(&["--log.level", "trace"], &panic_env).await;
+    assert_ne!(run.code, Some(0), "{}", run.both());
+    assert!(
+        run.err().contains("forced panic for testing"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.err().contains("<redacted>"),
+        "credentials print as placeholders: {}",
+        run.both()
+    );
+    evidence.push(("forced panic".into(), [run.stdout, run.stderr].concat()));
+
+    let dir = std::env::temp_dir().join(format!("kraken-check-{}", random_alnum(12)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kraken.yml");
+    let configs = [
+        // Inline credentials in a file others can read: refused.
+        (
+            format!(
+                "accounts:\n  - name: cold\n    key: {}\n    secret: \"{secret}\"\n    otp: {}\n",
+                canary.key, canary.otp
+            ),
+            0o644,
+        ),
+        // A secret with a space inside, and a key in quotes.
+        (
+            format!(
+                "accounts:\n  - name: cold\n    key: \"'{}'\"\n    secret: \"{} {}\"\n",
+                canary.key,
+                &secret[..40],
+                &secret[40..]
+            ),
+            0o600,
+        ),
+        // Unknown field next to a canary value.
+        (
+            format!(
+                "accounts:\n  - name: cold\n    key: {}\n    secret: \"{secret}\"\n    secret_fil: x\n",
+                canary.key
+            ),
+            0o600,
+        ),
+        // Truncated secret.
+        (
+            format!(
+                "accounts:\n  - name: cold\n    key: {}\n    secret: \"{}\"\n",
+                canary.key,
+                &secret[..60]
+            ),
+            0o600,
+        ),
+    ];
+    for (yaml, mode) in configs {
+        std::fs::write(&file, yaml).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let run = run_to_end(
+            &[
+                "--config.file",
+                file.to_str().unwrap(),
+                "--config.check",
+                "--log.level",
+                "trace",
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(run.code, Some(2), "{}", run.both());
+        assert!(run.err().contains("accounts[0] (cold)"), "{}", run.both());
+        evidence.push(("--config.check".into(), [run.stdout, run.stderr].concat()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    canary.assert_absent(&evidence);
 }
 
 /// Serving at trace level in both log formats, through a normal scrape, every page, and one
