@@ -163,6 +163,11 @@ async fn build_set(
             && old.audit == config.audit
             && old.valuation == config.valuation
     };
+    let mut public = vec!["Assets"];
+    if config.valuation.quote.is_some() {
+        public.extend(["AssetPairs", "Ticker"]);
+    }
+    requests.prepare(PUBLIC_ACCOUNT, &public);
     let market = match previous {
         Some((old, set)) if same_globals(old) => Arc::clone(&set.market),
         _ => {
@@ -245,6 +250,23 @@ async fn demo_endpoint(
     Ok(Some((sim.url(), sim.credentials())))
 }
 
+/// The private endpoints an account may call, so their counters exist at 0 before the first
+/// call (a counter born at 1 hides the first error from `increase()`).
+fn endpoints_of(account: &AccountConfig, extras: &Extras) -> Vec<&'static str> {
+    let mut endpoints = match account.balance_endpoint {
+        BalanceEndpoint::Auto => vec!["BalanceEx", "Balance"],
+        BalanceEndpoint::BalanceEx => vec!["BalanceEx"],
+        BalanceEndpoint::Balance => vec!["Balance"],
+    };
+    if extras.audit_interval.is_some() {
+        endpoints.extend(["GetApiKeyInfo", "WithdrawMethods"]);
+    }
+    if extras.trade_balance_quote.is_some() {
+        endpoints.push("TradeBalance");
+    }
+    endpoints
+}
+
 /// Builds one account and starts its first refresh (or its background loop).
 fn start_account(
     config: &Config,
@@ -267,9 +289,10 @@ fn start_account(
                 .with_context(|| format!("account {:?} has no credentials", account.name))?,
         ),
     };
+    // A simulated Kraken starts afresh with every run, so demo mode keeps no nonce file.
     let nonces = match &account.nonce_file {
-        Some(path) => NonceSource::with_state_file(Box::new(SystemClock), path)?,
-        None => NonceSource::new(Box::new(SystemClock)),
+        Some(path) if !config.demo => NonceSource::with_state_file(Box::new(SystemClock), path)?,
+        _ => NonceSource::new(Box::new(SystemClock)),
     };
     let client = KrakenClient::new(
         http.clone(),
@@ -293,6 +316,7 @@ fn start_account(
                 .unwrap_or_else(|| "USD".to_owned())
         }),
     };
+    requests.prepare(&account.name, &endpoints_of(account, &extras));
     let state = Account::new(client, config.policy.clone(), extras, Arc::clone(market));
     let task = match config.policy.background_interval {
         // The loop's first tick is immediate, so it also makes the first refresh.
@@ -325,6 +349,7 @@ pub async fn run(
     } else {
         "on-scrape"
     };
+    let security = config.web.security.clone();
     let (app, mut reload_requests) = App::start(config, flags, env).await?;
     tracing::info!(
         address = %listener.local_addr()?,
@@ -360,7 +385,7 @@ pub async fn run(
             }
         }
     });
-    let served = server::run(Arc::clone(&app.exporter), listener, shutdown).await;
+    let served = server::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
     reload_loop.abort();
     served?;
     Ok(())

@@ -31,6 +31,20 @@ use std::collections::BTreeMap;
 
 use crate::kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
 
+/// Every permission Kraken's key settings offer, by normalised name.
+pub const KNOWN: [&str; 10] = [
+    FUNDS_QUERY,
+    FUNDS_DEPOSIT,
+    FUNDS_WITHDRAW,
+    ORDERS_QUERY_OPEN,
+    ORDERS_QUERY_CLOSED,
+    ORDERS_CREATE,
+    ORDERS_CANCEL,
+    LEDGER_QUERY,
+    EXPORT_DATA,
+    WEBSOCKET,
+];
+
 /// The key may read balances: the one permission the exporter needs.
 pub const FUNDS_QUERY: &str = "funds_query";
 /// The key may create deposit addresses.
@@ -87,9 +101,11 @@ pub struct KeyAudit {
 
 impl KeyAudit {
     /// Interprets a GetApiKeyInfo answer: raw names normalised, a permission granted under any of
-    /// its spellings counting as granted.
+    /// its spellings counting as granted, and every known permission the answer does not grant
+    /// recorded as not granted (Kraken lists what a key has), so dashboards see 0, not nothing.
     pub fn from_api_key_info(info: &ApiKeyInfo) -> Self {
-        let mut permissions = BTreeMap::new();
+        let mut permissions: BTreeMap<String, bool> =
+            KNOWN.iter().map(|name| (name.to_string(), false)).collect();
         for (raw, granted) in &info.permissions {
             *permissions
                 .entry(normalise_permission(raw))
@@ -337,7 +353,8 @@ mod tests {
         assert!(audit.risky().is_empty());
         assert_eq!(audit.granted(FUNDS_QUERY), Some(true));
         assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(false));
-        assert_eq!(audit.granted(LEDGER_QUERY), None);
+        // Not listed: not granted, and exported as 0.
+        assert_eq!(audit.granted(LEDGER_QUERY), Some(false));
     }
 
     #[test]
@@ -362,7 +379,11 @@ mod tests {
             ("withdraw_funds", true),
         ]));
         assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(true));
-        assert_eq!(audit.permissions.len(), 1);
+        assert_eq!(
+            audit.permissions.len(),
+            KNOWN.len(),
+            "one entry per known permission"
+        );
     }
 
     fn api_error(message: &str) -> KrakenError {

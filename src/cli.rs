@@ -129,6 +129,11 @@ pub struct Flags {
     #[arg(long = "web.telemetry-path", value_name = "PATH", global = true)]
     pub telemetry_path: Option<String>,
 
+    /// Web configuration file (TLS, client certificates, basic auth, response headers) in the
+    /// Prometheus exporter-toolkit format; read at start-up.
+    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
+    pub web_config_file: Option<PathBuf>,
+
     /// Log level of the exporter's own messages (dependencies log at warn at most).
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: LogLevel,

@@ -12,6 +12,7 @@ pub mod file;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -134,6 +135,11 @@ pub struct WebConfig {
     pub listen_address: SocketAddr,
     /// Path of the exposition.
     pub telemetry_path: String,
+    /// `--web.config.file`, when given.
+    pub config_file: Option<PathBuf>,
+    /// What that file configures (TLS, client certificates, basic auth, headers), loaded and
+    /// validated; applied at start-up only.
+    pub security: Option<Arc<crate::web_config::WebSecurity>>,
 }
 
 /// A configuration that cannot be used. Each message names the variable, file, field or flag at
@@ -190,6 +196,9 @@ pub enum ConfigError {
         /// Every mistake found.
         problems: Vec<Problem>,
     },
+    /// The web configuration file (`--web.config.file`) cannot be read or has mistakes.
+    #[error(transparent)]
+    WebConfig(#[from] crate::web_config::WebConfigError),
 }
 
 fn list(problems: &[Problem]) -> String {
@@ -490,6 +499,10 @@ fn base_config(
             problems,
         )?;
     }
+    let security = match &flags.web_config_file {
+        Some(path) => Some(Arc::new(crate::web_config::WebSecurity::load(path)?)),
+        None => None,
+    };
     Ok(Config {
         check: false,
         check_config: flags.config_check,
@@ -516,6 +529,8 @@ fn base_config(
         web: WebConfig {
             listen_address,
             telemetry_path,
+            config_file: flags.web_config_file.clone(),
+            security,
         },
         log_level: flags.log_level,
         log_format: flags.log_format,

@@ -15,6 +15,7 @@
 //! - [`metrics`] renders snapshots and request counters as the Prometheus exposition; it does
 //!   no I/O.
 //! - [`server`] is the HTTP front: `/metrics`, the landing page, health and readiness.
+//! - [`web_config`] loads `--web.config.file` (TLS, client certificates, basic auth, headers).
 //! - [`sim`] is a simulated Kraken on 127.0.0.1, the backend of `--demo` and of the tests.
 //! - [`check`] is the one-shot `kraken_exporter check` command.
 //! - [`app`] wires the pieces together for `main` and the tests.
@@ -35,3 +36,4 @@ pub mod secret;
 pub mod server;
 pub mod sim;
 pub mod valuation;
+pub mod web_config;

@@ -87,20 +87,29 @@ impl RequestMetrics {
         }
     }
 
-    /// Counts one call. Every reason of the endpoint is initialised at zero on its first call, so
-    /// `rate()` and `increase()` see the first error as a change.
+    /// Creates the request and error counters of an account's endpoints at zero, before any
+    /// call: a counter that first appears at 1 hides its first error from `increase()`.
+    pub fn prepare(&self, account: &str, endpoints: &[&str]) {
+        for endpoint in endpoints {
+            self.requests.with_label_values(&[account, endpoint]);
+            for reason in Reason::ALL {
+                self.errors
+                    .with_label_values(&[account, endpoint, reason.as_str()]);
+            }
+        }
+    }
+
+    /// Counts one call. Endpoints not prepared are initialised here, every reason at zero.
     pub fn observe(&self, account: &str, endpoint: &str, elapsed: Duration, error: Option<Reason>) {
+        self.prepare(account, &[endpoint]);
         self.requests.with_label_values(&[account, endpoint]).inc();
         self.duration
             .with_label_values(&[account, endpoint])
             .observe(elapsed.as_secs_f64());
-        for reason in Reason::ALL {
-            let counter = self
-                .errors
-                .with_label_values(&[account, endpoint, reason.as_str()]);
-            if Some(reason) == error {
-                counter.inc();
-            }
+        if let Some(reason) = error {
+            self.errors
+                .with_label_values(&[account, endpoint, reason.as_str()])
+                .inc();
         }
     }
 

@@ -6,8 +6,10 @@ mod accounts;
 mod binary;
 mod e2e;
 mod faults;
+mod props;
 mod rules;
 mod scrape;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

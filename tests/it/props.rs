@@ -19,7 +19,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<i64>().prop_map(|i| json!(i)),
         "[0-9]{0,12}(\\.[0-9]{0,12})?".prop_map(Value::String),
         ".{0,24}".prop_map(Value::String),
@@ -64,12 +65,20 @@ fn envelope() -> impl Strategy<Value = Vec<u8>> {
 fn parse_everything(status: u16, body: &[u8]) {
     let reasons = |e: &error::KrakenError| assert!(Reason::ALL.contains(&e.reason()));
     if let Ok(balances) = parse::balance_ex(status, body) {
-        assert!(balances.iter().all(|b| b.total.is_finite() && b.hold.is_some_and(f64::is_finite)));
+        assert!(
+            balances
+                .iter()
+                .all(|b| b.total.is_finite() && b.hold.is_some_and(f64::is_finite))
+        );
     } else if let Err(e) = parse::balance_ex(status, body) {
         reasons(&e);
     }
     if let Ok(balances) = parse::balance(status, body) {
-        assert!(balances.iter().all(|b| b.total.is_finite() && b.hold.is_none()));
+        assert!(
+            balances
+                .iter()
+                .all(|b| b.total.is_finite() && b.hold.is_none())
+        );
     }
     for result in [
         parse::assets(status, body).map(|_| ()),
@@ -81,7 +90,11 @@ fn parse_everything(status: u16, body: &[u8]) {
     ] {
         if let Err(e) = result {
             reasons(&e);
-            assert!(e.to_string().len() < 600, "error text is bounded: {}", e.to_string().len());
+            assert!(
+                e.to_string().len() < 600,
+                "error text is bounded: {}",
+                e.to_string().len()
+            );
         }
     }
 }
