@@ -454,14 +454,31 @@ impl Account {
     }
 
     /// First half of a scrape: in on-scrape mode, starts a refresh when the minimum interval has
-    /// passed, or joins the one running; in background mode, does nothing (scrapes never wait
-    /// for Kraken there). Starting every account's refresh before waiting on any lets them run
-    /// concurrently.
+    /// passed, or joins the one running unless the cached balances are fresh enough (at most
+    /// twice the minimum interval old, and the latest refresh succeeded); in background mode,
+    /// does nothing (scrapes never wait for Kraken there). Starting every account's refresh
+    /// before waiting on any lets them run concurrently.
     pub fn begin_scrape(self: &Arc<Self>) -> PendingScrape {
-        PendingScrape(match self.policy.background_interval {
-            Some(_) => None,
-            None => self.start_refresh_if_due(self.policy.min_interval),
-        })
+        if self.policy.background_interval.is_some() {
+            return PendingScrape(None);
+        }
+        {
+            // A refresh started by another scrape is joined only when the cached balances are
+            // not fresh enough to serve: a scrape never waits on Kraken for data it already has.
+            let state = self.lock();
+            let fresh = state
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.fetched_instant.elapsed() <= self.policy.min_interval * 2);
+            let healthy = state
+                .last_outcome
+                .as_ref()
+                .is_some_and(|o| o.error.is_none());
+            if state.in_flight && fresh && healthy {
+                return PendingScrape(None);
+            }
+        }
+        PendingScrape(self.start_refresh_if_due(self.policy.min_interval))
     }
 
     /// Second half of a scrape: waits for the refresh at most until `deadline`, then reports.

@@ -21,18 +21,39 @@ fn faults() -> Vec<(&'static str, Option<Fault>)> {
         ("healthy", None),
         ("hang", Some(Fault::Hang)),
         ("healthy", None),
-        ("502", Some(Fault::Status(502, "<html>502 Bad Gateway</html>".into()))),
+        (
+            "502",
+            Some(Fault::Status(502, "<html>502 Bad Gateway</html>".into())),
+        ),
         ("trickle", Some(Fault::Trickle)),
         ("healthy", None),
-        ("cloudflare 520", Some(Fault::Status(520, "<html>520</html>".into()))),
-        ("truncated", Some(Fault::RawBody(b"{\"error\":[],\"result\":{\"XX".to_vec()))),
+        (
+            "cloudflare 520",
+            Some(Fault::Status(520, "<html>520</html>".into())),
+        ),
+        (
+            "truncated",
+            Some(Fault::RawBody(b"{\"error\":[],\"result\":{\"XX".to_vec())),
+        ),
         ("healthy", None),
-        ("rate limit", Some(Fault::KrakenError("EAPI:Rate limit exceeded".into()))),
+        (
+            "rate limit",
+            Some(Fault::KrakenError("EAPI:Rate limit exceeded".into())),
+        ),
         ("healthy", None),
-        ("invalid nonce", Some(Fault::KrakenError("EAPI:Invalid nonce".into()))),
-        ("not json", Some(Fault::RawBody(b"<html>maintenance</html>".to_vec()))),
+        (
+            "invalid nonce",
+            Some(Fault::KrakenError("EAPI:Invalid nonce".into())),
+        ),
+        (
+            "not json",
+            Some(Fault::RawBody(b"<html>maintenance</html>".to_vec())),
+        ),
         ("healthy", None),
-        ("lockout", Some(Fault::KrakenError("EGeneral:Temporary lockout".into()))),
+        (
+            "lockout",
+            Some(Fault::KrakenError("EGeneral:Temporary lockout".into())),
+        ),
     ]
 }
 
@@ -69,7 +90,11 @@ async fn main() {
     .await
     .expect("the simulated Kraken starts");
     let creds = sim.credentials();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let address = format!("127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraken_exporter"))
         .args([
@@ -93,11 +118,22 @@ async fn main() {
         .spawn()
         .expect("the exporter starts");
     let pid = child.id().expect("a pid");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
     let ready_url = format!("http://{address}/-/ready");
     let started = Instant::now();
-    while !http.get(&ready_url).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(started.elapsed() < Duration::from_secs(30), "the exporter never became ready");
+    while !http
+        .get(&ready_url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the exporter never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Let start-up allocations settle before the first reading.
@@ -113,8 +149,12 @@ async fn main() {
     let deadline = Instant::now() + duration;
     let mut workers = Vec::new();
     for _ in 0..clients {
-        let (http, url, served, failed) =
-            (http.clone(), url.clone(), Arc::clone(&served), Arc::clone(&failed));
+        let (http, url, served, failed) = (
+            http.clone(),
+            url.clone(),
+            Arc::clone(&served),
+            Arc::clone(&failed),
+        );
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let ok = http
@@ -155,7 +195,10 @@ async fn main() {
     let bound = 2 * (duration.as_secs() / min_interval.as_secs() + 1);
     println!("soak: {minutes} min, {clients} clients");
     println!("requests served (200): {}", served.load(Ordering::Relaxed));
-    println!("non-200 answers or failed requests: {}", failed.load(Ordering::Relaxed));
+    println!(
+        "non-200 answers or failed requests: {}",
+        failed.load(Ordering::Relaxed)
+    );
     println!("restarts: {restarts}");
     println!(
         "resident memory: start {rss_start} KiB, end {rss_end} KiB, growth {} KiB",

@@ -193,6 +193,52 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
 }
 
 #[tokio::test]
+async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fresh() {
+    let h = Harness::start(
+        &["--refresh.min-interval", "300ms", "--audit.disabled"],
+        SimOptions {
+            latency: Duration::from_millis(800),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    h.wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let before = h.sim.calls("BalanceEx");
+    // The first scrape starts a refresh and waits for it (Kraken takes 800 ms).
+    let first = tokio::spawn({
+        let url = h.url("/metrics");
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A second scrape meanwhile is served the cached balances at once.
+    let started = Instant::now();
+    let body = h.metrics().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="default""#),
+        Some(1.0)
+    );
+    assert!(body.contains("kraken_balance{"));
+    first.await.unwrap();
+    assert_eq!(h.sim.calls("BalanceEx") - before, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     let h = Harness::start_with_balances(
         &["--refresh.min-interval", "100ms"],
