@@ -136,6 +136,12 @@ impl App {
         .await;
         if let Err(error) = &outcome {
             tracing::error!(%error, "configuration reload refused; the previous configuration keeps running");
+            // Simulated Krakens started for accounts of the refused configuration go away.
+            let running = self.exporter.accounts();
+            self.sims
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|name, _| running.find(name).is_some());
         }
         self.exporter.reload.record(outcome.is_ok());
         outcome
@@ -163,11 +169,6 @@ async fn build_set(
             && old.audit == config.audit
             && old.valuation == config.valuation
     };
-    let mut public = vec!["Assets"];
-    if config.valuation.quote.is_some() {
-        public.extend(["AssetPairs", "Ticker"]);
-    }
-    requests.prepare(PUBLIC_ACCOUNT, &public);
     let market = match previous {
         Some((old, set)) if same_globals(old) => Arc::clone(&set.market),
         _ => {
@@ -211,6 +212,18 @@ async fn build_set(
         };
         accounts.push(exported);
     }
+    // Counters are created only once the whole set is built, so a refused reload leaves none.
+    let mut public = vec!["Assets"];
+    if config.valuation.quote.is_some() {
+        public.extend(["AssetPairs", "Ticker"]);
+    }
+    requests.prepare(PUBLIC_ACCOUNT, &public);
+    for exported in &accounts {
+        requests.prepare(
+            &exported.config.name,
+            &endpoints_of(config, &exported.config),
+        );
+    }
     Ok(AccountSet { accounts, market })
 }
 
@@ -252,16 +265,16 @@ async fn demo_endpoint(
 
 /// The private endpoints an account may call, so their counters exist at 0 before the first
 /// call (a counter born at 1 hides the first error from `increase()`).
-fn endpoints_of(account: &AccountConfig, extras: &Extras) -> Vec<&'static str> {
+fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<&'static str> {
     let mut endpoints = match account.balance_endpoint {
         BalanceEndpoint::Auto => vec!["BalanceEx", "Balance"],
         BalanceEndpoint::BalanceEx => vec!["BalanceEx"],
         BalanceEndpoint::Balance => vec!["Balance"],
     };
-    if extras.audit_interval.is_some() {
+    if config.audit.enabled {
         endpoints.extend(["GetApiKeyInfo", "WithdrawMethods"]);
     }
-    if extras.trade_balance_quote.is_some() {
+    if config.valuation.trade_balance {
         endpoints.push("TradeBalance");
     }
     endpoints
@@ -316,7 +329,6 @@ fn start_account(
                 .unwrap_or_else(|| "USD".to_owned())
         }),
     };
-    requests.prepare(&account.name, &endpoints_of(account, &extras));
     let state = Account::new(client, config.policy.clone(), extras, Arc::clone(market));
     let task = match config.policy.background_interval {
         // The loop's first tick is immediate, so it also makes the first refresh.

@@ -28,7 +28,12 @@ pub async fn run(
         .iter()
         .map(|a| {
             let account = std::sync::Arc::clone(&a.account);
-            tokio::spawn(async move { account.refresh_now().await })
+            // Start-up already began the first refresh; join it rather than calling twice.
+            tokio::spawn(async move {
+                if !account.has_outcome() {
+                    account.refresh_now().await;
+                }
+            })
         })
         .collect();
     for refresh in refreshes {

@@ -151,15 +151,15 @@ pub struct Flags {
 /// `--log.level` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
-    /// Failures only.
+    /// Refused reloads and problems that stop the exporter.
     Error,
-    /// Failures and refused fallbacks.
+    /// Also failed calls to Kraken, refusals and keys that can move funds.
     Warn,
-    /// Start-up, shutdown and recoveries.
+    /// Also start-up, reloads, shutdown and recoveries.
     Info,
-    /// Every refresh.
+    /// Also every refresh and audit.
     Debug,
-    /// Everything, including each call.
+    /// Also every call to Kraken with its duration and outcome.
     Trace,
 }
 

@@ -276,6 +276,15 @@ pub fn resolve_flags(flags: &Flags, check: bool, env: Env<'_>) -> Result<Config,
                     problem,
                 });
             }
+            if !flags.demo
+                && let Some(path) = &flags.nonce_file
+                && let Err(error) = crate::kraken::nonce::check_state_file(path)
+            {
+                return Err(ConfigError::Flag {
+                    flag: "--kraken.nonce-file",
+                    problem: error.to_string(),
+                });
+            }
             let account = AccountConfig {
                 name,
                 credentials,
@@ -678,6 +687,12 @@ fn file_accounts(
                 ),
             );
         }
+        if !demo
+            && let Some(path) = &entry.nonce_file
+            && let Err(error) = crate::kraken::nonce::check_state_file(path)
+        {
+            add("nonce_file", error.to_string());
+        }
         let mut watch: Vec<String> = entry.watch.iter().map(|a| a.trim().to_owned()).collect();
         watch.sort();
         watch.dedup();
@@ -810,7 +825,7 @@ fn entry_credentials(
         }
     });
     let otp = match otp {
-        Some((text, origin)) => match check_shape(&text, &origin) {
+        Some((text, origin)) => match check_password_shape(&text, &origin) {
             Ok(()) => Some(Some(SecretText::new(text))),
             Err(e) => {
                 errors.push((field(&origin, "otp"), shape_message(e)));
@@ -856,10 +871,11 @@ fn read_file_value(path: &Path, origin: &Origin) -> Result<String, String> {
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// `:port` listens on every interface, as Go exporters do.
+/// `:port` listens on every interface, IPv6 and IPv4, as Go exporters do: `[::]`, which Linux
+/// serves dual-stack; `main` falls back to `0.0.0.0` where IPv6 is unavailable.
 fn resolve_listen_address(address: &str) -> Option<SocketAddr> {
     let full = if address.starts_with(':') {
-        format!("0.0.0.0{address}")
+        format!("[::]{address}")
     } else {
         address.to_owned()
     };
@@ -966,7 +982,7 @@ fn warn_if_readable_by_others(path: &Path, origin: &Origin) {
         && meta.permissions().mode() & 0o077 != 0
     {
         tracing::warn!(
-            "{} can be read by other users: run chmod 600 {}",
+            "{} is accessible to other users (group or other permission bits are set): run chmod 600 {}",
             origin.describe(),
             path.display()
         );
@@ -978,6 +994,17 @@ fn warn_if_readable_by_others(_: &Path, _: &Origin) {}
 
 /// Refuses shapes that are certainly a copy-and-paste mistake, saying how to fix them.
 fn check_shape(value: &str, origin: &Origin) -> Result<(), ConfigError> {
+    check_text(value, origin, false)
+}
+
+/// Like [`check_shape`] for a 2FA password, which the operator chose and may contain spaces.
+fn check_password_shape(value: &str, origin: &Origin) -> Result<(), ConfigError> {
+    check_text(value, origin, true)
+}
+
+/// Refuses the paste mistakes: quotes, a bytes literal, surrounding whitespace, control
+/// characters, and (unless `spaces_inside` allows them) whitespace inside.
+fn check_text(value: &str, origin: &Origin, spaces_inside: bool) -> Result<(), ConfigError> {
     let fail = |problem: &str| ConfigError::Credential {
         source_name: origin.describe(),
         problem: problem.to_owned(),
@@ -1004,7 +1031,7 @@ fn check_shape(value: &str, origin: &Origin) -> Result<(), ConfigError> {
             "starts or ends with whitespace: remove the spaces around the value",
         ));
     }
-    if value.chars().any(char::is_whitespace) {
+    if !spaces_inside && value.chars().any(char::is_whitespace) {
         return Err(fail(
             "contains whitespace inside: copy the value again as one unbroken line",
         ));
@@ -1042,7 +1069,7 @@ pub fn load_credentials(
     let decoded = decode_secret(secret.expose(), &secret_origin)?;
     let otp = match read_credential(env, "KRAKEN_API_OTP", "api-otp", otp_file)? {
         Some((otp, origin)) => {
-            check_shape(&otp, &origin)?;
+            check_password_shape(&otp, &origin)?;
             Some(SecretText::new(otp))
         }
         None => None,
@@ -1151,6 +1178,25 @@ mod tests {
         assert_eq!(creds.key.expose(), "filekey");
         assert_eq!(creds.secret.expose().len(), 64);
         assert_eq!(creds.otp.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_2fa_password_may_hold_spaces_but_not_surrounding_ones() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let with = |otp: &'static str| {
+            let mut pairs = creds.to_vec();
+            pairs.push(("KRAKEN_API_OTP", otp));
+            resolve_with(&[], &pairs)
+        };
+        let config = with("correct horse battery").unwrap();
+        let otp = config.accounts[0].credentials.clone().unwrap().otp.unwrap();
+        assert_eq!(otp.expose(), "correct horse battery");
+        let message = with("hunter2 ").unwrap_err().to_string();
+        assert!(
+            message.contains("KRAKEN_API_OTP") && message.contains("whitespace"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]

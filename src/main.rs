@@ -61,14 +61,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             });
         }
-        let listener = tokio::net::TcpListener::bind(config.web.listen_address)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {}: {e}; choose another --web.listen-address",
-                    config.web.listen_address
-                )
-            })?;
+        let listener = bind(config.web.listen_address).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e}; choose another --web.listen-address",
+                config.web.listen_address
+            )
+        })?;
         app::run(config, flags, env, listener, shutdown_signal()).await?;
         anyhow::Ok(ExitCode::SUCCESS)
     });
@@ -78,6 +76,18 @@ fn main() -> ExitCode {
             eprintln!("kraken_exporter: {error:#}");
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+/// Binds the listener. Every interface (`[::]`) falls back to every IPv4 interface on a host
+/// without IPv6.
+async fn bind(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(address).await {
+        Err(error) if address.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = std::net::SocketAddr::from(([0, 0, 0, 0], address.port()));
+            tokio::net::TcpListener::bind(v4).await.map_err(|_| error)
+        }
+        other => other,
     }
 }
 

@@ -291,7 +291,7 @@ fn account_families(accounts: &[AccountView<'_>]) -> Vec<MetricFamily> {
     vec![
         family(
             "kraken_balance",
-            "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval); kept while refreshes fail, and dropped once it is older than --refresh.stale-after. Watched assets that Kraken omits read 0.",
+            "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval, or every --refresh.interval in background mode); kept while refreshes fail, and dropped once it is older than --refresh.stale-after. Watched assets that Kraken omits read 0.",
             balance,
         ),
         family(

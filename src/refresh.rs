@@ -249,6 +249,11 @@ impl Account {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether a refresh has finished, successfully or not.
+    pub fn has_outcome(&self) -> bool {
+        self.lock().last_outcome.is_some()
+    }
+
     /// Whether at least one refresh has succeeded (readiness).
     pub fn has_succeeded(&self) -> bool {
         self.lock().snapshot.is_some()
@@ -327,6 +332,12 @@ impl Account {
                     fetched_instant: now,
                     endpoint: answer.endpoint,
                 }));
+                tracing::debug!(
+                    account = %self.name(),
+                    endpoint = answer.endpoint,
+                    assets = state.snapshot.as_ref().map_or(0, |s| s.balances.len()),
+                    "balances refreshed"
+                );
                 if state.consecutive_failures > 0 {
                     tracing::info!(account = %self.name(), "refresh succeeded again");
                 }

@@ -1,6 +1,7 @@
 //! Soak test: the release exporter scraped by many concurrent clients for minutes while the
 //! simulated Kraken cycles through faults. Prints requests served, non-200 answers, restarts,
-//! resident memory at start and end, and calls to Kraken against the refresh policy's bound.
+//! resident memory (idle, after a warm-up with every client connected, and at the end; growth
+//! is counted from the warm-up), and calls to Kraken against the refresh policy's bound.
 //!
 //! Run: `cargo bench --bench soak -- [--minutes 10] [--clients 50]`
 //! Loopback only; every loop is bounded in time.
@@ -141,12 +142,15 @@ async fn main() {
     for _ in 0..200 {
         let _ = http.get(&url).send().await;
     }
-    let rss_start = rss_kib(pid).unwrap_or(0);
+    let rss_idle = rss_kib(pid).unwrap_or(0);
     let calls_start = sim.calls("BalanceEx");
 
+    // All clients run for a warm-up before the reading that growth is measured from: the
+    // first minute of concurrent connections sizes buffers and allocator arenas once.
+    let warm_up = Duration::from_secs(60).min(duration / 5);
     let served = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + duration;
+    let deadline = Instant::now() + warm_up + duration;
     let mut workers = Vec::new();
     for _ in 0..clients {
         let (http, url, served, failed) = (
@@ -172,6 +176,8 @@ async fn main() {
             }
         }));
     }
+    tokio::time::sleep(warm_up).await;
+    let rss_start = rss_kib(pid).unwrap_or(0);
     let schedule = faults();
     let slot = duration / schedule.len() as u32;
     for (name, fault) in schedule {
@@ -179,7 +185,11 @@ async fn main() {
         if let Some(fault) = fault {
             sim.inject("BalanceEx", fault, None);
         }
-        eprintln!("soak: {name} for {slot:?}");
+        eprintln!(
+            "soak: {name} for {slot:?} (resident {} KiB, {} scrapes so far)",
+            rss_kib(pid).unwrap_or(0),
+            served.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(slot).await;
     }
     for worker in workers {
@@ -192,8 +202,8 @@ async fn main() {
     };
     let calls = sim.calls("BalanceEx") - calls_start;
     // One call per minimum interval at most, plus one nonce retry per refresh.
-    let bound = 2 * (duration.as_secs() / min_interval.as_secs() + 1);
-    println!("soak: {minutes} min, {clients} clients");
+    let bound = 2 * ((warm_up + duration).as_secs() / min_interval.as_secs() + 1);
+    println!("soak: {minutes} min of faults after {warm_up:?} of warm-up, {clients} clients");
     println!("requests served (200): {}", served.load(Ordering::Relaxed));
     println!(
         "non-200 answers or failed requests: {}",
@@ -201,7 +211,7 @@ async fn main() {
     );
     println!("restarts: {restarts}");
     println!(
-        "resident memory: start {rss_start} KiB, end {rss_end} KiB, growth {} KiB",
+        "resident memory: idle {rss_idle} KiB, after warm-up {rss_start} KiB, end {rss_end} KiB, growth {} KiB",
         rss_end as i64 - rss_start as i64
     );
     println!("upstream BalanceEx calls: {calls} (bound from the refresh policy: {bound})");

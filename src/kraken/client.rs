@@ -420,8 +420,16 @@ impl KrakenClient {
 
     fn record<T>(&self, endpoint: &str, started: Instant, outcome: &Result<T, KrakenError>) {
         let reason = outcome.as_ref().err().map(KrakenError::reason);
+        let elapsed = started.elapsed();
+        tracing::trace!(
+            account = %self.account,
+            endpoint,
+            elapsed_ms = elapsed.as_millis() as u64,
+            outcome = reason.map_or("ok", Reason::as_str),
+            "call to Kraken"
+        );
         self.metrics
-            .observe(&self.account, endpoint, started.elapsed(), reason);
+            .observe(&self.account, endpoint, elapsed, reason);
     }
 }
 

@@ -90,22 +90,7 @@ impl NonceSource {
     /// A source that starts above the value stored in `path` (if the file exists) and stores
     /// every nonce it hands out there before the nonce is used.
     pub fn with_state_file(clock: Box<dyn Clock>, path: &Path) -> Result<Self, NonceError> {
-        let last = match std::fs::read_to_string(path) {
-            Ok(text) => text
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| NonceError::BadStateFile {
-                    path: path.to_owned(),
-                    problem: "it does not hold a decimal number".into(),
-                })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => {
-                return Err(NonceError::BadStateFile {
-                    path: path.to_owned(),
-                    problem: e.to_string(),
-                });
-            }
-        };
+        let last = read_state_file(path)?;
         Ok(Self {
             clock,
             last: Mutex::new(last),
@@ -124,6 +109,41 @@ impl NonceSource {
         *last = nonce;
         Ok(nonce)
     }
+}
+
+/// The high-water mark stored in a state file; 0 when the file does not exist yet.
+fn read_state_file(path: &Path) -> Result<u64, NonceError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| NonceError::BadStateFile {
+                path: path.to_owned(),
+                problem: "it does not hold a decimal number".into(),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(NonceError::BadStateFile {
+            path: path.to_owned(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+/// Checks, without writing, that a state file can be used: it holds a number if it exists, and
+/// its directory exists. Lets `--config.check` and start-up refuse a bad file before serving.
+pub fn check_state_file(path: &Path) -> Result<(), NonceError> {
+    read_state_file(path)?;
+    let directory = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        return Err(NonceError::BadStateFile {
+            path: path.to_owned(),
+            problem: format!("its directory {} does not exist", directory.display()),
+        });
+    }
+    Ok(())
 }
 
 /// Replaces the state file in one rename, so a crash mid-write never leaves a truncated number.

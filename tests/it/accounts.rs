@@ -638,6 +638,7 @@ fn config_check_names_the_place_and_the_fix_of_every_mistake() {
     let key2 = dir.write("k2", "KEY1\n", 0o600);
     let good_secret = dir.write("s", &format!("{secret}\n"), 0o600);
     let bad_secret = dir.write("bad", "not-base64-at-all!\n", 0o600);
+    let garbage = dir.write("garbage.nonce", "not a number\n", 0o600);
     let k = key.display();
     let k2 = key2.display();
     let s = good_secret.display();
@@ -791,6 +792,31 @@ fn config_check_names_the_place_and_the_fix_of_every_mistake() {
             format!("alerting: {{}}\naccounts:\n{}", account("cold")),
             0o600,
             vec!["unknown field `alerting`", "fix the spelling"],
+        ),
+        (
+            format!(
+                "accounts:\n{}    nonce_file: {}\n",
+                account("cold"),
+                garbage.display()
+            ),
+            0o600,
+            vec![
+                "accounts[0] (cold).nonce_file",
+                "does not hold a decimal number",
+                "fix or delete",
+            ],
+        ),
+        (
+            format!(
+                "accounts:\n{}    nonce_file: /nonexistent/dir/cold.nonce\n",
+                account("cold")
+            ),
+            0o600,
+            vec![
+                "accounts[0] (cold).nonce_file",
+                "/nonexistent/dir",
+                "does not exist",
+            ],
         ),
         (
             format!("accounts:\n  - name: _public\n    key_file: {k}\n    secret_file: {s}\n"),

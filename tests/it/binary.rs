@@ -766,7 +766,7 @@ async fn credential_files_with_a_trailing_newline_are_accepted() {
     assert!(run.out().contains("The key works"), "{}", run.both());
     assert!(
         run.err().contains(&format!(
-            "can be read by other users: run chmod 600 {}",
+            "is accessible to other users (group or other permission bits are set): run chmod 600 {}",
             text(&secret_crlf)
         )),
         "{}",
@@ -1302,7 +1302,7 @@ async fn canary_credentials_never_appear_in_start_up_errors() {
     let spaced_key = format!("{} {}", &key[..20], &key[20..]);
     let quoted_key = format!("\"{key}\"");
     let quoted_otp = format!("\u{2018}{otp}\u{2019}");
-    let spaced_otp = format!("{} {}", &otp[..10], &otp[10..]);
+    let spaced_otp = format!("{otp} ");
     let env = |key, secret, otp| {
         vec![
             ("KRAKEN_API_KEY", key),
@@ -1324,7 +1324,7 @@ async fn canary_credentials_never_appear_in_start_up_errors() {
             env(key, &secret, &quoted_otp),
         ),
         (
-            "2FA password with a space".into(),
+            "2FA password with a trailing space".into(),
             env(key, &secret, &spaced_otp),
         ),
         (
