@@ -161,16 +161,26 @@ async fn main() {
         );
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let ok = http
+                let sent = Instant::now();
+                let outcome = http
                     .get(&url)
                     .header("X-Prometheus-Scrape-Timeout-Seconds", "10")
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200);
-                if ok {
-                    served.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                    .await;
+                match outcome {
+                    Ok(response) if response.status() == 200 => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        // The first failures are described, for the report.
+                        if failed.fetch_add(1, Ordering::Relaxed) < 10 {
+                            let what = match other {
+                                Ok(response) => format!("status {}", response.status()),
+                                Err(error) => format!("{error:?}"),
+                            };
+                            eprintln!("soak: failed after {:?}: {what}", sent.elapsed());
+                        }
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
