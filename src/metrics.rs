@@ -1,20 +1,23 @@
-//! The Prometheus exposition: request counters kept across scrapes, and balance families built
-//! fresh from each account's latest snapshot.
+//! The Prometheus exposition: request counters kept across scrapes, and every other family
+//! written fresh from each scrape's account views, straight into one buffer.
 //!
-//! Owns every metric name, label and HELP text (the contract dashboards and alerts rely on).
+//! Owns every metric name, label and HELP text (the contract dashboards and alerts rely on), and
+//! the text format (escaping, number formatting, family order).
 //! Must not: do I/O, call Kraken, or keep balance series between scrapes (a series that vanished
 //! upstream must vanish here).
+//!
+//! The text is written directly rather than through the `prometheus` crate: building its
+//! protobuf-shaped families cost 20–30 allocations per sample and kept a full descriptor per
+//! request series (see ARCHITECTURE.md, "Crate choices").
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
-
 use crate::kraken::Reason;
-use crate::refresh::AccountStatus;
+use crate::refresh::{AccountStatus, LabeledBalance};
 use crate::valuation::PriceBook;
 
 /// The exposition `Content-Type` (text format 0.0.4), set explicitly on every answer.
@@ -22,129 +25,168 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds of the latency histogram: Kraken answers in tens to hundreds of milliseconds,
 /// and the per-request timeout caps the tail.
-const DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const DURATION_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Counters and the latency histogram of calls to Kraken. These live for the whole process
-/// (counters must never go back), unlike the balance families.
-pub struct RequestMetrics {
-    /// Registry holding the three families below.
-    registry: Registry,
-    /// `kraken_requests_total{account, endpoint}`.
-    requests: IntCounterVec,
-    /// `kraken_request_errors_total{account, endpoint, reason}`.
-    errors: IntCounterVec,
-    /// `kraken_request_duration_seconds{account, endpoint}`.
-    duration: HistogramVec,
+/// The `le` label of each bucket, as the text format writes it.
+const BUCKET_LABELS: [&str; 9] = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30"];
+
+/// HELP of `kraken_requests_total`.
+const HELP_KRAKEN_REQUESTS_TOTAL: &str = "Calls this exporter made to Kraken's REST API, including retries. Scrapes served from the cached snapshot make no call.";
+
+/// HELP of `kraken_request_errors_total`.
+const HELP_KRAKEN_REQUEST_ERRORS_TOTAL: &str = "Calls to Kraken that failed, by reason: invalid_key, invalid_signature, invalid_nonce, permission_denied, rate_limited, lockout, unavailable, timeout, http, decode, other.";
+
+/// HELP of `kraken_request_duration_seconds`.
+const HELP_KRAKEN_REQUEST_DURATION_SECONDS: &str =
+    "Time from sending a call to Kraken to reading its whole answer, successful or not.";
+
+/// HELP of `kraken_exporter_build_info`.
+const HELP_KRAKEN_EXPORTER_BUILD_INFO: &str =
+    "Always 1; the labels name the exporter version and the git revision it was built from.";
+
+/// HELP of `kraken_exporter_config_last_reload_successful`.
+const HELP_KRAKEN_EXPORTER_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "1 if the latest configuration reload (SIGHUP or POST /-/reload) succeeded; 0 if the new configuration was refused and the previous one is still running.";
+
+/// HELP of `kraken_exporter_config_last_reload_success_timestamp_seconds`.
+const HELP_KRAKEN_EXPORTER_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "Unix time the running configuration was loaded (at start-up or by the latest successful reload).";
+
+/// HELP of `kraken_asset_price`.
+const HELP_KRAKEN_ASSET_PRICE: &str = "Last trade price of one unit of the asset in the quote currency (Kraken's public Ticker), for assets some account holds; staked and reward variants (DOT.S, USD.M) carry their base asset's price. Refreshed at most once per --refresh.min-interval; value = kraken_balance * on(asset) group_left kraken_asset_price.";
+
+/// HELP of `kraken_asset_price_missing`.
+const HELP_KRAKEN_ASSET_PRICE_MISSING: &str = "1 for a held asset that has no market in the quote currency (or no recent trade), so it is left out of valuations rather than counted as worth 0.";
+
+/// HELP of `kraken_balance`.
+const HELP_KRAKEN_BALANCE: &str = "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval, or every --refresh.interval in background mode); kept while refreshes fail, and dropped once it is older than --refresh.stale-after. Watched assets that Kraken omits read 0.";
+
+/// HELP of `kraken_balance_hold`.
+const HELP_KRAKEN_BALANCE_HOLD: &str = "Part of the balance held by open orders (BalanceEx hold_trade), in units of the asset; absent when balances come from the Balance endpoint. Cached like kraken_balance.";
+
+/// HELP of `kraken_balance_min`.
+const HELP_KRAKEN_BALANCE_MIN: &str = "Lowest acceptable balance of the asset, from min_balance in the config file; alert with kraken_balance < on(account, asset) kraken_balance_min.";
+
+/// HELP of `kraken_api_key_permission`.
+const HELP_KRAKEN_API_KEY_PERMISSION: &str = "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money.";
+
+/// HELP of `kraken_equivalent_balance`.
+const HELP_KRAKEN_EQUIVALENT_BALANCE: &str = "Kraken's own valuation of the account in the quote currency (TradeBalance eb), when valuation.trade_balance is on and Kraken allows it for the key. Cached like kraken_balance.";
+
+/// HELP of `kraken_up`.
+const HELP_KRAKEN_UP: &str = "1 if the latest refresh of the account's balances from Kraken succeeded; 0 if it failed, is backing off after a failure, or did not finish within the scrape timeout.";
+
+/// HELP of `kraken_last_success_timestamp_seconds`.
+const HELP_KRAKEN_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "Unix time of the latest successful refresh of the account's balances; absent until the first success. The age of the cached balances is time() minus this.";
+
+/// Counters of one (account, endpoint): plain atomics, so counting a call never blocks a scrape.
+#[derive(Debug, Default)]
+struct EndpointCounters {
+    /// Calls made.
+    requests: AtomicU64,
+    /// Failed calls, indexed like [`Reason::ALL`].
+    errors: [AtomicU64; Reason::ALL.len()],
+    /// Calls per latency bucket (not cumulative; summed when written).
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    /// Calls slower than the largest bucket.
+    over: AtomicU64,
+    /// Total latency, as `f64` bits.
+    sum: AtomicU64,
 }
 
-impl Default for RequestMetrics {
-    fn default() -> Self {
-        Self::new()
+impl EndpointCounters {
+    fn observe(&self, elapsed: Duration, error: Option<Reason>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        match DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + seconds).to_bits())
+            });
+        if let Some(reason) = error {
+            let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+            self.errors[index].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
+/// Counters and the latency histogram of calls to Kraken, per (account, endpoint). These live
+/// for the whole process (counters must never go back), unlike the families built per scrape.
+#[derive(Debug, Default)]
+pub struct RequestMetrics {
+    /// (account, endpoint) → counters, in the order they are written.
+    table: RwLock<BTreeMap<(String, String), Arc<EndpointCounters>>>,
+}
+
 impl RequestMetrics {
-    /// Creates and registers the request families.
+    /// An empty table.
     pub fn new() -> Self {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "kraken_requests_total",
-                "Calls this exporter made to Kraken's REST API, including retries. Scrapes served from the cached snapshot make no call.",
-            ),
-            &["account", "endpoint"],
-        )
-        .expect("valid metric");
-        let errors = IntCounterVec::new(
-            Opts::new(
-                "kraken_request_errors_total",
-                "Calls to Kraken that failed, by reason: invalid_key, invalid_signature, invalid_nonce, permission_denied, rate_limited, lockout, unavailable, timeout, http, decode, other.",
-            ),
-            &["account", "endpoint", "reason"],
-        )
-        .expect("valid metric");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "kraken_request_duration_seconds",
-                "Time from sending a call to Kraken to reading its whole answer, successful or not.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["account", "endpoint"],
-        )
-        .expect("valid metric");
-        let registry = Registry::new();
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(errors.clone()),
-            Box::new(duration.clone()),
-        ] {
-            registry.register(collector).expect("unique metric names");
+        Self::default()
+    }
+
+    fn counters(&self, account: &str, endpoint: &str) -> Arc<EndpointCounters> {
+        let key = (account.to_owned(), endpoint.to_owned());
+        if let Some(found) = self
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Arc::clone(found);
         }
-        Self {
-            registry,
-            requests,
-            errors,
-            duration,
-        }
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(table.entry(key).or_default())
     }
 
     /// Creates the request and error counters of an account's endpoints at zero, before any
     /// call: a counter that first appears at 1 hides its first error from `increase()`.
     pub fn prepare(&self, account: &str, endpoints: &[&str]) {
         for endpoint in endpoints {
-            self.requests.with_label_values(&[account, endpoint]);
-            for reason in Reason::ALL {
-                self.errors
-                    .with_label_values(&[account, endpoint, reason.as_str()]);
-            }
+            self.counters(account, endpoint);
         }
     }
 
-    /// Counts one call. Endpoints not prepared are initialised here, every reason at zero.
+    /// Counts one call.
     pub fn observe(&self, account: &str, endpoint: &str, elapsed: Duration, error: Option<Reason>) {
-        self.prepare(account, &[endpoint]);
-        self.requests.with_label_values(&[account, endpoint]).inc();
-        self.duration
-            .with_label_values(&[account, endpoint])
-            .observe(elapsed.as_secs_f64());
-        if let Some(reason) = error {
-            self.errors
-                .with_label_values(&[account, endpoint, reason.as_str()])
-                .inc();
-        }
+        self.counters(account, endpoint).observe(elapsed, error);
     }
 
     /// Drops every series of an account that is no longer configured, so a removed account
     /// does not linger in the exposition.
     pub fn forget(&self, account: &str) {
-        for family in self.registry.gather() {
-            for metric in family.get_metric() {
-                let labels: Vec<&str> = metric.get_label().iter().map(|l| l.value()).collect();
-                let ours = metric
-                    .get_label()
-                    .iter()
-                    .any(|l| l.name() == "account" && l.value() == account);
-                if !ours {
-                    continue;
-                }
-                let _ = match family.name() {
-                    "kraken_requests_total" => self.requests.remove_label_values(&labels),
-                    "kraken_request_errors_total" => self.errors.remove_label_values(&labels),
-                    _ => self.duration.remove_label_values(&labels),
-                };
-            }
-        }
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(name, _), _| name != account);
     }
 
     /// Calls counted so far for an account and endpoint.
     pub fn requests(&self, account: &str, endpoint: &str) -> u64 {
-        self.requests.with_label_values(&[account, endpoint]).get()
+        self.counters(account, endpoint)
+            .requests
+            .load(Ordering::Relaxed)
     }
 
     /// Errors counted so far for an account, endpoint and reason.
     pub fn errors(&self, account: &str, endpoint: &str, reason: Reason) -> u64 {
-        self.errors
-            .with_label_values(&[account, endpoint, reason.as_str()])
-            .get()
+        let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.counters(account, endpoint).errors[index].load(Ordering::Relaxed)
+    }
+
+    /// The series to write, optionally of one account only.
+    fn snapshot(
+        &self,
+        only_account: Option<&str>,
+    ) -> Vec<((String, String), Arc<EndpointCounters>)> {
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((account, _), _)| only_account.is_none_or(|name| name == account))
+            .map(|(key, counters)| (key.clone(), Arc::clone(counters)))
+            .collect()
     }
 }
 
@@ -185,9 +227,133 @@ pub struct ReloadView {
     pub last_success: SystemTime,
 }
 
+/// Writes families into one buffer in the text format. Families are written in name order by
+/// the caller; a family with no sample writes nothing, not even its HELP.
+struct Writer {
+    /// The exposition so far.
+    out: String,
+}
+
+impl Writer {
+    /// Starts a family; the header is written with its first sample.
+    fn family<'w>(
+        &'w mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+    ) -> Family<'w> {
+        Family {
+            writer: self,
+            name,
+            help,
+            kind,
+            started: false,
+        }
+    }
+}
+
+/// One family being written.
+struct Family<'w> {
+    writer: &'w mut Writer,
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    started: bool,
+}
+
+impl Family<'_> {
+    /// Writes `name{labels} value` (`suffix` appended to the name, for histograms).
+    fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: Value) {
+        let out = &mut self.writer.out;
+        if !self.started {
+            self.started = true;
+            out.push_str("# HELP ");
+            out.push_str(self.name);
+            out.push(' ');
+            escape_help(out, self.help);
+            out.push_str("\n# TYPE ");
+            out.push_str(self.name);
+            out.push(' ');
+            out.push_str(self.kind);
+            out.push('\n');
+        }
+        out.push_str(self.name);
+        out.push_str(suffix);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(label);
+                out.push_str("=\"");
+                escape_label(out, value);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        match value {
+            Value::Count(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Float(f) => write_float(out, f),
+        }
+        out.push('\n');
+    }
+}
+
+/// A sample's value.
+#[derive(Clone, Copy)]
+enum Value {
+    /// A counter or bucket count.
+    Count(u64),
+    /// Anything else.
+    Float(f64),
+}
+
+/// Floats as the text format expects: shortest round-trip digits, `+Inf`, `-Inf`, `NaN`.
+fn write_float(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{value}");
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape_label(out: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes a HELP text: backslash and newline.
+fn escape_help(out: &mut String, help: &str) {
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// Renders the exposition: families built fresh from the account views, the request families
-/// (only `only_account`'s series when set, for `/probe`), build info, and the reload status
-/// (`None` leaves it out, as `/probe` does), sorted by name.
+/// (only `only_account`'s series when set, for `/probe`), build info, prices, and the reload
+/// status (`None` leaves it out, as `/probe` does), in name order. `capacity` is a hint, such
+/// as the size of the previous exposition.
 pub fn render(
     accounts: &[AccountView<'_>],
     prices: Option<&PriceBook>,
@@ -196,192 +362,316 @@ pub fn render(
     requests: &RequestMetrics,
     build: &BuildInfo,
 ) -> Vec<u8> {
-    let mut families = requests.registry.gather();
-    if let Some(name) = only_account {
-        for family in &mut families {
-            let kept = family
-                .take_metric()
-                .into_iter()
-                .filter(|m| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == "account" && l.value() == name)
-                })
-                .collect();
-            family.set_metric(kept);
-        }
-    }
-    families.extend(account_families(accounts));
-    if let Some(book) = prices {
-        families.extend(price_families(book));
-    }
-    families.push(family(
-        "kraken_exporter_build_info",
-        "Always 1; the labels name the exporter version and the git revision it was built from.",
-        vec![(
-            vec![
-                ("version", build.version.to_owned()),
-                ("revision", build.revision.to_owned()),
-            ],
-            1.0,
-        )],
-    ));
-    if let Some(reload) = reload {
-        families.push(family(
-            "kraken_exporter_config_last_reload_successful",
-            "1 if the latest configuration reload (SIGHUP or POST /-/reload) succeeded; 0 if the new configuration was refused and the previous one is still running.",
-            vec![(vec![], if reload.ok { 1.0 } else { 0.0 })],
-        ));
-        families.push(family(
-            "kraken_exporter_config_last_reload_success_timestamp_seconds",
-            "Unix time the running configuration was loaded (at start-up or by the latest successful reload).",
-            vec![(vec![], unix_seconds(reload.last_success))],
-        ));
-    }
-    // The encoder refuses a family without samples (an empty account, balances gone stale).
-    families.retain(|family| !family.get_metric().is_empty());
-    families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut out = Vec::with_capacity(4096);
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .expect("families are non-empty with valid names, and writing to a Vec cannot fail");
-    out
-}
+    let mut w = Writer {
+        out: String::with_capacity(4096 + accounts.len() * 2048),
+    };
+    let name_of = |view: &AccountView<'_>| view.status.name.clone();
 
-/// The families built fresh from each scrape: balances, holds, thresholds, up and last success.
-fn account_families(accounts: &[AccountView<'_>]) -> Vec<MetricFamily> {
-    let mut balance = Vec::new();
-    let mut hold = Vec::new();
-    let mut minimum = Vec::new();
-    let mut up = Vec::new();
-    let mut last_success = Vec::new();
-    let mut permissions = Vec::new();
-    let mut equivalent = Vec::new();
+    let mut f = w.family(
+        "kraken_api_key_permission",
+        HELP_KRAKEN_API_KEY_PERMISSION,
+        "gauge",
+    );
     for view in accounts {
-        let account = &view.status;
-        let name = || ("account", account.name.clone());
-        for (permission, granted) in account.audit.iter().flat_map(|a| a.permissions.iter()) {
-            permissions.push((
-                vec![name(), ("permission", permission.clone())],
-                if *granted { 1.0 } else { 0.0 },
-            ));
-        }
-        if let Some((quote, value)) = &account.equivalent {
-            equivalent.push((vec![name(), ("quote", quote.clone())], *value));
-        }
-        up.push((vec![name()], if account.up { 1.0 } else { 0.0 }));
-        if let Some(at) = account.last_success {
-            last_success.push((vec![name()], unix_seconds(at)));
-        }
-        for (asset, min) in view.min_balance {
-            minimum.push((vec![name(), ("asset", asset.clone())], *min));
-        }
-        for entry in account.balances.iter().flat_map(|s| s.balances.iter()) {
-            let labels = vec![
-                name(),
-                ("asset", entry.asset.clone()),
-                ("code", entry.code.clone()),
-            ];
-            if let Some(amount) = entry.hold {
-                hold.push((labels.clone(), amount));
-            }
-            balance.push((labels, entry.total));
+        let account = name_of(view);
+        for (permission, granted) in view.status.audit.iter().flat_map(|a| a.permissions.iter()) {
+            let value = if *granted { 1.0 } else { 0.0 };
+            f.sample(
+                "",
+                &[("account", &account), ("permission", permission)],
+                Value::Float(value),
+            );
         }
     }
-    vec![
-        family(
-            "kraken_balance",
-            "Total balance of the asset on the Kraken account, in units of the asset. Served from the latest successful refresh (Kraken is called at most once per --refresh.min-interval, or every --refresh.interval in background mode); kept while refreshes fail, and dropped once it is older than --refresh.stale-after. Watched assets that Kraken omits read 0.",
-            balance,
-        ),
-        family(
-            "kraken_balance_hold",
-            "Part of the balance held by open orders (BalanceEx hold_trade), in units of the asset; absent when balances come from the Balance endpoint. Cached like kraken_balance.",
-            hold,
-        ),
-        family(
-            "kraken_balance_min",
-            "Lowest acceptable balance of the asset, from min_balance in the config file; alert with kraken_balance < on(account, asset) kraken_balance_min.",
-            minimum,
-        ),
-        family(
-            "kraken_api_key_permission",
-            "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money.",
-            permissions,
-        ),
-        family(
-            "kraken_equivalent_balance",
-            "Kraken's own valuation of the account in the quote currency (TradeBalance eb), when valuation.trade_balance is on and Kraken allows it for the key. Cached like kraken_balance.",
-            equivalent,
-        ),
-        family(
-            "kraken_up",
-            "1 if the latest refresh of the account's balances from Kraken succeeded; 0 if it failed, is backing off after a failure, or did not finish within the scrape timeout.",
-            up,
-        ),
-        family(
-            "kraken_last_success_timestamp_seconds",
-            "Unix time of the latest successful refresh of the account's balances; absent until the first success. The age of the cached balances is time() minus this.",
-            last_success,
-        ),
-    ]
-}
-
-/// Prices of held assets in the quote currency, and the held assets that have none.
-fn price_families(book: &PriceBook) -> Vec<MetricFamily> {
-    let quote = || ("quote", book.quote.clone());
-    vec![
-        family(
-            "kraken_asset_price",
-            "Last trade price of one unit of the asset in the quote currency (Kraken's public Ticker), for assets some account holds; staked and reward variants (DOT.S, USD.M) carry their base asset's price. Refreshed at most once per --refresh.min-interval; value = kraken_balance * on(asset) group_left kraken_asset_price.",
-            book.prices
-                .iter()
-                .map(|(asset, price)| (vec![("asset", asset.clone()), quote()], *price))
-                .collect(),
-        ),
-        family(
-            "kraken_asset_price_missing",
-            "1 for a held asset that has no market in the quote currency (or no recent trade), so it is left out of valuations rather than counted as worth 0.",
-            book.unpriced
-                .iter()
-                .map(|asset| (vec![("asset", asset.clone()), quote()], 1.0))
-                .collect(),
-        ),
-    ]
-}
-
-/// A gauge family from (labels, value) pairs.
-fn family(name: &str, help: &str, samples: Vec<(Vec<(&str, String)>, f64)>) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(name.to_owned());
-    family.set_help(help.to_owned());
-    family.set_field_type(MetricType::GAUGE);
-    let metrics = samples
-        .into_iter()
-        .map(|(labels, value)| {
-            let mut metric = Metric::from_label(
-                labels
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let mut pair = LabelPair::default();
-                        pair.set_name(name.to_owned());
-                        pair.set_value(value);
-                        pair
-                    })
-                    .collect(),
+    if let Some(book) = prices {
+        let mut f = w.family("kraken_asset_price", HELP_KRAKEN_ASSET_PRICE, "gauge");
+        for (asset, price) in &book.prices {
+            f.sample(
+                "",
+                &[("asset", asset), ("quote", &book.quote)],
+                Value::Float(*price),
             );
-            let mut gauge = Gauge::default();
-            gauge.set_value(value);
-            metric.set_gauge(gauge);
-            metric
-        })
-        .collect();
-    family.set_metric(metrics);
-    family
+        }
+        let mut f = w.family(
+            "kraken_asset_price_missing",
+            HELP_KRAKEN_ASSET_PRICE_MISSING,
+            "gauge",
+        );
+        for asset in &book.unpriced {
+            f.sample(
+                "",
+                &[("asset", asset), ("quote", &book.quote)],
+                Value::Float(1.0),
+            );
+        }
+    }
+    let mut f = w.family("kraken_balance", HELP_KRAKEN_BALANCE, "gauge");
+    for view in accounts {
+        let account = name_of(view);
+        for b in balances(view) {
+            let labels = [
+                ("account", account.as_str()),
+                ("asset", &b.asset),
+                ("code", &b.code),
+            ];
+            f.sample("", &labels, Value::Float(b.total));
+        }
+    }
+    let mut f = w.family("kraken_balance_hold", HELP_KRAKEN_BALANCE_HOLD, "gauge");
+    for view in accounts {
+        let account = name_of(view);
+        for b in balances(view) {
+            if let Some(hold) = b.hold {
+                let labels = [
+                    ("account", account.as_str()),
+                    ("asset", &b.asset),
+                    ("code", &b.code),
+                ];
+                f.sample("", &labels, Value::Float(hold));
+            }
+        }
+    }
+    let mut f = w.family("kraken_balance_min", HELP_KRAKEN_BALANCE_MIN, "gauge");
+    for view in accounts {
+        let account = name_of(view);
+        for (asset, min) in view.min_balance {
+            f.sample(
+                "",
+                &[("account", &account), ("asset", asset)],
+                Value::Float(*min),
+            );
+        }
+    }
+    let mut f = w.family(
+        "kraken_equivalent_balance",
+        HELP_KRAKEN_EQUIVALENT_BALANCE,
+        "gauge",
+    );
+    for view in accounts {
+        if let Some((quote, value)) = &view.status.equivalent {
+            f.sample(
+                "",
+                &[("account", &name_of(view)), ("quote", quote)],
+                Value::Float(*value),
+            );
+        }
+    }
+    let mut f = w.family(
+        "kraken_exporter_build_info",
+        HELP_KRAKEN_EXPORTER_BUILD_INFO,
+        "gauge",
+    );
+    f.sample(
+        "",
+        &[("version", build.version), ("revision", build.revision)],
+        Value::Float(1.0),
+    );
+    if let Some(reload) = reload {
+        let mut f = w.family(
+            "kraken_exporter_config_last_reload_success_timestamp_seconds",
+            HELP_KRAKEN_EXPORTER_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+            "gauge",
+        );
+        f.sample("", &[], Value::Float(unix_seconds(reload.last_success)));
+        let mut f = w.family(
+            "kraken_exporter_config_last_reload_successful",
+            HELP_KRAKEN_EXPORTER_CONFIG_LAST_RELOAD_SUCCESSFUL,
+            "gauge",
+        );
+        f.sample("", &[], Value::Float(if reload.ok { 1.0 } else { 0.0 }));
+    }
+    let mut f = w.family(
+        "kraken_last_success_timestamp_seconds",
+        HELP_KRAKEN_LAST_SUCCESS_TIMESTAMP_SECONDS,
+        "gauge",
+    );
+    for view in accounts {
+        if let Some(at) = view.status.last_success {
+            f.sample(
+                "",
+                &[("account", &name_of(view))],
+                Value::Float(unix_seconds(at)),
+            );
+        }
+    }
+    write_requests(&mut w, requests, only_account);
+    let mut f = w.family("kraken_up", HELP_KRAKEN_UP, "gauge");
+    for view in accounts {
+        let up = if view.status.up { 1.0 } else { 0.0 };
+        f.sample("", &[("account", &name_of(view))], Value::Float(up));
+    }
+    w.out.into_bytes()
+}
+
+/// The three request families, in name order: duration, errors, requests.
+fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Option<&str>) {
+    let series = requests.snapshot(only_account);
+    let mut f = w.family(
+        "kraken_request_duration_seconds",
+        HELP_KRAKEN_REQUEST_DURATION_SECONDS,
+        "histogram",
+    );
+    for ((account, endpoint), counters) in &series {
+        if counters.requests.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let mut cumulative = 0;
+        for (bucket, le) in counters.buckets.iter().zip(BUCKET_LABELS) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let labels = [
+                ("account", account.as_str()),
+                ("endpoint", endpoint),
+                ("le", le),
+            ];
+            f.sample("_bucket", &labels, Value::Count(cumulative));
+        }
+        let total = cumulative + counters.over.load(Ordering::Relaxed);
+        let labels = [
+            ("account", account.as_str()),
+            ("endpoint", endpoint),
+            ("le", "+Inf"),
+        ];
+        f.sample("_bucket", &labels, Value::Count(total));
+        let labels = [
+            ("account", account.as_str()),
+            ("endpoint", endpoint.as_str()),
+        ];
+        let sum = f64::from_bits(counters.sum.load(Ordering::Relaxed));
+        f.sample("_sum", &labels, Value::Float(sum));
+        f.sample("_count", &labels, Value::Count(total));
+    }
+    // Reasons in label order, as a sorted exposition lists them.
+    let mut reasons: Vec<(usize, Reason)> = Reason::ALL.into_iter().enumerate().collect();
+    reasons.sort_by_key(|(_, reason)| reason.as_str());
+    let mut f = w.family(
+        "kraken_request_errors_total",
+        HELP_KRAKEN_REQUEST_ERRORS_TOTAL,
+        "counter",
+    );
+    for ((account, endpoint), counters) in &series {
+        for (index, reason) in &reasons {
+            let labels = [
+                ("account", account.as_str()),
+                ("endpoint", endpoint),
+                ("reason", reason.as_str()),
+            ];
+            f.sample(
+                "",
+                &labels,
+                Value::Count(counters.errors[*index].load(Ordering::Relaxed)),
+            );
+        }
+    }
+    let mut f = w.family(
+        "kraken_requests_total",
+        HELP_KRAKEN_REQUESTS_TOTAL,
+        "counter",
+    );
+    for ((account, endpoint), counters) in &series {
+        let labels = [
+            ("account", account.as_str()),
+            ("endpoint", endpoint.as_str()),
+        ];
+        f.sample(
+            "",
+            &labels,
+            Value::Count(counters.requests.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+/// The balances of a view, in snapshot order.
+fn balances<'v>(view: &'v AccountView<'_>) -> impl Iterator<Item = &'v LabeledBalance> {
+    view.status.balances.iter().flat_map(|s| s.balances.iter())
 }
 
 fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_help_are_escaped_and_floats_written_as_the_format_wants() {
+        let mut out = String::new();
+        escape_label(&mut out, "a\\b\"c\nd");
+        assert_eq!(out, "a\\\\b\\\"c\\nd");
+        let mut out = String::new();
+        escape_help(&mut out, "x\\y\nz \"q\"");
+        assert_eq!(out, "x\\\\y\\nz \"q\"");
+        for (value, text) in [
+            (1.2345678901, "1.2345678901"),
+            (1500.0, "1500"),
+            (0.0, "0"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            let mut out = String::new();
+            write_float(&mut out, value);
+            assert_eq!(out, text);
+        }
+    }
+
+    #[test]
+    fn request_counters_render_as_a_histogram_and_counters_in_label_order() {
+        let metrics = RequestMetrics::new();
+        metrics.prepare("a", &["BalanceEx"]);
+        metrics.observe("a", "BalanceEx", Duration::from_millis(70), None);
+        metrics.observe(
+            "a",
+            "BalanceEx",
+            Duration::from_secs(40),
+            Some(Reason::Timeout),
+        );
+        metrics.observe("b", "Assets", Duration::from_millis(10), None);
+        let text = String::from_utf8(render(
+            &[],
+            None,
+            None,
+            None,
+            &metrics,
+            &BuildInfo::current(),
+        ))
+        .unwrap();
+        assert!(text.contains("# TYPE kraken_request_duration_seconds histogram\n"));
+        assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"0.05\"} 0\n"));
+        assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"0.1\"} 1\n"));
+        assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"30\"} 1\n"));
+        assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"+Inf\"} 2\n"));
+        assert!(text.contains(
+            "kraken_request_duration_seconds_count{account=\"a\",endpoint=\"BalanceEx\"} 2\n"
+        ));
+        assert!(text.contains("kraken_request_errors_total{account=\"a\",endpoint=\"BalanceEx\",reason=\"timeout\"} 1\n"));
+        assert!(text.contains("kraken_requests_total{account=\"b\",endpoint=\"Assets\"} 1\n"));
+        let decode = text.find("reason=\"decode\"").unwrap();
+        let unavailable = text.find("reason=\"unavailable\"").unwrap();
+        assert!(decode < unavailable, "reasons in label order");
+        assert_eq!(metrics.errors("a", "BalanceEx", Reason::Timeout), 1);
+        metrics.forget("a");
+        let text = String::from_utf8(render(
+            &[],
+            None,
+            None,
+            None,
+            &metrics,
+            &BuildInfo::current(),
+        ))
+        .unwrap();
+        assert!(!text.contains("account=\"a\""));
+        let probe = String::from_utf8(render(
+            &[],
+            None,
+            None,
+            Some("nobody"),
+            &metrics,
+            &BuildInfo::current(),
+        ))
+        .unwrap();
+        assert!(!probe.contains("account=\"b\""), "{probe}");
+    }
 }
