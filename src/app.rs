@@ -144,6 +144,7 @@ impl App {
                 .retain(|name, _| running.find(name).is_some());
         }
         self.exporter.reload.record(outcome.is_ok());
+        self.exporter.requests.touch();
         outcome
     }
 }

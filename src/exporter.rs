@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -114,7 +116,23 @@ pub struct Exporter {
     pub reload: ReloadStatus,
     /// Where `POST /-/reload` sends its request; `None` when nothing can reload.
     reloads: Option<mpsc::Sender<ReloadRequest>>,
+    /// Background mode: the latest `/metrics` body, reused while nothing changed.
+    cached: Mutex<Option<CachedBody>>,
 }
+
+/// A rendered `/metrics` body and how long it stays current.
+struct CachedBody {
+    /// [`RequestMetrics::generation`] when it was rendered.
+    generation: u64,
+    /// Time-driven changes (balances going stale) show within this bound.
+    until: Instant,
+    /// The exposition.
+    body: Bytes,
+}
+
+/// How long a cached body may be reused when nothing changed: the bound on how late a snapshot
+/// crossing `--refresh.stale-after` disappears.
+const CACHE_FOR: Duration = Duration::from_secs(1);
 
 impl Exporter {
     /// An exporter serving `set`.
@@ -135,6 +153,7 @@ impl Exporter {
             background,
             reload: ReloadStatus::default(),
             reloads,
+            cached: Mutex::new(None),
         }
     }
 
@@ -146,6 +165,7 @@ impl Exporter {
     /// Replaces the account set; scrapes in progress finish with the old one.
     pub fn replace(&self, set: AccountSet) {
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        self.requests.touch();
     }
 
     /// Asks the application to reload its configuration and waits for the outcome.
@@ -163,8 +183,35 @@ impl Exporter {
     }
 
     /// The exposition for one scrape: every account, or only `only` (`/probe`). Refreshes what
-    /// is due, waiting at most until `deadline`; accounts refresh concurrently.
-    pub async fn render(&self, deadline: Instant, only: Option<&str>) -> Vec<u8> {
+    /// is due, waiting at most until `deadline`; accounts refresh concurrently. In background
+    /// mode, where scrapes never start a call, `/metrics` reuses the previous body while nothing
+    /// it shows has changed (for at most a second, so time-driven changes show too).
+    pub async fn render(&self, deadline: Instant, only: Option<&str>) -> Bytes {
+        if !self.background || only.is_some() {
+            return Bytes::from(self.render_now(deadline, only).await);
+        }
+        let generation = self.requests.generation();
+        if let Some(cached) = self
+            .cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && cached.generation == generation
+            && Instant::now() < cached.until
+        {
+            return cached.body.clone();
+        }
+        let body = Bytes::from(self.render_now(deadline, only).await);
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedBody {
+            generation,
+            until: Instant::now() + CACHE_FOR,
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// Renders the exposition from the current state.
+    async fn render_now(&self, deadline: Instant, only: Option<&str>) -> Vec<u8> {
         let set = self.accounts();
         let chosen: Vec<&ExportedAccount> = set
             .accounts

@@ -117,6 +117,7 @@ impl Market {
                         tracing::debug!(assets = table.len(), "asset list refreshed");
                         state.assets = Arc::new(table);
                         state.assets_due = Some(Instant::now() + self.assets_interval);
+                        self.client.touch();
                     }
                     Err(error) => {
                         tracing::warn!(%error, "fetching the asset list failed; balances keep raw codes as asset names until it succeeds");
@@ -193,6 +194,7 @@ impl Market {
                     tracing::debug!(quote = %book.quote, unpriced = ?book.unpriced, "some held assets have no market in the quote currency");
                 }
                 self.lock().book = Some((Arc::new(book), Instant::now()));
+                self.client.touch();
             }
             Err(error) => {
                 tracing::warn!(%error, "fetching prices failed; keeping the previous prices until they are stale");

@@ -118,6 +118,9 @@ impl EndpointCounters {
 pub struct RequestMetrics {
     /// (account, endpoint) → counters, in the order they are written.
     table: RwLock<BTreeMap<(String, String), Arc<EndpointCounters>>>,
+    /// Bumped by every change to anything the exposition shows (a call counted here, a refresh,
+    /// a reload, new prices), so a rendered body can be reused until the next change.
+    generation: AtomicU64,
 }
 
 impl RequestMetrics {
@@ -146,11 +149,24 @@ impl RequestMetrics {
         for endpoint in endpoints {
             self.counters(account, endpoint);
         }
+        self.touch();
     }
 
     /// Counts one call.
     pub fn observe(&self, account: &str, endpoint: &str, elapsed: Duration, error: Option<Reason>) {
         self.counters(account, endpoint).observe(elapsed, error);
+        self.touch();
+    }
+
+    /// Records that something the exposition shows has changed. Callers touch *after* their
+    /// change is visible, so a body rendered from the old state is never taken as current.
+    pub fn touch(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The number of changes so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Drops every series of an account that is no longer configured, so a removed account
@@ -160,6 +176,7 @@ impl RequestMetrics {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(name, _), _| name != account);
+        self.touch();
     }
 
     /// Calls counted so far for an account and endpoint.

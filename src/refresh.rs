@@ -297,12 +297,14 @@ impl Account {
         let result = self.client.balances().await;
         let now = Instant::now();
         let held = self.record(result, now, &assets);
+        self.client.touch();
         if let Some(held) = held {
             self.market.note_held(held);
             // The extra calls run in this same task, after the balance call, so calls with
             // this key never overlap and their nonces reach Kraken in order.
             self.audit_if_due().await;
             self.trade_balance_if_enabled(&assets).await;
+            self.client.touch();
         }
     }
 

@@ -175,6 +175,12 @@ impl KrakenClient {
         &self.account
     }
 
+    /// Records that state derived from this client's answers changed (see
+    /// [`RequestMetrics::touch`]).
+    pub fn touch(&self) {
+        self.metrics.touch();
+    }
+
     /// Whether this client can make private calls, so callers can skip them instead of failing.
     pub fn has_credentials(&self) -> bool {
         self.signer.is_some()

@@ -656,6 +656,46 @@ async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
 }
 
 #[tokio::test]
+async fn background_mode_reuses_the_body_until_something_changes() {
+    let h = Harness::start(
+        &["--refresh.interval", "300ms", "--audit.disabled"],
+        SimOptions::default(),
+    )
+    .await;
+    h.wait_ready().await;
+    // Two scrapes with no refresh between them: the same bytes.
+    let mut same = false;
+    for _ in 0..20 {
+        let (a, b) = (h.metrics().await, h.metrics().await);
+        if a == b {
+            same = true;
+            break;
+        }
+    }
+    assert!(same, "an unchanged exposition is served as it was");
+    // A change upstream shows at the next refresh, not a cache lifetime later.
+    h.sim.set_balances(vec![("XXBT".into(), 7.5, 0.0)]);
+    let started = Instant::now();
+    loop {
+        let body = h.metrics().await;
+        if sample(
+            &body,
+            "kraken_balance",
+            r#"account="default",asset="XBT",code="XXBT""#,
+        ) == Some(7.5)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the new balance never showed:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn asset_names_are_fetched_once_not_per_scrape() {
     let h = Harness::start(&["--refresh.min-interval", "50ms"], SimOptions::default()).await;
     h.wait_ready().await;
