@@ -6,7 +6,7 @@
 //! [`crate::server`] serves what this renders.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -118,6 +118,8 @@ pub struct Exporter {
     reloads: Option<mpsc::Sender<ReloadRequest>>,
     /// Background mode: the latest `/metrics` body, reused while nothing changed.
     cached: Mutex<Option<CachedBody>>,
+    /// Size of the latest full exposition, so the next is written into a buffer that fits.
+    last_size: AtomicUsize,
 }
 
 /// A rendered `/metrics` body and how long it stays current.
@@ -154,6 +156,7 @@ impl Exporter {
             reload: ReloadStatus::default(),
             reloads,
             cached: Mutex::new(None),
+            last_size: AtomicUsize::new(0),
         }
     }
 
@@ -240,14 +243,26 @@ impl Exporter {
         // never duplicate them.
         let prices = whole.then(|| set.market.current_prices()).flatten();
         let reload = whole.then(|| self.reload.view());
-        metrics::render(
+        // A little room over the previous size: balances and counters grow slowly.
+        let last = self.last_size.load(Ordering::Relaxed);
+        let capacity = if whole && last > 0 {
+            last + last / 16
+        } else {
+            4096 + views.len() * 2048
+        };
+        let body = metrics::render_sized(
             &views,
             prices.as_deref(),
             reload,
             only,
             &self.requests,
             &self.build,
-        )
+            capacity,
+        );
+        if whole {
+            self.last_size.store(body.len(), Ordering::Relaxed);
+        }
+        body
     }
 
     /// Statuses for the landing page, without refreshing.

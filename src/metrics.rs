@@ -369,8 +369,7 @@ fn escape_help(out: &mut String, help: &str) {
 
 /// Renders the exposition: families built fresh from the account views, the request families
 /// (only `only_account`'s series when set, for `/probe`), build info, prices, and the reload
-/// status (`None` leaves it out, as `/probe` does), in name order. `capacity` is a hint, such
-/// as the size of the previous exposition.
+/// status (`None` leaves it out, as `/probe` does), in name order.
 pub fn render(
     accounts: &[AccountView<'_>],
     prices: Option<&PriceBook>,
@@ -379,8 +378,31 @@ pub fn render(
     requests: &RequestMetrics,
     build: &BuildInfo,
 ) -> Vec<u8> {
+    let capacity = 4096 + accounts.len() * 2048;
+    render_sized(
+        accounts,
+        prices,
+        reload,
+        only_account,
+        requests,
+        build,
+        capacity,
+    )
+}
+
+/// [`render`] into a buffer of `capacity` bytes, such as the previous exposition's size, so a
+/// large exposition is written without growing (and copying) its buffer.
+pub fn render_sized(
+    accounts: &[AccountView<'_>],
+    prices: Option<&PriceBook>,
+    reload: Option<ReloadView>,
+    only_account: Option<&str>,
+    requests: &RequestMetrics,
+    build: &BuildInfo,
+    capacity: usize,
+) -> Vec<u8> {
     let mut w = Writer {
-        out: String::with_capacity(4096 + accounts.len() * 2048),
+        out: String::with_capacity(capacity),
     };
     let name_of = |view: &AccountView<'_>| view.status.name.clone();
 
