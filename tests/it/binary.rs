@@ -1387,6 +1387,65 @@ async fn sigterm_shuts_down_cleanly() {
     );
 }
 
+/// SIGHUP re-reads the config file: a broken file is refused and the running accounts stay; a
+/// valid one is taken.
+#[tokio::test]
+async fn sighup_reloads_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("kraken-reload-{}", random_alnum(12)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kraken.yml");
+    std::fs::write(&file, "accounts:\n  - name: cold\n").unwrap();
+    let path = file.to_str().unwrap().to_owned();
+    let mut exporter = spawn_serving(&["--demo", "--config.file", &path], &[]).await;
+    exporter.wait_ready().await;
+    let pid = exporter.child.id().expect("still running").to_string();
+    let hup = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    };
+    let metrics_until = |wanted: &'static str| {
+        let exporter = &exporter;
+        async move {
+            let until = Instant::now() + Duration::from_secs(10);
+            loop {
+                let body = exporter.get("/metrics", &[]).await.body;
+                if body.contains(wanted) {
+                    return body;
+                }
+                assert!(Instant::now() < until, "{wanted:?} never appeared:\n{body}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    std::fs::write(&file, "accounts:\n  - name: cold\n    bogus: 1\n").unwrap();
+    hup();
+    let body = metrics_until("kraken_exporter_config_last_reload_successful 0").await;
+    assert!(body.contains("kraken_up{account=\"cold\"} 1"), "{body}");
+    std::fs::write(
+        &file,
+        "accounts:\n  - name: cold\n  - name: hot\n    min_balance: {XBT: 2}\n",
+    )
+    .unwrap();
+    hup();
+    let body = metrics_until("kraken_balance_min{account=\"hot\",asset=\"XBT\"} 2").await;
+    assert!(
+        body.contains("kraken_exporter_config_last_reload_successful 1"),
+        "{body}"
+    );
+    assert!(
+        exporter.child.id().is_some(),
+        "SIGHUP must not end the process"
+    );
+    let (_, stderr) = exporter.stop().await;
+    let logged = String::from_utf8_lossy(&stderr);
+    assert!(logged.contains("SIGHUP received"), "{logged}");
+    assert!(logged.contains("configuration reload refused"), "{logged}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `promtool check metrics` accepts the exposition, with balances (demo) and without them
 /// (every balance call failing). Without promtool the test is skipped, except in CI.
 #[tokio::test]
