@@ -1360,6 +1360,6 @@ mod tests {
         let mut argv = vec!["kraken_exporter", "--refresh.min-interval", "10"];
         argv.push("--demo");
         let err = Cli::try_parse_from(argv).unwrap_err().to_string();
-        assert!(err.contains("no unit"), "{err}");
+        assert!(err.contains("without a unit"), "{err}");
     }
 }

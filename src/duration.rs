@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-/// Parses `<number><unit>` terms (`ms`, `s`, `m`, `h`, `d`, `w`), concatenated.
+/// Parses `<number><unit>` terms (`ms`, `s`, `m`, `h`, `d`, `w`), concatenated. Errors never
+/// repeat the text (a value in the wrong field could be a credential).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let hint = "write it as a number with a unit, like 500ms, 10s, 5m or 1h30m";
@@ -19,11 +20,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{text:?} is not a duration: {hint}"));
+            return Err(format!("not a duration: {hint}"));
         }
         let number: f64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("{text:?} is not a duration: {hint}"))?;
+            .map_err(|_| format!("not a duration: {hint}"))?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -35,12 +36,12 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             "d" => 86_400.0,
             "w" => 604_800.0,
-            "" => return Err(format!("{text:?} has no unit: {hint}")),
-            other => return Err(format!("{text:?} has an unknown unit {other:?}: {hint}")),
+            "" => return Err(format!("a number without a unit: {hint}")),
+            _ => return Err(format!("an unknown unit: {hint}")),
         };
         rest = &rest[unit_len..];
         total += Duration::try_from_secs_f64(number * seconds)
-            .map_err(|_| format!("{text:?} is out of range: {hint}"))?;
+            .map_err(|_| format!("out of range: {hint}"))?;
     }
     Ok(total)
 }

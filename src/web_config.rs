@@ -340,7 +340,7 @@ fn parse(text: &str) -> Result<RawFile, FieldProblem> {
         } else {
             format!("{path}{line}")
         };
-        let mut message = inner.to_string();
+        let mut message = crate::config::file::without_values(&inner.to_string());
         if let Some(cut) = message.find(" at line ") {
             message.truncate(cut);
         }

@@ -175,7 +175,7 @@ pub fn parse(text: &str) -> Result<FileConfig, Problem> {
         } else {
             format!("{}{line}", name_accounts(&path, text))
         };
-        let mut message = inner.to_string();
+        let mut message = without_values(&inner.to_string());
         // serde_norway appends its own location; the place already says it.
         if let Some(cut) = message.find(" at line ") {
             message.truncate(cut);
@@ -191,6 +191,32 @@ pub fn parse(text: &str) -> Result<FileConfig, Problem> {
         }
         Problem { place, message }
     })
+}
+
+/// Removes the values a parser quotes back (`invalid type: string "…", expected a map`): a
+/// credential written in the wrong place must not come back in the error.
+pub fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        out.push_str(&rest[..at + "string".len()]);
+        let quoted = &rest[at + "string \"".len()..];
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i + 1);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = end.map_or("", |end| &quoted[end..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Rewrites `accounts[1].x` as `accounts[1] (hot).x`, using the names written in the file.
@@ -270,6 +296,24 @@ accounts:
             "{problem}"
         );
         assert!(problem.message.contains("like 500ms"), "{problem}");
+    }
+
+    #[test]
+    fn values_quoted_back_by_the_parser_are_removed() {
+        let problem =
+            parse("accounts:\n  - name: cold\n    min_balance: \"S3CRET/base64==\"\n").unwrap_err();
+        assert!(!problem.message.contains("S3CRET"), "{problem}");
+        assert!(
+            problem
+                .message
+                .contains("invalid type: string, expected a map"),
+            "{problem}"
+        );
+        assert_eq!(
+            without_values(r#"a string "x\"y" then string "z" end"#),
+            "a string then string end"
+        );
+        assert_eq!(without_values(r#"string "unterminated"#), "string");
     }
 
     #[test]

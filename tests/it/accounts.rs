@@ -745,7 +745,7 @@ fn config_check_names_the_place_and_the_fix_of_every_mistake() {
                 account("cold")
             ),
             0o600,
-            vec!["refresh.min_interval", "no unit", "like 500ms"],
+            vec!["refresh.min_interval", "without a unit", "like 500ms"],
         ),
         (
             format!(

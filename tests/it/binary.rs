@@ -671,7 +671,7 @@ async fn bad_credentials_and_flags_exit_2_before_listening_and_name_the_fix() {
             with_secret(&secret),
             vec![
                 "--refresh.min-interval",
-                "has no unit",
+                "without a unit",
                 "like 500ms, 10s, 5m or 1h30m",
             ],
         ),

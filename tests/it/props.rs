@@ -1,5 +1,5 @@
 //! Property tests of every parser that reads outside input: Kraken's answers, the config file,
-//! durations and the scrape-timeout header. None may panic, and each either returns a value
+//! the web config file, durations and the scrape-timeout header. None may panic, and each either returns a value
 //! that satisfies its contract or a classified error.
 //!
 //! The case count follows `PROPTEST_CASES` (256 by default); a long run is
@@ -156,6 +156,28 @@ proptest! {
         if let Err(problem) = file::parse(&text) {
             prop_assert!(!problem.place.is_empty());
             prop_assert!(!problem.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_web_config_parser_never_panics(text in ".{0,300}") {
+        let _ = kraken_exporter::web_config::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent"));
+    }
+
+    #[test]
+    fn web_configs_built_from_real_fields_load_or_name_the_field(
+        field in prop_oneof![Just("basic_auth_users".to_owned()), Just("http_server_config".to_owned()), Just("tls_server_config".to_owned()), Just("rate_limit".to_owned()), "[a-z_]{1,12}"],
+        key in prop_oneof![Just("admin".to_owned()), Just("headers".to_owned()), Just("min_version".to_owned()), Just("cert_file".to_owned()), Just("interval".to_owned()), "[A-Za-z_-]{1,10}"],
+        value in prop_oneof![Just("$2y$10$abcdefghijklmnopqrstuu5Jx0M2Yy1Y3lq7Yx0y4sS2mB8Zq9yV6".to_owned()), Just("TLS13".to_owned()), Just("1s".to_owned()), "[ -~]{0,20}"],
+    ) {
+        let text = format!("{field}:\n  {key}: \"{}\"\n", value.replace('"', ""));
+        if let Err(problems) = kraken_exporter::web_config::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent")) {
+            prop_assert!(!problems.is_empty());
+            for problem in problems {
+                let message = format!("{}: {}", problem.field, problem.message);
+                prop_assert!(!problem.field.is_empty() && !problem.message.is_empty());
+                prop_assert!(!message.contains("abcdefghijklmnopqrstuu5Jx0M2Yy1Y3lq7Yx0y4sS2mB8Zq9yV6"), "a hash leaked: {}", message);
+            }
         }
     }
 
