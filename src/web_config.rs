@@ -324,43 +324,19 @@ fn is_secret_field(path: &str) -> bool {
 
 /// Parses the YAML, or says where it first goes wrong (without quoting a secret value).
 fn parse(text: &str) -> Result<RawFile, FieldProblem> {
-    if text.trim().is_empty() {
-        return Ok(RawFile::default());
-    }
-    let deserializer = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        let line = inner
-            .location()
-            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-            .unwrap_or_default();
-        let field = if path == "." || path.is_empty() {
-            format!("the file{line}")
+    crate::config::file::parse_yaml(text).map_err(|error| {
+        let field = if error.path.is_empty() {
+            format!("the file{}", error.line)
         } else {
-            format!("{path}{line}")
+            format!("{}{}", error.path, error.line)
         };
-        let mut message = crate::config::file::without_values(&inner.to_string());
-        if let Some(cut) = message.find(" at line ") {
-            message.truncate(cut);
-        }
-        // serde_norway may start with the path, or the path of the enclosing section, which
-        // the field already names.
-        if let Some((head, rest)) = message.split_once(": ")
-            && !head.is_empty()
-            && path.starts_with(head)
-        {
-            message = rest.to_owned();
-        }
-        if message.contains("unknown field") {
-            message.push_str(": fix the spelling or remove the field");
-        } else if is_secret_field(&path) {
-            message = if path == "tls_server_config.key" {
-                "must be PEM text (the value is not shown): write the private key as a YAML string, or use key_file".into()
-            } else {
-                "must be a bcrypt hash written as a string (the value is not shown): create one with htpasswd -nBC 10 \"\" | tr -d ':\\n'".into()
-            };
-        }
+        let message = if error.message.contains("unknown field") || !is_secret_field(&error.path) {
+            error.message
+        } else if error.path == "tls_server_config.key" {
+            "must be PEM text (the value is not shown): write the private key as a YAML string, or use key_file".into()
+        } else {
+            "must be a bcrypt hash written as a string (the value is not shown): create one with htpasswd -nBC 10 \"\" | tr -d ':\\n'".into()
+        };
         FieldProblem { field, message }
     })
 }

@@ -157,31 +157,42 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Parses the text of a config file, or says where it first goes wrong.
-pub fn parse(text: &str) -> Result<FileConfig, Problem> {
+/// Where a YAML document first goes wrong, as the parser reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    /// The field's path (`accounts[1].secret_fil`); empty for the document itself.
+    pub path: String,
+    /// ` (line L, column C)`, or empty when the parser gave no location.
+    pub line: String,
+    /// What is wrong, without any value the parser quoted back, with the fix where known.
+    pub message: String,
+}
+
+/// Parses a YAML document into `T` (an empty document is `T::default()`), or says where it
+/// first goes wrong. Shared by the config file and the web config file.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, YamlError> {
     if text.trim().is_empty() {
-        return Ok(FileConfig::default());
+        return Ok(T::default());
     }
     let deserializer = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
         let inner = error.into_inner();
         let line = inner
             .location()
             .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
             .unwrap_or_default();
-        let place = if path == "." || path.is_empty() {
-            format!("the file{line}")
-        } else {
-            format!("{}{line}", name_accounts(&path, text))
-        };
         let mut message = without_values(&inner.to_string());
         // serde_norway appends its own location; the place already says it.
         if let Some(cut) = message.find(" at line ") {
             message.truncate(cut);
         }
-        // serde_norway may start with the path the place already names.
-        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+        // It may also start with the path, or an enclosing section's, which the place names.
+        if let Some((head, rest)) = message.split_once(": ")
+            && !head.is_empty()
+            && path.starts_with(head)
+        {
             message = rest.to_owned();
         }
         if message.contains("unknown field") {
@@ -189,7 +200,23 @@ pub fn parse(text: &str) -> Result<FileConfig, Problem> {
         } else if message.contains("duplicate field") {
             message.push_str(": keep only one of them");
         }
-        Problem { place, message }
+        YamlError {
+            path,
+            line,
+            message,
+        }
+    })
+}
+
+/// Parses the text of a config file, or says where it first goes wrong.
+pub fn parse(text: &str) -> Result<FileConfig, Problem> {
+    parse_yaml(text).map_err(|error: YamlError| Problem {
+        place: if error.path.is_empty() {
+            format!("the file{}", error.line)
+        } else {
+            format!("{}{}", name_accounts(&error.path, text), error.line)
+        },
+        message: error.message,
     })
 }
 
