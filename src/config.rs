@@ -201,7 +201,8 @@ pub enum ConfigError {
     WebConfig(#[from] crate::web_config::WebConfigError),
 }
 
-fn list(problems: &[Problem]) -> String {
+/// One problem on its line, or a count and one line per problem.
+pub fn list<P: std::fmt::Display>(problems: &[P]) -> String {
     match problems {
         [one] => one.to_string(),
         many => {

@@ -246,17 +246,7 @@ impl fmt::Display for FieldProblem {
 }
 
 fn list(problems: &[FieldProblem]) -> String {
-    match problems {
-        [one] => one.to_string(),
-        many => {
-            let mut text = format!("{} problems:", many.len());
-            for problem in many {
-                text.push_str("\n  - ");
-                text.push_str(&problem.to_string());
-            }
-            text
-        }
-    }
+    crate::config::list(problems)
 }
 
 fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
