@@ -656,6 +656,19 @@ mod tests {
         }
     }
 
+    /// The exposition of request counters alone, optionally of one account.
+    fn exposition(metrics: &RequestMetrics, only: Option<&str>) -> String {
+        String::from_utf8(render(
+            &[],
+            None,
+            None,
+            only,
+            metrics,
+            &BuildInfo::current(),
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn request_counters_render_as_a_histogram_and_counters_in_label_order() {
         let metrics = RequestMetrics::new();
@@ -668,15 +681,7 @@ mod tests {
             Some(Reason::Timeout),
         );
         metrics.observe("b", "Assets", Duration::from_millis(10), None);
-        let text = String::from_utf8(render(
-            &[],
-            None,
-            None,
-            None,
-            &metrics,
-            &BuildInfo::current(),
-        ))
-        .unwrap();
+        let text = exposition(&metrics, None);
         assert!(text.contains("# TYPE kraken_request_duration_seconds histogram\n"));
         assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"0.05\"} 0\n"));
         assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"0.1\"} 1\n"));
@@ -692,25 +697,9 @@ mod tests {
         assert!(decode < unavailable, "reasons in label order");
         assert_eq!(metrics.errors("a", "BalanceEx", Reason::Timeout), 1);
         metrics.forget("a");
-        let text = String::from_utf8(render(
-            &[],
-            None,
-            None,
-            None,
-            &metrics,
-            &BuildInfo::current(),
-        ))
-        .unwrap();
+        let text = exposition(&metrics, None);
         assert!(!text.contains("account=\"a\""));
-        let probe = String::from_utf8(render(
-            &[],
-            None,
-            None,
-            Some("nobody"),
-            &metrics,
-            &BuildInfo::current(),
-        ))
-        .unwrap();
+        let probe = exposition(&metrics, Some("nobody"));
         assert!(!probe.contains("account=\"b\""), "{probe}");
     }
 }

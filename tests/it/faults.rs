@@ -90,6 +90,18 @@ async fn scrape_through_fault(served: &Served) -> String {
     body
 }
 
+/// Scrapes until an error with `reason` has been counted, for at most 5 s; returns the last
+/// exposition (the caller asserts on it).
+async fn scrape_until_counted(served: &Served, reason: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut body = scrape(served).await;
+    while errors(&body, reason) < 1.0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        body = scrape(served).await;
+    }
+    body
+}
+
 /// Scrapes until `kraken_up` is 1 again, failing after `limit`.
 async fn wait_recovered(served: &Served, limit: Duration) -> String {
     let until = Instant::now() + limit;
@@ -435,12 +447,7 @@ async fn connection_refused_is_http_and_recovers_when_kraken_is_back() {
 async fn dns_failure_is_http() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     let served = exporter(&sim, "https://kraken-exporter-test.invalid", &[], FAST).await;
-    let mut body = scrape(&served).await;
-    let until = Instant::now() + Duration::from_secs(5);
-    while errors(&body, "http") < 1.0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        body = scrape(&served).await;
-    }
+    let body = scrape_until_counted(&served, "http").await;
     assert_eq!(up(&body), Some(0.0));
     assert!(errors(&body, "http") >= 1.0, "{body}");
     let body = scrape_through_fault(&served).await;
@@ -469,12 +476,7 @@ async fn a_tls_handshake_failure_is_http() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     let url = format!("https://127.0.0.1:{port}");
     let served = exporter(&sim, &url, &[], FAST).await;
-    let mut body = scrape(&served).await;
-    let until = Instant::now() + Duration::from_secs(5);
-    while errors(&body, "http") < 1.0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        body = scrape(&served).await;
-    }
+    let body = scrape_until_counted(&served, "http").await;
     assert_eq!(up(&body), Some(0.0));
     assert!(errors(&body, "http") >= 1.0, "{body}");
     assert!(served.is_running());
