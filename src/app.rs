@@ -23,8 +23,8 @@ use crate::kraken::{BalanceEndpoint, KrakenClient};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
 use crate::refresh::{Account, Extras};
-use crate::server;
 use crate::sim::{SimKraken, SimOptions};
+use crate::web;
 
 /// The environment, shared with reloads (which read credential variables again).
 pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -398,7 +398,7 @@ pub async fn run(
             }
         }
     });
-    let served = server::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
+    let served = web::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
     reload_loop.abort();
     served?;
     Ok(())

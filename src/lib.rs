@@ -4,6 +4,8 @@
 //!
 //! - [`cli`] parses flags into a raw [`cli::Cli`]; [`config`] resolves flags, environment
 //!   variables and credential files once into a validated [`config::Config`].
+//! - [`problem`] parses YAML with the place of each mistake and lists problems, for both the
+//!   config file and the web configuration file; it imports neither.
 //! - [`secret`] holds the credential types that never print their contents.
 //! - [`kraken`] is the only module that knows Kraken's wire format: signing ([`kraken::sign`]),
 //!   nonces ([`kraken::nonce`]), pure response parsing ([`kraken::parse`]) and the HTTP client
@@ -14,8 +16,9 @@
 //!   staleness, and keeps each account's latest [`refresh::Snapshot`].
 //! - [`metrics`] renders snapshots and request counters as the Prometheus exposition; it does
 //!   no I/O.
-//! - [`server`] is the HTTP front: `/metrics`, the landing page, health and readiness.
-//! - [`web_config`] loads `--web.config.file` (TLS, client certificates, basic auth, headers).
+//! - [`web`] is the HTTP front: `/metrics`, `/probe`, the landing page, health, readiness and
+//!   reload; [`web::security`] loads `--web.config.file` (TLS, client certificates, basic auth,
+//!   rate limit, headers).
 //! - [`sim`] is a simulated Kraken on 127.0.0.1, the backend of `--demo` and of the tests.
 //! - [`check`] is the one-shot `kraken_exporter check` command.
 //! - [`app`] wires the pieces together for `main` and the tests.
@@ -31,9 +34,9 @@ pub mod kraken;
 pub mod logging;
 pub mod market;
 pub mod metrics;
+pub mod problem;
 pub mod refresh;
 pub mod secret;
-pub mod server;
 pub mod sim;
 pub mod valuation;
-pub mod web_config;
+pub mod web;
