@@ -237,11 +237,26 @@ pub(super) fn server_config(
     problems: &mut Vec<FieldProblem>,
 ) -> Option<(Arc<ServerConfig>, ClientAuth)> {
     let before = problems.len();
-    let cert = PemSource::pick(raw.cert, raw.cert_file, "cert", "cert_file", base, problems);
-    let key = PemSource::pick(raw.key, raw.key_file, "key", "key_file", base, problems);
+    let RawTls {
+        cert,
+        key,
+        client_ca,
+        cert_file,
+        key_file,
+        client_auth_type,
+        client_ca_file,
+        cipher_suites,
+        curve_preferences,
+        min_version,
+        max_version,
+        prefer_server_cipher_suites,
+        client_allowed_sans,
+    } = raw;
+    let cert = PemSource::pick(cert, cert_file, "cert", "cert_file", base, problems);
+    let key = PemSource::pick(key, key_file, "key", "key_file", base, problems);
     let client_ca = PemSource::pick(
-        raw.client_ca,
-        raw.client_ca_file,
+        client_ca,
+        client_ca_file,
         "client_ca",
         "client_ca_file",
         base,
@@ -250,221 +265,323 @@ pub(super) fn server_config(
     if problems.len() > before {
         return None;
     }
-    if cert.is_none() || key.is_none() {
-        // Go serves plain HTTP when no certificate, key, CA or client_auth_type is set; a
-        // section that sets anything else would then be silently ignored.
-        let field = if cert.is_none() {
-            "cert_file"
-        } else {
-            "key_file"
-        };
-        problems.push(problem(
-            &format!("tls_server_config.{field}"),
-            "is missing: TLS needs both cert_file (the PEM certificate chain) and key_file (its PEM private key); remove tls_server_config to serve plain HTTP",
-        ));
+    let (cert, key) = certificate_and_key(cert, key, problems)?;
+    let (chain, key_der) = load_identity(&cert, &key, problems);
+    let versions = protocol_versions(min_version.as_deref(), max_version.as_deref(), problems);
+    let tls12_allowed = versions
+        .iter()
+        .any(|v| v.version == rustls::ProtocolVersion::TLSv1_2);
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(names) = cipher_suites.filter(|names| !names.is_empty()) {
+        provider.cipher_suites = chosen_cipher_suites(&names, tls12_allowed, problems);
+    }
+    if let Some(names) = curve_preferences.filter(|names| !names.is_empty()) {
+        provider.kx_groups = chosen_curves(&names, problems);
+    }
+    let client_auth = client_auth(client_auth_type.as_deref(), problems);
+    let roots = client_roots(client_ca.as_ref(), client_auth, problems);
+    let allowed_sans = allowed_sans(client_allowed_sans, client_auth, problems);
+    if problems.len() > before {
         return None;
     }
-    let (cert, key) = (cert?, key?);
+    let (chain, key_der, client_auth) = (chain?, key_der?, client_auth?);
+    let provider = Arc::new(provider);
+    let identity = Identity {
+        cert: &cert,
+        key: &key,
+        chain,
+        key_der,
+    };
+    let mut config = build(
+        identity,
+        &provider,
+        &versions,
+        tls12_allowed,
+        ClientPolicy {
+            client_auth,
+            roots,
+            allowed_sans,
+        },
+        problems,
+    )?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = prefer_server_cipher_suites.unwrap_or(true);
+    Some((Arc::new(config), client_auth))
+}
 
-    let chain = certificates(&cert)
+/// Both the certificate and its key, or a problem naming the one missing.
+fn certificate_and_key(
+    cert: Option<PemSource>,
+    key: Option<PemSource>,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<(PemSource, PemSource)> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (cert, _) => {
+            // Go serves plain HTTP when no certificate, key, CA or client_auth_type is set; a
+            // section that sets anything else would then be silently ignored.
+            let field = if cert.is_none() {
+                "cert_file"
+            } else {
+                "key_file"
+            };
+            problems.push(problem(
+                &format!("tls_server_config.{field}"),
+                "is missing: TLS needs both cert_file (the PEM certificate chain) and key_file (its PEM private key); remove tls_server_config to serve plain HTTP",
+            ));
+            None
+        }
+    }
+}
+
+/// The certificate chain and the private key, read and parsed; warns when the certificate is
+/// expired or the key file readable by others.
+fn load_identity(
+    cert: &PemSource,
+    key: &PemSource,
+    problems: &mut Vec<FieldProblem>,
+) -> (
+    Option<Vec<CertificateDer<'static>>>,
+    Option<PrivateKeyDer<'static>>,
+) {
+    let chain = certificates(cert)
         .map_err(|m| problems.push(problem("tls_server_config.cert_file", m)))
         .ok();
-    let key_der = private_key(&key)
+    let key_der = private_key(key)
         .map_err(|m| problems.push(problem("tls_server_config.key_file", m)))
         .ok();
-    if let (Some(chain), PemSource::File(path)) = (&chain, &cert) {
+    if let (Some(chain), PemSource::File(path)) = (&chain, cert) {
         warn_if_expired(&chain[0], path);
     }
-    if let PemSource::File(path) = &key {
+    if let PemSource::File(path) = key {
         crate::problem::warn_if_readable_by_others(
             path,
             &format!("TLS key file {}", path.display()),
         );
     }
+    (chain, key_der)
+}
 
-    let min = match raw.min_version.as_deref() {
+/// The versions from `min_version` to `max_version` (TLS 1.2 and 1.3 by default).
+fn protocol_versions(
+    min_version: Option<&str>,
+    max_version: Option<&str>,
+    problems: &mut Vec<FieldProblem>,
+) -> Vec<&'static SupportedProtocolVersion> {
+    let min = match min_version {
         None | Some("") => Some(&rustls::version::TLS12),
         Some(text) => tls_version(text, "tls_server_config.min_version")
             .map_err(|p| problems.push(p))
             .ok(),
     };
-    let max = match raw.max_version.as_deref() {
+    let max = match max_version {
         None | Some("") => Some(&rustls::version::TLS13),
         Some(text) => tls_version(text, "tls_server_config.max_version")
             .map_err(|p| problems.push(p))
             .ok(),
     };
-    let versions: Vec<&'static SupportedProtocolVersion> = match (min, max) {
-        (Some(min), Some(max)) => {
-            let rank = |v: &SupportedProtocolVersion| u16::from(v.version);
-            if rank(min) > rank(max) {
-                problems.push(problem(
-                    "tls_server_config.max_version",
-                    "is lower than min_version: raise max_version or lower min_version",
-                ));
-                Vec::new()
-            } else {
-                [&rustls::version::TLS12, &rustls::version::TLS13]
-                    .into_iter()
-                    .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
-                    .collect()
-            }
-        }
-        _ => Vec::new(),
+    let (Some(min), Some(max)) = (min, max) else {
+        return Vec::new();
     };
-    let tls12_allowed = versions
-        .iter()
-        .any(|v| v.version == rustls::ProtocolVersion::TLSv1_2);
+    let rank = |v: &SupportedProtocolVersion| u16::from(v.version);
+    if rank(min) > rank(max) {
+        problems.push(problem(
+            "tls_server_config.max_version",
+            "is lower than min_version: raise max_version or lower min_version",
+        ));
+        return Vec::new();
+    }
+    [&rustls::version::TLS12, &rustls::version::TLS13]
+        .into_iter()
+        .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
+        .collect()
+}
 
-    let mut provider = rustls::crypto::ring::default_provider();
-    if let Some(names) = raw.cipher_suites.filter(|names| !names.is_empty()) {
-        let mut tls12 = Vec::new();
-        for name in &names {
-            if let Some(suite) = tls12_suite(name) {
-                tls12.push(suite);
-            } else if !is_tls13_suite(name) {
-                let reason = if name.contains("_CBC_")
-                    || name.contains("_RC4_")
-                    || name.starts_with("TLS_RSA_")
-                {
-                    "is not implemented by the exporter's TLS library (rustls has no CBC, RC4, 3DES or RSA key exchange suites)"
-                } else {
-                    "is not a cipher suite name"
-                };
-                problems.push(problem(
-                    "tls_server_config.cipher_suites",
-                    format!("{name:?} {reason}: choose among {TLS12_SUITE_NAMES}"),
-                ));
-            }
-        }
-        if tls12.is_empty() && tls12_allowed {
+/// `cipher_suites`: every TLS 1.3 suite, then the TLS 1.2 suites named, in their order.
+fn chosen_cipher_suites(
+    names: &[String],
+    tls12_allowed: bool,
+    problems: &mut Vec<FieldProblem>,
+) -> Vec<SupportedCipherSuite> {
+    let mut tls12 = Vec::new();
+    for name in names {
+        if let Some(suite) = tls12_suite(name) {
+            tls12.push(suite);
+        } else if !is_tls13_suite(name) {
+            let reason = if name.contains("_CBC_")
+                || name.contains("_RC4_")
+                || name.starts_with("TLS_RSA_")
+            {
+                "is not implemented by the exporter's TLS library (rustls has no CBC, RC4, 3DES or RSA key exchange suites)"
+            } else {
+                "is not a cipher suite name"
+            };
             problems.push(problem(
                 "tls_server_config.cipher_suites",
-                format!(
-                    "names no TLS 1.2 suite while TLS 1.2 is allowed: add one of {TLS12_SUITE_NAMES}, or set min_version: TLS13"
-                ),
+                format!("{name:?} {reason}: choose among {TLS12_SUITE_NAMES}"),
             ));
         }
-        let mut suites: Vec<SupportedCipherSuite> = provider
-            .cipher_suites
-            .iter()
-            .copied()
-            .filter(|s| matches!(s, SupportedCipherSuite::Tls13(_)))
-            .collect();
-        suites.extend(tls12);
-        provider.cipher_suites = suites;
     }
-    if let Some(names) = raw.curve_preferences.filter(|names| !names.is_empty()) {
-        let mut groups = Vec::new();
-        for name in &names {
-            match curve(name) {
-                Ok(group) => {
-                    if !groups
-                        .iter()
-                        .any(|g: &&dyn SupportedKxGroup| g.name() == group.name())
-                    {
-                        groups.push(group);
-                    }
-                }
-                Err(message) => {
-                    problems.push(problem("tls_server_config.curve_preferences", message))
-                }
-            }
-        }
-        provider.kx_groups = groups;
+    if tls12.is_empty() && tls12_allowed {
+        problems.push(problem(
+            "tls_server_config.cipher_suites",
+            format!(
+                "names no TLS 1.2 suite while TLS 1.2 is allowed: add one of {TLS12_SUITE_NAMES}, or set min_version: TLS13"
+            ),
+        ));
     }
+    let mut suites: Vec<SupportedCipherSuite> = rustls::crypto::ring::default_provider()
+        .cipher_suites
+        .into_iter()
+        .filter(|s| matches!(s, SupportedCipherSuite::Tls13(_)))
+        .collect();
+    suites.extend(tls12);
+    suites
+}
 
-    let client_auth = match raw.client_auth_type.as_deref() {
-        None => Some(ClientAuth::NoClientCert),
-        Some(text) => {
-            let parsed = ClientAuth::parse(text);
-            if parsed.is_none() {
-                problems.push(problem(
-                    "tls_server_config.client_auth_type",
-                    format!(
-                        "{text:?} is not a client auth type: use NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert (the one that authenticates clients)"
-                    ),
-                ));
+/// `curve_preferences`: the named groups, in their order, each once.
+fn chosen_curves(
+    names: &[String],
+    problems: &mut Vec<FieldProblem>,
+) -> Vec<&'static dyn SupportedKxGroup> {
+    let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
+    for name in names {
+        match curve(name) {
+            Ok(group) => {
+                if !groups.iter().any(|g| g.name() == group.name()) {
+                    groups.push(group);
+                }
             }
-            parsed
+            Err(message) => problems.push(problem("tls_server_config.curve_preferences", message)),
         }
+    }
+    groups
+}
+
+/// `client_auth_type` (`NoClientCert` when absent).
+fn client_auth(text: Option<&str>, problems: &mut Vec<FieldProblem>) -> Option<ClientAuth> {
+    let Some(text) = text else {
+        return Some(ClientAuth::NoClientCert);
     };
-    let roots = match (&client_ca, client_auth) {
+    let parsed = ClientAuth::parse(text);
+    if parsed.is_none() {
+        problems.push(problem(
+            "tls_server_config.client_auth_type",
+            format!(
+                "{text:?} is not a client auth type: use NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert (the one that authenticates clients)"
+            ),
+        ));
+    }
+    parsed
+}
+
+/// The CAs of `client_ca_file`, when the client auth type uses them; a CA without a type that
+/// checks it, or a verifying type without a CA, is a problem.
+fn client_roots(
+    client_ca: Option<&PemSource>,
+    client_auth: Option<ClientAuth>,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<Arc<RootCertStore>> {
+    let field = "tls_server_config.client_ca_file";
+    match (client_ca, client_auth) {
         (Some(_), Some(ClientAuth::NoClientCert)) => {
             problems.push(problem(
-                "tls_server_config.client_ca_file",
+                field,
                 "is set but client_auth_type is NoClientCert, so no client certificate would be checked: set client_auth_type: RequireAndVerifyClientCert, or remove client_ca_file",
             ));
             None
         }
         (None, Some(auth)) if auth.verifies() => {
             problems.push(problem(
-                "tls_server_config.client_ca_file",
+                field,
                 format!(
                     "is required when client_auth_type is {auth:?}: set it to the PEM certificate of the CA that signs the client certificates"
                 ),
             ));
             None
         }
-        (Some(source), Some(_)) => match certificates(source) {
-            Ok(certs) => {
-                let mut roots = RootCertStore::empty();
-                let (added, _ignored) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    problems.push(problem(
-                        "tls_server_config.client_ca_file",
-                        format!(
-                            "{} holds no usable CA certificate: give the PEM certificate of the CA that signs the client certificates",
-                            source.describe()
-                        ),
-                    ));
-                    None
-                } else {
-                    Some(Arc::new(roots))
-                }
-            }
-            Err(message) => {
-                problems.push(problem("tls_server_config.client_ca_file", message));
-                None
-            }
-        },
-        _ => None,
-    };
-    let allowed_sans = match raw.client_allowed_sans {
-        None => None,
-        Some(sans) if sans.is_empty() => {
-            problems.push(problem(
-                "tls_server_config.client_allowed_sans",
-                "is empty, which would refuse every client: list the allowed names, or remove the field",
-            ));
-            None
-        }
-        Some(sans) => {
-            if !matches!(
-                client_auth,
-                Some(ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert)
-            ) {
+        (Some(source), Some(_)) => {
+            let certs = certificates(source)
+                .map_err(|message| problems.push(problem(field, message)))
+                .ok()?;
+            let mut roots = RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
                 problems.push(problem(
-                    "tls_server_config.client_allowed_sans",
-                    "needs client_auth_type RequireAndVerifyClientCert (or RequireAnyClientCert): with the other types a client may send no certificate, leaving no name to check",
+                    field,
+                    format!(
+                        "{} holds no usable CA certificate: give the PEM certificate of the CA that signs the client certificates",
+                        source.describe()
+                    ),
                 ));
+                return None;
             }
-            Some(sans)
+            Some(Arc::new(roots))
         }
-    };
-    if problems.len() > before {
+        _ => None,
+    }
+}
+
+/// `client_allowed_sans`: only with a client auth type that requires a certificate.
+fn allowed_sans(
+    sans: Option<Vec<String>>,
+    client_auth: Option<ClientAuth>,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<Vec<String>> {
+    let field = "tls_server_config.client_allowed_sans";
+    let sans = sans?;
+    if sans.is_empty() {
+        problems.push(problem(
+            field,
+            "is empty, which would refuse every client: list the allowed names, or remove the field",
+        ));
         return None;
     }
-    let (chain, key_der, client_auth) = (chain?, key_der?, client_auth?);
+    if !matches!(
+        client_auth,
+        Some(ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert)
+    ) {
+        problems.push(problem(
+            field,
+            "needs client_auth_type RequireAndVerifyClientCert (or RequireAnyClientCert): with the other types a client may send no certificate, leaving no name to check",
+        ));
+    }
+    Some(sans)
+}
 
-    let provider = Arc::new(provider);
-    let verifier = match client_verifier(client_auth, roots, &provider, allowed_sans) {
-        Ok(verifier) => verifier,
-        Err(message) => {
-            problems.push(problem("tls_server_config.client_ca_file", message));
-            return None;
-        }
-    };
+/// The server's certificate chain and key, with where they came from (for messages).
+struct Identity<'a> {
+    cert: &'a PemSource,
+    key: &'a PemSource,
+    chain: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+}
+
+/// How client certificates are asked for and checked.
+struct ClientPolicy {
+    client_auth: ClientAuth,
+    roots: Option<Arc<RootCertStore>>,
+    allowed_sans: Option<Vec<String>>,
+}
+
+/// Assembles the rustls configuration from checked parts; what rustls still refuses becomes a
+/// problem.
+fn build(
+    identity: Identity<'_>,
+    provider: &Arc<CryptoProvider>,
+    versions: &[&'static SupportedProtocolVersion],
+    tls12_allowed: bool,
+    clients: ClientPolicy,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<ServerConfig> {
+    let ClientPolicy {
+        client_auth,
+        roots,
+        allowed_sans,
+    } = clients;
+    let verifier = client_verifier(client_auth, roots, provider, allowed_sans)
+        .map_err(|message| problems.push(problem("tls_server_config.client_ca_file", message)))
+        .ok()?;
     if matches!(
         client_auth,
         ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert
@@ -474,56 +591,27 @@ pub(super) fn server_config(
             "client certificates are not verified with this client_auth_type: anyone can make one; use RequireAndVerifyClientCert with client_ca_file to authenticate clients"
         );
     }
-    let builder = match ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&versions)
-    {
-        Ok(builder) => builder,
-        Err(error) => {
+    let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(versions)
+        .map_err(|error| {
             problems.push(problem(
                 "tls_server_config.cipher_suites",
                 format!("cannot be used with the TLS versions allowed ({error})"),
-            ));
-            return None;
-        }
-    };
-    let signing_algorithm = provider
-        .key_provider
-        .load_private_key(key_der.clone_key())
-        .map(|key| key.algorithm());
-    match signing_algorithm {
-        Err(_) => {
-            problems.push(problem(
-                "tls_server_config.key_file",
-                format!(
-                    "{} holds a private key of a type the exporter cannot use: use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key",
-                    key.describe()
-                ),
-            ));
-            return None;
-        }
-        Ok(algorithm) if tls12_allowed => {
-            let usable = provider.cipher_suites.iter().any(|suite| {
-                matches!(suite, SupportedCipherSuite::Tls12(_))
-                    && suite.usable_for_signature_algorithm(algorithm)
-            });
-            if !usable {
-                problems.push(problem(
-                    "tls_server_config.cipher_suites",
-                    format!(
-                        "has no TLS 1.2 suite for the certificate's {algorithm:?} key: add a TLS_ECDHE_{}_WITH_* suite, or set min_version: TLS13",
-                        if algorithm == rustls::SignatureAlgorithm::RSA { "RSA" } else { "ECDSA" }
-                    ),
-                ));
-                return None;
-            }
-        }
-        Ok(_) => {}
-    }
-    let mut config = match builder
+            ))
+        })
+        .ok()?;
+    check_key_usable(provider, &identity, tls12_allowed, problems)?;
+    let Identity {
+        cert,
+        key,
+        chain,
+        key_der,
+    } = identity;
+    match builder
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key_der)
     {
-        Ok(config) => config,
+        Ok(config) => Some(config),
         Err(rustls::Error::InconsistentKeys(_)) => {
             problems.push(problem(
                 "tls_server_config.key_file",
@@ -533,7 +621,7 @@ pub(super) fn server_config(
                     cert.describe()
                 ),
             ));
-            return None;
+            None
         }
         Err(error) => {
             problems.push(problem(
@@ -543,12 +631,49 @@ pub(super) fn server_config(
                     cert.describe()
                 ),
             ));
-            return None;
+            None
         }
+    }
+}
+
+/// The key must be of a type the provider can sign with and, while TLS 1.2 is allowed, have
+/// a TLS 1.2 suite for its algorithm.
+fn check_key_usable(
+    provider: &CryptoProvider,
+    identity: &Identity<'_>,
+    tls12_allowed: bool,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<()> {
+    let Ok(algorithm) = provider
+        .key_provider
+        .load_private_key(identity.key_der.clone_key())
+        .map(|key| key.algorithm())
+    else {
+        problems.push(problem(
+            "tls_server_config.key_file",
+            format!(
+                "{} holds a private key of a type the exporter cannot use: use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key",
+                identity.key.describe()
+            ),
+        ));
+        return None;
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.ignore_client_order = raw.prefer_server_cipher_suites.unwrap_or(true);
-    Some((Arc::new(config), client_auth))
+    let usable = !tls12_allowed
+        || provider.cipher_suites.iter().any(|suite| {
+            matches!(suite, SupportedCipherSuite::Tls12(_))
+                && suite.usable_for_signature_algorithm(algorithm)
+        });
+    if !usable {
+        problems.push(problem(
+            "tls_server_config.cipher_suites",
+            format!(
+                "has no TLS 1.2 suite for the certificate's {algorithm:?} key: add a TLS_ECDHE_{}_WITH_* suite, or set min_version: TLS13",
+                if algorithm == rustls::SignatureAlgorithm::RSA { "RSA" } else { "ECDSA" }
+            ),
+        ));
+        return None;
+    }
+    Some(())
 }
 
 /// The verifier of client certificates for `client_auth`, wrapped in the SAN check when
