@@ -25,7 +25,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// One problem on its line, or a count and one line per problem.
-pub fn list<P: std::fmt::Display>(problems: &[P]) -> String {
+pub(crate) fn list<P: std::fmt::Display>(problems: &[P]) -> String {
     match problems {
         [one] => one.to_string(),
         many => {
@@ -41,7 +41,7 @@ pub fn list<P: std::fmt::Display>(problems: &[P]) -> String {
 
 /// Where a YAML document first goes wrong, as the parser reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlError {
+pub(crate) struct YamlError {
     /// The field's path (`accounts[1].secret_fil`); empty for the document itself.
     pub path: String,
     /// ` (line L, column C)`, or empty when the parser gave no location.
@@ -52,7 +52,9 @@ pub struct YamlError {
 
 /// Parses a YAML document into `T` (an empty document is `T::default()`), or says where it
 /// first goes wrong. Shared by the config file and the web config file.
-pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, YamlError> {
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+) -> Result<T, YamlError> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
@@ -99,7 +101,7 @@ fn yaml_message(raw: &str, path: &str) -> String {
 
 /// Removes the values a parser quotes back (`invalid type: string "…", expected a map`): a
 /// credential written in the wrong place must not come back in the error.
-pub fn without_values(message: &str) -> String {
+pub(crate) fn without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(at) = rest.find("string \"") {
@@ -126,7 +128,7 @@ pub fn without_values(message: &str) -> String {
 /// Warns when a file holding a secret can be read by other users: `what` names it
 /// (`file /run/key (from key_file)`, `TLS key file /etc/key.pem`), never its contents.
 #[cfg(unix)]
-pub fn warn_if_readable_by_others(path: &Path, what: &str) {
+pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
@@ -140,7 +142,7 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
 
 /// Warns when a file holding a secret can be read by other users (not on this platform).
 #[cfg(not(unix))]
-pub fn warn_if_readable_by_others(_: &Path, _: &str) {}
+pub(crate) fn warn_if_readable_by_others(_: &Path, _: &str) {}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! spelling of `--kraken.api-url`) and the translation of parse errors into a place an operator
 //! can find: the account's name and the field, with the line.
 //! Must not: read credentials or validate meaning; [`crate::config`] does that with every
-//! mistake reported at once. The YAML parsing itself is [`crate::problem::parse_yaml`].
+//! mistake reported at once. The YAML parsing itself is `crate::problem::parse_yaml`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@
 //!
 //! - this file: the validated types ([`Config`] and its parts), [`ConfigError`], and
 //!   [`resolve`], which picks the mode (one account from flags, or accounts from the file);
-//! - [`file`]: the YAML schema as written;
+//! - [`file`](mod@file): the YAML schema as written;
 //! - `flags`: the settings shared by both modes, resolved flag over file over default;
 //! - `accounts`: the account of one-account mode, and every account of the file;
 //! - `credentials`: the one pipeline every credential goes through (find, read, check, decode);
@@ -468,6 +468,25 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn both_modes_check_a_credential_with_the_same_words() {
+        let short = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let pairs = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", short)];
+        let one_account = refused(&[], &pairs);
+        let file = temp_file(
+            b"accounts:\n  - name: a\n    key_env: KRAKEN_API_KEY\n    secret_env: KRAKEN_API_SECRET\n",
+        );
+        let from_file = refused(&["--config.file", file.to_str().unwrap()], &pairs);
+        assert!(one_account.contains("decodes to 32 bytes"), "{one_account}");
+        // One-account mode writes `source: problem`; the file's list puts the field first.
+        let sentence = one_account.replacen(": ", " ", 1);
+        assert!(
+            from_file.contains(&format!("accounts[0] (a).secret_env: {sentence}")),
+            "{from_file}"
+        );
+        assert!(!from_file.contains("AQEB"), "{from_file}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - `server`: [`run`], the accept loop, connection slots and timeouts, request bounds, and
+//! - `server`: `run`, the accept loop, connection slots and timeouts, request bounds, and
 //!   graceful shutdown;
 //! - `routes`: what each path answers, and [`scrape_wait`];
 //! - `landing`: the HTML page at `/`;
@@ -19,4 +19,4 @@ pub mod security;
 mod server;
 
 pub use routes::scrape_wait;
-pub use server::run;
+pub(crate) use server::run;

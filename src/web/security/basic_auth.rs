@@ -16,11 +16,11 @@ use zeroize::Zeroizing;
 use super::{FieldProblem, problem};
 
 /// The `WWW-Authenticate` value of a 401 answer.
-pub const BASIC_AUTH_CHALLENGE: &str = "Basic realm=\"kraken_exporter\"";
+pub(crate) const BASIC_AUTH_CHALLENGE: &str = "Basic realm=\"kraken_exporter\"";
 
 /// Highest bcrypt cost accepted: each new password check at cost 18 already takes seconds of
 /// CPU, and a scrape waits for it.
-pub const MAX_BCRYPT_COST: u32 = 18;
+pub(crate) const MAX_BCRYPT_COST: u32 = 18;
 
 /// Verification results kept per outcome before that half of the cache is cleared. Failures
 /// and successes are kept apart, so a flood of wrong passwords cannot evict a scraper's
@@ -42,7 +42,7 @@ struct User {
 /// per-process random key, so a scrape does not pay bcrypt each time and the cache in memory is
 /// no shortcut around bcrypt. An unknown user is checked against a dummy hash of the same cost,
 /// so timing does not tell which users exist.
-pub struct BasicAuth {
+pub(crate) struct BasicAuth {
     users: Vec<User>,
     /// A random hash with the highest cost of the configured ones.
     dummy_hash: Zeroizing<String>,
@@ -67,7 +67,7 @@ impl BasicAuth {
     }
 
     /// Whether the `Authorization` header carries a configured user and its password.
-    pub async fn authorize(&self, authorization: Option<&HeaderValue>) -> bool {
+    pub(crate) async fn authorize(&self, authorization: Option<&HeaderValue>) -> bool {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return false;
         };

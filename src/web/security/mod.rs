@@ -11,8 +11,8 @@
 //!
 //! # Layout
 //!
-//! This file is the schema and [`WebSecurity::load`]; [`tls`] builds the rustls configuration
-//! and its client-certificate verifiers, [`basic_auth`] checks passwords, [`rate_limit`] is the
+//! This file is the schema and [`WebSecurity::load`]; `tls` builds the rustls configuration
+//! and its client-certificate verifiers, `basic_auth` checks passwords, `rate_limit` is the
 //! token bucket, `headers` checks the extra response headers.
 //!
 //! # What is supported
@@ -38,15 +38,15 @@
 //! plain HTTP); `client_ca_file` with `NoClientCert`; a verifying `client_auth_type` without a
 //! CA; headers that would break HTTP framing or authentication (`Content-Type`,
 //! `Content-Length`, `Transfer-Encoding`, `Connection`, …); bcrypt costs above
-//! [`MAX_BCRYPT_COST`]; user names containing `:`.
+//! `MAX_BCRYPT_COST` (18); user names containing `:`.
 //!
 //! The file is read when the configuration is resolved: at start-up, and again on a reload,
 //! where it is only validated. Changes take effect after a restart.
 
-pub mod basic_auth;
+mod basic_auth;
 mod headers;
-pub mod rate_limit;
-pub mod tls;
+mod rate_limit;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,9 +58,9 @@ use rustls::server::ServerConfig;
 use serde::Deserialize;
 
 use crate::problem::list;
-pub use basic_auth::{BASIC_AUTH_CHALLENGE, BasicAuth, MAX_BCRYPT_COST};
-pub use rate_limit::RateLimiter;
-pub use tls::ClientAuth;
+pub(crate) use basic_auth::{BASIC_AUTH_CHALLENGE, BasicAuth};
+pub(crate) use rate_limit::RateLimiter;
+pub(crate) use tls::ClientAuth;
 
 /// The web configuration file, validated and loaded: what [`crate::web`]'s server applies to every
 /// connection and request.

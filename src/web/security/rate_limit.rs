@@ -20,7 +20,7 @@ pub(super) struct RawRateLimit {
 
 /// `rate_limit`: a token bucket over every request, as exporter-toolkit's: `burst` requests at
 /// once, then one per `interval`. Requests over the limit are answered 429.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     /// Time to earn one token.
     interval: Duration,
     /// Bucket size.
@@ -40,7 +40,7 @@ impl fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     /// A full bucket of `burst` tokens, refilled by one every `interval`.
-    pub fn new(interval: Duration, burst: u32) -> RateLimiter {
+    pub(crate) fn new(interval: Duration, burst: u32) -> RateLimiter {
         RateLimiter {
             interval,
             burst,
@@ -49,7 +49,7 @@ impl RateLimiter {
     }
 
     /// Takes one token if there is one.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let earned = now.duration_since(bucket.1).as_secs_f64() / self.interval.as_secs_f64();

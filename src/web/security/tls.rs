@@ -45,7 +45,7 @@ pub(super) struct RawTls {
 /// `client_auth_type`: whether and how client certificates are asked for, as in Go's
 /// `crypto/tls`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// No certificate is asked for (the default).
     NoClientCert,
     /// A certificate is asked for but not required, and not verified.
