@@ -12,7 +12,8 @@ use std::path::Path;
 /// A mistake in a file: where, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// `accounts[1] (hot).secret_file`, `refresh.min_interval`, or `line 3 column 5`.
+    /// `accounts[1] (hot).secret_file`, `tls_server_config.cert_file`, or
+    /// `the file (line 3, column 5)`.
     pub place: String,
     /// What is wrong and the fix.
     pub message: String,

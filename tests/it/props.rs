@@ -174,8 +174,8 @@ proptest! {
         if let Err(problems) = kraken_exporter::web::security::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent")) {
             prop_assert!(!problems.is_empty());
             for problem in problems {
-                let message = format!("{}: {}", problem.field, problem.message);
-                prop_assert!(!problem.field.is_empty() && !problem.message.is_empty());
+                let message = format!("{}: {}", problem.place, problem.message);
+                prop_assert!(!problem.place.is_empty() && !problem.message.is_empty());
                 prop_assert!(!message.contains("abcdefghijklmnopqrstuu5Jx0M2Yy1Y3lq7Yx0y4sS2mB8Zq9yV6"), "a hash leaked: {}", message);
             }
         }

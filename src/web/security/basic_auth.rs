@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
-use super::{FieldProblem, problem};
+use super::problem;
+use crate::problem::Problem;
 
 /// The `WWW-Authenticate` value of a 401 answer.
 pub(crate) const BASIC_AUTH_CHALLENGE: &str = "Basic realm=\"kraken_exporter\"";
@@ -164,7 +165,7 @@ fn basic_credentials(header: &HeaderValue) -> Option<(Vec<u8>, Zeroizing<Vec<u8>
 /// The users of `basic_auth_users`; `None` when there are none or they have problems.
 pub(super) fn from_users(
     raw: BTreeMap<String, String>,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<BasicAuth> {
     let mut users = Vec::new();
     let mut highest_cost = 4;
@@ -231,15 +232,16 @@ pub(super) fn from_users(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FieldProblem, WebSecurity};
+    use super::super::WebSecurity;
     use super::*;
+    use crate::problem::Problem;
     use std::path::Path;
     /// bcrypt of "secret" at cost 4 (fast for tests).
     fn hash(password: &str) -> String {
         bcrypt::hash(password, 4).unwrap()
     }
 
-    fn refused(text: &str) -> Vec<FieldProblem> {
+    fn refused(text: &str) -> Vec<Problem> {
         WebSecurity::from_text(text, Path::new(".")).unwrap_err()
     }
 
@@ -316,11 +318,11 @@ mod tests {
         assert!(!text.contains("12345"), "{text}");
         assert!(!text.contains("X0h1g"), "{text}");
         let problems = refused("basic_auth_users:\n  alice: hunter2-plaintext\n");
-        assert_eq!(problems[0].field, "basic_auth_users.alice");
+        assert_eq!(problems[0].place, "basic_auth_users.alice");
         assert!(problems[0].message.contains("htpasswd"), "{problems:?}");
         let problems = refused("basic_auth_users:\n  bob: 12345\n");
         assert!(
-            problems[0].field.starts_with("basic_auth_users"),
+            problems[0].place.starts_with("basic_auth_users"),
             "{problems:?}"
         );
         assert!(!problems[0].message.contains("12345"), "{problems:?}");

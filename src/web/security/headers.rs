@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{FieldProblem, problem};
+use super::problem;
+use crate::problem::Problem;
 
 /// Response headers that would break HTTP framing, content decoding or authentication.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -38,7 +39,7 @@ pub(super) struct RawHttp {
 /// The headers of `http_server_config.headers`, or a problem per bad one.
 pub(super) fn response_headers(
     raw: BTreeMap<String, String>,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in raw {
@@ -92,9 +93,10 @@ pub(super) fn response_headers(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FieldProblem, WebSecurity};
+    use super::super::WebSecurity;
+    use crate::problem::Problem;
     use std::path::Path;
-    fn refused(text: &str) -> Vec<FieldProblem> {
+    fn refused(text: &str) -> Vec<Problem> {
         WebSecurity::from_text(text, Path::new(".")).unwrap_err()
     }
 
@@ -108,7 +110,7 @@ mod tests {
         ] {
             let problems = refused(&format!("http_server_config:\n  headers:\n    {name}: x\n"));
             assert_eq!(
-                problems[0].field,
+                problems[0].place,
                 format!("http_server_config.headers.{name}")
             );
         }

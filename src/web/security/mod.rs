@@ -57,7 +57,7 @@ use hyper::header::{HeaderMap, HeaderName};
 use rustls::server::ServerConfig;
 use serde::Deserialize;
 
-use crate::problem::list;
+use crate::problem::{Problem, list};
 pub(crate) use basic_auth::{BASIC_AUTH_CHALLENGE, BasicAuth};
 pub(crate) use rate_limit::RateLimiter;
 pub(crate) use tls::ClientAuth;
@@ -119,7 +119,7 @@ impl WebSecurity {
 
     /// Validates the text of a web configuration file; files it names are looked up from
     /// `base`. Returns every mistake found.
-    pub fn from_text(text: &str, base: &Path) -> Result<WebSecurity, Vec<FieldProblem>> {
+    pub fn from_text(text: &str, base: &Path) -> Result<WebSecurity, Vec<Problem>> {
         let raw = parse(text).map_err(|problem| vec![problem])?;
         let mut problems = Vec::new();
         let (tls, client_auth) = match raw.tls_server_config {
@@ -201,29 +201,14 @@ pub enum WebConfigError {
         /// The file.
         path: PathBuf,
         /// Every mistake found.
-        problems: Vec<FieldProblem>,
+        problems: Vec<Problem>,
     },
 }
 
-/// One mistake in the web configuration file: the field at fault, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
-    /// `tls_server_config.cert_file`, `basic_auth_users.alice`, or `line 3 column 5`.
-    pub field: String,
-    /// What is wrong and the fix; never a secret.
-    pub message: String,
-}
-
-impl fmt::Display for FieldProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
 /// A problem with `field`.
-fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
-    FieldProblem {
-        field: field.to_owned(),
+fn problem(field: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        place: field.to_owned(),
         message: message.into(),
     }
 }
@@ -244,7 +229,7 @@ fn is_secret_field(path: &str) -> bool {
 }
 
 /// Parses the YAML, or says where it first goes wrong (without quoting a secret value).
-fn parse(text: &str) -> Result<RawFile, FieldProblem> {
+fn parse(text: &str) -> Result<RawFile, Problem> {
     crate::problem::parse_yaml(text).map_err(|error| {
         let field = if error.path.is_empty() {
             format!("the file{}", error.line)
@@ -258,14 +243,17 @@ fn parse(text: &str) -> Result<RawFile, FieldProblem> {
         } else {
             "must be a bcrypt hash written as a string (the value is not shown): create one with htpasswd -nBC 10 \"\" | tr -d ':\\n'".into()
         };
-        FieldProblem { field, message }
+        Problem {
+            place: field,
+            message,
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn refused(text: &str) -> Vec<FieldProblem> {
+    fn refused(text: &str) -> Vec<Problem> {
         WebSecurity::from_text(text, Path::new(".")).unwrap_err()
     }
 
@@ -283,7 +271,7 @@ mod tests {
         let problems = refused("tls_server_config:\n  cert_fil: x\n");
         assert_eq!(problems.len(), 1);
         assert!(
-            problems[0].field.starts_with("tls_server_config"),
+            problems[0].place.starts_with("tls_server_config"),
             "{problems:?}"
         );
         assert!(problems[0].message.contains("cert_fil"), "{problems:?}");

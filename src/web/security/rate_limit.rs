@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{FieldProblem, problem};
+use super::problem;
+use crate::problem::Problem;
 
 /// `rate_limit:`.
 #[derive(Default, Deserialize)]
@@ -65,7 +66,7 @@ impl RateLimiter {
 }
 
 /// The limiter of `rate_limit`; `None` when it is off or has a problem.
-pub(super) fn from_raw(raw: RawRateLimit, problems: &mut Vec<FieldProblem>) -> Option<RateLimiter> {
+pub(super) fn from_raw(raw: RawRateLimit, problems: &mut Vec<Problem>) -> Option<RateLimiter> {
     let interval = match raw.interval {
         None | Some(serde_norway::Value::Null) => Duration::ZERO,
         Some(serde_norway::Value::Number(n)) if n.as_f64() == Some(0.0) => Duration::ZERO,
@@ -102,17 +103,18 @@ pub(super) fn from_raw(raw: RawRateLimit, problems: &mut Vec<FieldProblem>) -> O
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FieldProblem, WebSecurity};
+    use super::super::WebSecurity;
     use super::*;
+    use crate::problem::Problem;
     use std::path::Path;
-    fn refused(text: &str) -> Vec<FieldProblem> {
+    fn refused(text: &str) -> Vec<Problem> {
         WebSecurity::from_text(text, Path::new(".")).unwrap_err()
     }
 
     #[test]
     fn rate_limit_needs_a_burst_and_zero_turns_it_off() {
         let problems = refused("rate_limit:\n  interval: 1s\n");
-        assert_eq!(problems[0].field, "rate_limit.burst");
+        assert_eq!(problems[0].place, "rate_limit.burst");
         let off = WebSecurity::from_text("rate_limit:\n  interval: 0\n", Path::new(".")).unwrap();
         assert!(off.rate_limit().is_none());
         let limiter = RateLimiter::new(Duration::from_secs(3600), 2);

@@ -21,7 +21,8 @@ use rustls::{
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{FieldProblem, problem};
+use super::problem;
+use crate::problem::Problem;
 
 /// `tls_server_config:`.
 #[derive(Default, Deserialize)]
@@ -92,7 +93,7 @@ impl PemSource {
         inline_name: &str,
         file_name: &str,
         base: &Path,
-        problems: &mut Vec<FieldProblem>,
+        problems: &mut Vec<Problem>,
     ) -> Option<PemSource> {
         let inline = inline.filter(|text| !text.trim().is_empty());
         let file = file.filter(|path| !path.as_os_str().is_empty());
@@ -167,7 +168,7 @@ fn private_key(source: &PemSource) -> Result<PrivateKeyDer<'static>, String> {
     })
 }
 
-fn tls_version(text: &str, field: &str) -> Result<&'static SupportedProtocolVersion, FieldProblem> {
+fn tls_version(text: &str, field: &str) -> Result<&'static SupportedProtocolVersion, Problem> {
     match text {
         "TLS12" => Ok(&rustls::version::TLS12),
         "TLS13" => Ok(&rustls::version::TLS13),
@@ -234,7 +235,7 @@ fn curve(name: &str) -> Result<&'static dyn SupportedKxGroup, String> {
 pub(super) fn server_config(
     raw: RawTls,
     base: &Path,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<(Arc<ServerConfig>, ClientAuth)> {
     let before = problems.len();
     let RawTls {
@@ -313,7 +314,7 @@ pub(super) fn server_config(
 fn certificate_and_key(
     cert: Option<PemSource>,
     key: Option<PemSource>,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<(PemSource, PemSource)> {
     match (cert, key) {
         (Some(cert), Some(key)) => Some((cert, key)),
@@ -339,7 +340,7 @@ fn certificate_and_key(
 fn load_identity(
     cert: &PemSource,
     key: &PemSource,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> (
     Option<Vec<CertificateDer<'static>>>,
     Option<PrivateKeyDer<'static>>,
@@ -366,7 +367,7 @@ fn load_identity(
 fn protocol_versions(
     min_version: Option<&str>,
     max_version: Option<&str>,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<&'static SupportedProtocolVersion> {
     let min = match min_version {
         None | Some("") => Some(&rustls::version::TLS12),
@@ -401,7 +402,7 @@ fn protocol_versions(
 fn chosen_cipher_suites(
     names: &[String],
     tls12_allowed: bool,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<SupportedCipherSuite> {
     let mut tls12 = Vec::new();
     for name in names {
@@ -442,7 +443,7 @@ fn chosen_cipher_suites(
 /// `curve_preferences`: the named groups, in their order, each once.
 fn chosen_curves(
     names: &[String],
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Vec<&'static dyn SupportedKxGroup> {
     let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
     for name in names {
@@ -459,7 +460,7 @@ fn chosen_curves(
 }
 
 /// `client_auth_type` (`NoClientCert` when absent).
-fn client_auth(text: Option<&str>, problems: &mut Vec<FieldProblem>) -> Option<ClientAuth> {
+fn client_auth(text: Option<&str>, problems: &mut Vec<Problem>) -> Option<ClientAuth> {
     let Some(text) = text else {
         return Some(ClientAuth::NoClientCert);
     };
@@ -480,7 +481,7 @@ fn client_auth(text: Option<&str>, problems: &mut Vec<FieldProblem>) -> Option<C
 fn client_roots(
     client_ca: Option<&PemSource>,
     client_auth: Option<ClientAuth>,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<Arc<RootCertStore>> {
     let field = "tls_server_config.client_ca_file";
     match (client_ca, client_auth) {
@@ -526,7 +527,7 @@ fn client_roots(
 fn allowed_sans(
     sans: Option<Vec<String>>,
     client_auth: Option<ClientAuth>,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<Vec<String>> {
     let field = "tls_server_config.client_allowed_sans";
     let sans = sans?;
@@ -572,7 +573,7 @@ fn build(
     versions: &[&'static SupportedProtocolVersion],
     tls12_allowed: bool,
     clients: ClientPolicy,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<ServerConfig> {
     let ClientPolicy {
         client_auth,
@@ -642,7 +643,7 @@ fn check_key_usable(
     provider: &CryptoProvider,
     identity: &Identity<'_>,
     tls12_allowed: bool,
-    problems: &mut Vec<FieldProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Option<()> {
     let Ok(algorithm) = provider
         .key_provider
@@ -889,17 +890,18 @@ fn warn_if_expired(cert: &CertificateDer<'_>, path: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FieldProblem, WebSecurity};
+    use super::super::WebSecurity;
+    use crate::problem::Problem;
     use std::path::Path;
-    fn refused(text: &str) -> Vec<FieldProblem> {
+    fn refused(text: &str) -> Vec<Problem> {
         WebSecurity::from_text(text, Path::new(".")).unwrap_err()
     }
 
     #[test]
     fn tls_without_a_certificate_is_refused() {
         let problems = refused("tls_server_config:\n  min_version: TLS13\n");
-        assert_eq!(problems[0].field, "tls_server_config.cert_file");
+        assert_eq!(problems[0].place, "tls_server_config.cert_file");
         let problems = refused("tls_server_config:\n  cert_file: /nonexistent/c.pem\n");
-        assert_eq!(problems[0].field, "tls_server_config.key_file");
+        assert_eq!(problems[0].place, "tls_server_config.key_file");
     }
 }
