@@ -146,7 +146,7 @@ pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) {
 pub(crate) fn warn_if_readable_by_others(_: &Path, _: &str) {}
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -178,5 +178,24 @@ mod tests {
         let error = parse_yaml::<std::collections::BTreeMap<String, u32>>("a: x\n").unwrap_err();
         assert_eq!(error.path, "a");
         assert!(error.line.contains("line 1"), "{error:?}");
+    }
+
+    /// The code of a source file: its test module and comments left out.
+    pub(crate) fn code_of(source: &str) -> String {
+        let before_tests = source.split("#[cfg(test)]").next().unwrap_or_default();
+        before_tests
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn this_leaf_imports_neither_config_nor_web() {
+        let code = code_of(include_str!("problem.rs"));
+        for module in ["config", "web"] {
+            let path = format!("crate::{module}");
+            assert!(!code.contains(&path), "problem.rs uses {path}");
+        }
     }
 }

@@ -280,4 +280,22 @@ mod tests {
             "{problems:?}"
         );
     }
+
+    #[test]
+    fn the_security_parts_import_nothing_from_config_or_the_rest_of_web() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("tls.rs", include_str!("tls.rs")),
+            ("basic_auth.rs", include_str!("basic_auth.rs")),
+            ("rate_limit.rs", include_str!("rate_limit.rs")),
+            ("headers.rs", include_str!("headers.rs")),
+        ];
+        for (name, source) in files {
+            let code = crate::problem::tests::code_of(source);
+            for module in ["config", "web", "exporter", "app"] {
+                let path = format!("crate::{module}");
+                assert!(!code.contains(&path), "web/security/{name} uses {path}");
+            }
+        }
+    }
 }
