@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use clap::ValueEnum;
-
 use super::file::{AccountEntry, FileConfig};
 use super::{AccountConfig, ConfigError, Env, credentials, validate};
 use crate::cli::Flags;
@@ -139,7 +137,7 @@ impl EntryContext<'_> {
         let name = entry_name(entry, earlier, report);
         let balance_endpoint = match &entry.balance_endpoint {
             None => BalanceEndpoint::Auto,
-            Some(text) => BalanceEndpoint::from_str(text, false).unwrap_or_else(|_| {
+            Some(text) => validate::balance_endpoint(text).unwrap_or_else(|| {
                 report.add(
                     "balance_endpoint",
                     format!("{text:?} is not one of auto, balance-ex, balance"),

@@ -471,6 +471,28 @@ mod tests {
     }
 
     #[test]
+    fn the_file_spells_balance_endpoints_as_the_flag_does() {
+        for name in ["auto", "balance-ex", "balance"] {
+            let flag = resolve_with(&["--demo", "--kraken.balance-endpoint", name], &[]).unwrap();
+            let file = temp_file(
+                format!("accounts:\n  - name: a\n    balance_endpoint: {name}\n").as_bytes(),
+            );
+            let from_file =
+                resolve_with(&["--demo", "--config.file", file.to_str().unwrap()], &[]).unwrap();
+            assert_eq!(
+                flag.accounts[0].balance_endpoint, from_file.accounts[0].balance_endpoint,
+                "{name}"
+            );
+        }
+        let file = temp_file(b"accounts:\n  - name: a\n    balance_endpoint: Balance\n");
+        let refused = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            refused.contains("is not one of auto, balance-ex, balance"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn both_modes_check_a_credential_with_the_same_words() {
         let short = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         let pairs = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", short)];

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::DEFAULT_PORT;
+use crate::kraken::BalanceEndpoint;
 
 /// Names become label values and `/probe?account=` arguments: keep them plain. Names starting
 /// with `_` are reserved (`_public` counts calls to Kraken's public endpoints).
@@ -32,6 +33,16 @@ pub(super) fn account_name(name: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// `balance_endpoint` of an account entry, spelled as the flag `--kraken.balance-endpoint`.
+pub(super) fn balance_endpoint(text: &str) -> Option<BalanceEndpoint> {
+    match text {
+        "auto" => Some(BalanceEndpoint::Auto),
+        "balance-ex" => Some(BalanceEndpoint::BalanceEx),
+        "balance" => Some(BalanceEndpoint::Balance),
+        _ => None,
+    }
 }
 
 /// Plain HTTP would send the key and signatures in clear text, so it is accepted only for a
