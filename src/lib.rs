@@ -14,6 +14,8 @@
 //! - [`valuation`] prices held assets in the operator's quote currency.
 //! - [`refresh`] decides when Kraken is called: minimum interval, single-flight, backoff,
 //!   staleness, and keeps each account's latest [`refresh::Snapshot`].
+//! - [`process`] reads the exporter's own CPU, memory, file descriptors and start time for the
+//!   `process_*` metrics.
 //! - [`metrics`] renders snapshots and request counters as the Prometheus exposition; it does
 //!   no I/O.
 //! - [`server`] is the HTTP front: `/metrics`, the landing page, health and readiness.
@@ -34,6 +36,7 @@ pub mod kraken;
 pub mod logging;
 pub mod market;
 pub mod metrics;
+pub mod process;
 pub mod refresh;
 pub mod secret;
 pub mod server;
