@@ -16,6 +16,8 @@
 //! - [`valuation`] prices held assets in the operator's quote currency.
 //! - [`refresh`] decides when Kraken is called: minimum interval, single-flight, backoff,
 //!   staleness, and keeps each account's latest [`refresh::Snapshot`].
+//! - [`process`] reads the exporter's own CPU, memory, file descriptors and start time for the
+//!   `process_*` metrics.
 //! - [`metrics`] renders snapshots and request counters as the Prometheus exposition; it does
 //!   no I/O.
 //! - [`web`] is the HTTP front: `/metrics`, `/probe`, the landing page, health, readiness and
@@ -38,6 +40,7 @@ pub mod logging;
 pub mod market;
 pub mod metrics;
 pub mod problem;
+pub mod process;
 pub mod refresh;
 pub mod secret;
 pub mod sim;
