@@ -432,6 +432,18 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("bm90IGJhc2U2NA$$$", "not valid base64"),
             (
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg",
+                "missing its '=' padding",
+            ),
+            (
+                "\u{feff}KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "byte-order mark",
+            ),
+            (
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioq\u{200b}KioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "zero-width",
+            ),
+            (
                 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
                 "decodes to 32 bytes",
             ),
