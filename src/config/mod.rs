@@ -153,6 +153,8 @@ pub struct WebConfig {
     /// What that file configures (TLS, client certificates, basic auth, headers), loaded and
     /// validated; applied at start-up only.
     pub security: Option<Arc<crate::web::security::WebSecurity>>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` reloads; otherwise it answers 403.
+    pub enable_lifecycle: bool,
 }
 
 /// A configuration that cannot be used. Each message names the variable, file, field or flag at
