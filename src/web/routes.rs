@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::landing::landing_page;
@@ -95,7 +95,7 @@ pub(crate) async fn handle<B>(exporter: &Exporter, request: Request<B>) -> Respo
     let mut response = match route {
         Route::Metrics => {
             let deadline = scrape_deadline(&request);
-            exposition(exporter.render(deadline, None).await)
+            exposition(&request, exporter.render(deadline, None).await)
         }
         Route::Probe => probe(exporter, &request).await,
         Route::Landing => landing(exporter),
@@ -120,7 +120,7 @@ async fn probe<B>(exporter: &Exporter, request: &Request<B>) -> Response<Full<By
     match probe_account(request.uri().query()) {
         Some(name) if set.find(&name).is_some() => {
             let deadline = scrape_deadline(request);
-            exposition(exporter.render(deadline, Some(&name)).await)
+            exposition(request, exporter.render(deadline, Some(&name)).await)
         }
         Some(name) => text(
             StatusCode::BAD_REQUEST,
@@ -179,13 +179,52 @@ fn ready(exporter: &Exporter) -> Response<Full<Bytes>> {
 }
 
 /// A 200 answer with the exposition and its explicit content type.
-fn exposition(body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    response.headers_mut().insert(
+fn exposition<B>(request: &Request<B>, body: Bytes) -> Response<Full<Bytes>> {
+    let gzipped = accepts_gzip(request).then(|| gzip(&body)).flatten();
+    let compressed = gzipped.is_some();
+    let mut response = Response::new(Full::new(gzipped.unwrap_or(body)));
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if compressed {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     response
+}
+
+/// Whether the client takes a gzip-compressed answer: `Accept-Encoding` names `gzip` (or `*`)
+/// with a q-value above 0. Prometheus asks for gzip on every scrape.
+fn accepts_gzip<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let quality = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && quality > 0.0
+        })
+}
+
+/// The body compressed with gzip at the fastest level: an exposition is repetitive text, so
+/// even that level shrinks it several times over. `None` if compression fails (it cannot on
+/// a memory buffer, but the plain body is then served).
+fn gzip(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok().map(Bytes::from)
 }
 
 /// The `account` parameter of `/probe`, decoded. Only names are accepted, never URLs: the
@@ -226,6 +265,23 @@ pub(super) fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_taken_when_accepted_with_a_positive_quality() {
+        let accepts = |value: &str| {
+            let request = Request::builder()
+                .header(ACCEPT_ENCODING, value)
+                .body(())
+                .unwrap();
+            accepts_gzip(&request)
+        };
+        assert!(accepts("gzip"));
+        assert!(accepts("identity, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("deflate, br"));
+        assert!(!accepts_gzip(&Request::new(())));
+    }
 
     #[test]
     fn scrape_wait_honours_the_header_minus_a_margin() {

@@ -740,3 +740,55 @@ async fn landing_page_shows_status_and_balances() {
     assert!(!page.contains("Demo mode"));
     h.stop().await;
 }
+
+/// A scraper that accepts gzip (Prometheus always does) gets the exposition compressed, and it
+/// decompresses to the same families; one that does not gets plain text.
+#[tokio::test]
+async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
+    use std::io::Read as _;
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let response = client()
+        .get(h.url("/metrics"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["vary"], "Accept-Encoding");
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a valid gzip stream");
+    assert!(
+        compressed.len() * 2 < text.len(),
+        "{} vs {}",
+        compressed.len(),
+        text.len()
+    );
+    assert!(text.contains("kraken_balance{"), "{text}");
+
+    let refused = client()
+        .get(h.url("/metrics"))
+        .header("Accept-Encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.headers().get("content-encoding").is_none());
+    let plain = refused.text().await.unwrap();
+    let families = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(families(&plain), families(&text));
+    h.stop().await;
+}
