@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{EnumValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::kraken::BalanceEndpoint;
@@ -81,7 +82,11 @@ pub struct Flags {
 
     /// Which private endpoint returns balances: balance-ex gives holds; auto falls back to
     /// balance when BalanceEx is refused [default: auto].
-    #[arg(long = "kraken.balance-endpoint", value_enum, global = true)]
+    #[arg(
+        long = "kraken.balance-endpoint",
+        value_parser = EnumValueParser::<BalanceEndpointFlag>::new().map(BalanceEndpoint::from),
+        global = true
+    )]
     pub balance_endpoint: Option<BalanceEndpoint>,
 
     /// Upper bound on one call to Kraken, from connecting to the last byte [default: 10s].
@@ -170,6 +175,29 @@ pub enum LogFormat {
     Logfmt,
     /// One JSON object per line.
     Json,
+}
+
+/// `--kraken.balance-endpoint` values, as offered on the command line; each maps to the
+/// [`BalanceEndpoint`] of the same name, so the wire layer needs no knowledge of clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BalanceEndpointFlag {
+    /// BalanceEx, falling back to Balance while BalanceEx is refused.
+    Auto,
+    /// Always BalanceEx (totals and holds).
+    #[value(name = "balance-ex")]
+    BalanceEx,
+    /// Always Balance (totals only, no holds).
+    Balance,
+}
+
+impl From<BalanceEndpointFlag> for BalanceEndpoint {
+    fn from(flag: BalanceEndpointFlag) -> Self {
+        match flag {
+            BalanceEndpointFlag::Auto => BalanceEndpoint::Auto,
+            BalanceEndpointFlag::BalanceEx => BalanceEndpoint::BalanceEx,
+            BalanceEndpointFlag::Balance => BalanceEndpoint::Balance,
+        }
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

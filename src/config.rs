@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use clap::ValueEnum;
 
+use crate::account::RefreshPolicy;
 use crate::cli::{Cli, Command, DEFAULT_PORT, Flags, LogFormat, LogLevel};
 use crate::kraken::BalanceEndpoint;
-use crate::refresh::RefreshPolicy;
 use crate::secret::{ApiSecret, Credentials, SecretText};
 use file::{AccountEntry, FileConfig, Problem};
 
@@ -622,7 +621,7 @@ fn file_accounts(
         };
         let balance_endpoint = match &entry.balance_endpoint {
             None => BalanceEndpoint::Auto,
-            Some(text) => BalanceEndpoint::from_str(text, false).unwrap_or_else(|_| {
+            Some(text) => text.parse::<BalanceEndpoint>().unwrap_or_else(|_| {
                 add(
                     "balance_endpoint",
                     format!("{text:?} is not one of auto, balance-ex, balance"),

@@ -15,11 +15,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::account::Account;
 use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
 use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
-use crate::refresh::{Account, AccountStatus, LabeledBalance, Snapshot};
+use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 
 /// Background tasks of one account; aborted when the last account set holding them is dropped.
 #[derive(Debug, Default)]
@@ -311,7 +312,7 @@ pub fn with_watched(
     if missing.is_empty() {
         return status;
     }
-    let holds_known = snapshot.endpoint != "Balance";
+    let holds_known = snapshot.endpoint.reports_holds();
     let mut balances = snapshot.balances.clone();
     for asset in missing {
         balances.push(LabeledBalance {

@@ -20,6 +20,7 @@
 //! - [`check`] is the one-shot `kraken_exporter check` command.
 //! - [`app`] wires the pieces together for `main` and the tests.
 
+pub mod account;
 pub mod app;
 pub mod audit;
 pub mod check;
@@ -31,9 +32,8 @@ pub mod kraken;
 pub mod logging;
 pub mod market;
 pub mod metrics;
-pub mod refresh;
 pub mod secret;
 pub mod server;
-pub mod sim;
+pub mod status;
 pub mod valuation;
 pub mod web_config;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::kraken::{AssetTable, KrakenClient, PairTable};
+use crate::metrics::RequestMetrics;
 use crate::valuation::{self, PriceBook};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
@@ -40,6 +41,8 @@ pub struct Market {
     assets_interval: Duration,
     /// Valuation settings; `None` makes no price calls at all.
     prices: Option<PricePolicy>,
+    /// Told after every change to what the exposition shows (new asset names, new prices).
+    changes: Arc<RequestMetrics>,
     /// Handle to itself, for the price refresh task.
     this: Weak<Market>,
     /// What is known.
@@ -76,16 +79,19 @@ struct MarketState {
 }
 
 impl Market {
-    /// A market that has fetched nothing yet.
+    /// A market that has fetched nothing yet. `changes` is touched after every new list or price
+    /// book.
     pub fn new(
         client: KrakenClient,
         assets_interval: Duration,
         prices: Option<PricePolicy>,
+        changes: Arc<RequestMetrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             client,
             assets_interval,
             prices,
+            changes,
             this: this.clone(),
             state: Mutex::new(MarketState::default()),
             assets_fetch: tokio::sync::Mutex::new(()),
@@ -117,7 +123,7 @@ impl Market {
                         tracing::debug!(assets = table.len(), "asset list refreshed");
                         state.assets = Arc::new(table);
                         state.assets_due = Some(Instant::now() + self.assets_interval);
-                        self.client.touch();
+                        self.changes.touch();
                     }
                     Err(error) => {
                         tracing::warn!(%error, "fetching the asset list failed; balances keep raw codes as asset names until it succeeds");
@@ -194,7 +200,7 @@ impl Market {
                     tracing::debug!(quote = %book.quote, unpriced = ?book.unpriced, "some held assets have no market in the quote currency");
                 }
                 self.lock().book = Some((Arc::new(book), Instant::now()));
-                self.client.touch();
+                self.changes.touch();
             }
             Err(error) => {
                 tracing::warn!(%error, "fetching prices failed; keeping the previous prices until they are stale");

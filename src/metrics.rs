@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kraken::Reason;
-use crate::refresh::{AccountStatus, LabeledBalance};
+use crate::kraken::{CallObserver, Endpoint, Reason};
+use crate::status::{AccountStatus, LabeledBalance};
 use crate::valuation::PriceBook;
 
 /// The exposition `Content-Type` (text format 0.0.4), set explicitly on every answer.
@@ -116,8 +116,8 @@ impl EndpointCounters {
 /// for the whole process (counters must never go back), unlike the families built per scrape.
 #[derive(Debug, Default)]
 pub struct RequestMetrics {
-    /// (account, endpoint) → counters, in the order they are written.
-    table: RwLock<BTreeMap<(String, String), Arc<EndpointCounters>>>,
+    /// (account, endpoint) → counters, in the order they are written (endpoints sort by name).
+    table: RwLock<BTreeMap<(String, Endpoint), Arc<EndpointCounters>>>,
     /// Bumped by every change to anything the exposition shows (a call counted here, a refresh,
     /// a reload, new prices), so a rendered body can be reused until the next change.
     generation: AtomicU64,
@@ -129,8 +129,8 @@ impl RequestMetrics {
         Self::default()
     }
 
-    fn counters(&self, account: &str, endpoint: &str) -> Arc<EndpointCounters> {
-        let key = (account.to_owned(), endpoint.to_owned());
+    fn counters(&self, account: &str, endpoint: Endpoint) -> Arc<EndpointCounters> {
+        let key = (account.to_owned(), endpoint);
         if let Some(found) = self
             .table
             .read()
@@ -145,16 +145,10 @@ impl RequestMetrics {
 
     /// Creates the request and error counters of an account's endpoints at zero, before any
     /// call: a counter that first appears at 1 hides its first error from `increase()`.
-    pub fn prepare(&self, account: &str, endpoints: &[&str]) {
+    pub fn prepare(&self, account: &str, endpoints: &[Endpoint]) {
         for endpoint in endpoints {
-            self.counters(account, endpoint);
+            self.counters(account, *endpoint);
         }
-        self.touch();
-    }
-
-    /// Counts one call.
-    pub fn observe(&self, account: &str, endpoint: &str, elapsed: Duration, error: Option<Reason>) {
-        self.counters(account, endpoint).observe(elapsed, error);
         self.touch();
     }
 
@@ -180,14 +174,14 @@ impl RequestMetrics {
     }
 
     /// Calls counted so far for an account and endpoint.
-    pub fn requests(&self, account: &str, endpoint: &str) -> u64 {
+    pub fn requests(&self, account: &str, endpoint: Endpoint) -> u64 {
         self.counters(account, endpoint)
             .requests
             .load(Ordering::Relaxed)
     }
 
     /// Errors counted so far for an account, endpoint and reason.
-    pub fn errors(&self, account: &str, endpoint: &str, reason: Reason) -> u64 {
+    pub fn errors(&self, account: &str, endpoint: Endpoint, reason: Reason) -> u64 {
         let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.counters(account, endpoint).errors[index].load(Ordering::Relaxed)
     }
@@ -196,7 +190,7 @@ impl RequestMetrics {
     fn snapshot(
         &self,
         only_account: Option<&str>,
-    ) -> Vec<((String, String), Arc<EndpointCounters>)> {
+    ) -> Vec<((String, Endpoint), Arc<EndpointCounters>)> {
         self.table
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -204,6 +198,14 @@ impl RequestMetrics {
             .filter(|((account, _), _)| only_account.is_none_or(|name| name == account))
             .map(|(key, counters)| (key.clone(), Arc::clone(counters)))
             .collect()
+    }
+}
+
+impl CallObserver for RequestMetrics {
+    /// Counts one call.
+    fn observe(&self, account: &str, endpoint: Endpoint, elapsed: Duration, error: Option<Reason>) {
+        self.counters(account, endpoint).observe(elapsed, error);
+        self.touch();
     }
 }
 
@@ -551,6 +553,7 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
         "histogram",
     );
     for ((account, endpoint), counters) in &series {
+        let endpoint = endpoint.as_str();
         if counters.requests.load(Ordering::Relaxed) == 0 {
             continue;
         }
@@ -571,10 +574,7 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
             ("le", "+Inf"),
         ];
         f.sample("_bucket", &labels, Value::Count(total));
-        let labels = [
-            ("account", account.as_str()),
-            ("endpoint", endpoint.as_str()),
-        ];
+        let labels = [("account", account.as_str()), ("endpoint", endpoint)];
         let sum = f64::from_bits(counters.sum.load(Ordering::Relaxed));
         f.sample("_sum", &labels, Value::Float(sum));
         f.sample("_count", &labels, Value::Count(total));
@@ -591,7 +591,7 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
         for (index, reason) in &reasons {
             let labels = [
                 ("account", account.as_str()),
-                ("endpoint", endpoint),
+                ("endpoint", endpoint.as_str()),
                 ("reason", reason.as_str()),
             ];
             f.sample(
@@ -672,15 +672,15 @@ mod tests {
     #[test]
     fn request_counters_render_as_a_histogram_and_counters_in_label_order() {
         let metrics = RequestMetrics::new();
-        metrics.prepare("a", &["BalanceEx"]);
-        metrics.observe("a", "BalanceEx", Duration::from_millis(70), None);
+        metrics.prepare("a", &[Endpoint::BalanceEx]);
+        metrics.observe("a", Endpoint::BalanceEx, Duration::from_millis(70), None);
         metrics.observe(
             "a",
-            "BalanceEx",
+            Endpoint::BalanceEx,
             Duration::from_secs(40),
             Some(Reason::Timeout),
         );
-        metrics.observe("b", "Assets", Duration::from_millis(10), None);
+        metrics.observe("b", Endpoint::Assets, Duration::from_millis(10), None);
         let text = exposition(&metrics, None);
         assert!(text.contains("# TYPE kraken_request_duration_seconds histogram\n"));
         assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"0.05\"} 0\n"));
@@ -695,7 +695,7 @@ mod tests {
         let decode = text.find("reason=\"decode\"").unwrap();
         let unavailable = text.find("reason=\"unavailable\"").unwrap();
         assert!(decode < unavailable, "reasons in label order");
-        assert_eq!(metrics.errors("a", "BalanceEx", Reason::Timeout), 1);
+        assert_eq!(metrics.errors("a", Endpoint::BalanceEx, Reason::Timeout), 1);
         metrics.forget("a");
         let text = exposition(&metrics, None);
         assert!(!text.contains("account=\"a\""));

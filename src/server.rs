@@ -5,7 +5,7 @@
 //! connection limits and timeouts (TLS handshake, request head, request body), the bounds on a
 //! request's size, applying the web configuration file (TLS, basic auth on every path, extra
 //! headers, rate limit) and graceful shutdown.
-//! Must not: call Kraken directly (it asks [`crate::refresh::Account`] for a status, which may
+//! Must not: call Kraken directly (it asks [`crate::account::Account`] for a status, which may
 //! refresh), or answer anything but 200 on the metrics path because Kraken failed; let idle or
 //! slow clients hold every connection slot while a scrape waits (the longest-idle connection
 //! gives its slot to a newcomer).
@@ -36,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::exporter::Exporter;
 use crate::metrics;
-use crate::refresh::{AccountStatus, format_amount};
+use crate::status::{AccountStatus, format_amount};
 use crate::web_config::{BASIC_AUTH_CHALLENGE, WebSecurity};
 
 /// Scrape timeout assumed when Prometheus sends no header (its default `scrape_timeout`).
