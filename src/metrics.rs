@@ -406,8 +406,21 @@ pub fn render_sized(
     let mut w = Writer {
         out: String::with_capacity(capacity),
     };
-    let name_of = |view: &AccountView<'_>| view.status.name.clone();
+    write_permissions(&mut w, accounts);
+    if let Some(book) = prices {
+        write_prices(&mut w, book);
+    }
+    write_balances(&mut w, accounts);
+    write_equivalent(&mut w, accounts);
+    write_build_and_reload(&mut w, build, reload);
+    write_last_success(&mut w, accounts);
+    write_requests(&mut w, requests, only_account);
+    write_up(&mut w, accounts);
+    w.out.into_bytes()
+}
 
+/// `kraken_api_key_permission`, from each account's latest audit.
+fn write_permissions(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family(
         "kraken_api_key_permission",
         HELP_KRAKEN_API_KEY_PERMISSION,
@@ -424,28 +437,34 @@ pub fn render_sized(
             );
         }
     }
-    if let Some(book) = prices {
-        let mut f = w.family("kraken_asset_price", HELP_KRAKEN_ASSET_PRICE, "gauge");
-        for (asset, price) in &book.prices {
-            f.sample(
-                "",
-                &[("asset", asset), ("quote", &book.quote)],
-                Value::Float(*price),
-            );
-        }
-        let mut f = w.family(
-            "kraken_asset_price_missing",
-            HELP_KRAKEN_ASSET_PRICE_MISSING,
-            "gauge",
+}
+
+/// `kraken_asset_price` and `kraken_asset_price_missing`.
+fn write_prices(w: &mut Writer, book: &PriceBook) {
+    let mut f = w.family("kraken_asset_price", HELP_KRAKEN_ASSET_PRICE, "gauge");
+    for (asset, price) in &book.prices {
+        f.sample(
+            "",
+            &[("asset", asset), ("quote", &book.quote)],
+            Value::Float(*price),
         );
-        for asset in &book.unpriced {
-            f.sample(
-                "",
-                &[("asset", asset), ("quote", &book.quote)],
-                Value::Float(1.0),
-            );
-        }
     }
+    let mut f = w.family(
+        "kraken_asset_price_missing",
+        HELP_KRAKEN_ASSET_PRICE_MISSING,
+        "gauge",
+    );
+    for asset in &book.unpriced {
+        f.sample(
+            "",
+            &[("asset", asset), ("quote", &book.quote)],
+            Value::Float(1.0),
+        );
+    }
+}
+
+/// `kraken_balance`, `kraken_balance_hold` and `kraken_balance_min`.
+fn write_balances(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family("kraken_balance", HELP_KRAKEN_BALANCE, "gauge");
     for view in accounts {
         let account = name_of(view);
@@ -483,6 +502,10 @@ pub fn render_sized(
             );
         }
     }
+}
+
+/// `kraken_equivalent_balance`.
+fn write_equivalent(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family(
         "kraken_equivalent_balance",
         HELP_KRAKEN_EQUIVALENT_BALANCE,
@@ -497,6 +520,10 @@ pub fn render_sized(
             );
         }
     }
+}
+
+/// `kraken_exporter_build_info` and, unless `reload` is `None`, the two reload gauges.
+fn write_build_and_reload(w: &mut Writer, build: &BuildInfo, reload: Option<ReloadView>) {
     let mut f = w.family(
         "kraken_exporter_build_info",
         HELP_KRAKEN_EXPORTER_BUILD_INFO,
@@ -521,6 +548,10 @@ pub fn render_sized(
         );
         f.sample("", &[], Value::Float(if reload.ok { 1.0 } else { 0.0 }));
     }
+}
+
+/// `kraken_last_success_timestamp_seconds`.
+fn write_last_success(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family(
         "kraken_last_success_timestamp_seconds",
         HELP_KRAKEN_LAST_SUCCESS_TIMESTAMP_SECONDS,
@@ -535,13 +566,15 @@ pub fn render_sized(
             );
         }
     }
-    write_requests(&mut w, requests, only_account);
+}
+
+/// `kraken_up`.
+fn write_up(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family("kraken_up", HELP_KRAKEN_UP, "gauge");
     for view in accounts {
         let up = if view.status.up { 1.0 } else { 0.0 };
         f.sample("", &[("account", &name_of(view))], Value::Float(up));
     }
-    w.out.into_bytes()
 }
 
 /// The three request families, in name order: duration, errors, requests.
@@ -617,6 +650,11 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
             Value::Count(counters.requests.load(Ordering::Relaxed)),
         );
     }
+}
+
+/// The `account` label of a view.
+fn name_of(view: &AccountView<'_>) -> String {
+    view.status.name.clone()
 }
 
 /// The balances of a view, in snapshot order.
@@ -701,5 +739,29 @@ mod tests {
         assert!(!text.contains("account=\"a\""));
         let probe = exposition(&metrics, Some("nobody"));
         assert!(!probe.contains("account=\"b\""), "{probe}");
+    }
+
+    #[test]
+    fn request_series_are_written_in_endpoint_name_order() {
+        let metrics = RequestMetrics::new();
+        metrics.prepare(
+            "a",
+            &[
+                Endpoint::BalanceEx,
+                Endpoint::Balance,
+                Endpoint::Assets,
+                Endpoint::AssetPairs,
+            ],
+        );
+        let text = exposition(&metrics, None);
+        let at = |endpoint: &str| {
+            text.find(&format!(
+                "kraken_requests_total{{account=\"a\",endpoint=\"{endpoint}\"}} 0\n"
+            ))
+            .unwrap_or_else(|| panic!("no {endpoint} in {text}"))
+        };
+        assert!(at("AssetPairs") < at("Assets"));
+        assert!(at("Assets") < at("Balance"));
+        assert!(at("Balance") < at("BalanceEx"));
     }
 }

@@ -1,8 +1,7 @@
-//! What the simulated Kraken knows and how it answers, in Kraken's documented format.
+//! How the simulated Kraken answers each method, in Kraken's documented format.
 //!
-//! Owns the exchange's data (assets, pairs, prices, withdrawal methods, default balances), the
-//! slow drift of `--demo`, and one answer body per method: the `{"error":[],"result":...}`
-//! envelope, amounts as decimal strings, Ticker's arrays, TradeBalance's valuation.
+//! Owns one answer body per method: amounts as decimal strings, Assets and AssetPairs entries,
+//! Ticker's arrays, TradeBalance's valuation, Time's `rfc1123`.
 //! Must not: authenticate (that is `auth.rs`) or talk HTTP (that is `server.rs`).
 
 use std::collections::HashMap;
@@ -10,108 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
-use super::Shared;
 use super::auth::{PrivateParams, percent_decode};
+use super::data::{ASSETS, PAIRS, WITHDRAW_METHODS, asset_altname, canonical_pair, usd_value};
+use super::response::{envelope_error, envelope_ok};
+use super::state::Shared;
 use crate::kraken::endpoint::Endpoint;
-
-/// Relative amplitude of the drift applied to balances when `moving` is set.
-const DRIFT_AMPLITUDE: f64 = 0.05;
-
-/// Seconds per radian of the drift: one full swing takes about six minutes.
-const DRIFT_PERIOD_SECS: f64 = 60.0;
-
-/// What `GET /0/public/Assets` lists: (Kraken code, altname). Covers legacy X/Z prefixes,
-/// unprefixed codes and the staking/rewards suffixes seen in real accounts.
-pub(super) const ASSETS: &[(&str, &str)] = &[
-    ("XXBT", "XBT"),
-    ("XETH", "ETH"),
-    ("XXDG", "XDG"),
-    ("XXRP", "XRP"),
-    ("ZUSD", "USD"),
-    ("ZEUR", "EUR"),
-    ("ZGBP", "GBP"),
-    ("DOT", "DOT"),
-    ("DOT.S", "DOT.S"),
-    ("DOT28.S", "DOT28.S"),
-    ("ETH2.S", "ETH2.S"),
-    ("USD.M", "USD.M"),
-    ("XBT.M", "XBT.M"),
-    ("USDC", "USDC"),
-    ("USDT", "USDT"),
-];
-
-/// What `GET /0/public/AssetPairs` lists: (canonical name, altname, base code, quote code).
-/// Every asset with a price has a USD pair; the others quote in EUR, GBP, XBT or ETH, and
-/// `ZEURZUSD` is the only pair between EUR and USD, as on Kraken (no `ZUSDZEUR`).
-pub(super) const PAIRS: &[(&str, &str, &str, &str)] = &[
-    ("XXBTZUSD", "XBTUSD", "XXBT", "ZUSD"),
-    ("XXBTZEUR", "XBTEUR", "XXBT", "ZEUR"),
-    ("XXBTZGBP", "XBTGBP", "XXBT", "ZGBP"),
-    ("XETHZUSD", "ETHUSD", "XETH", "ZUSD"),
-    ("XETHZEUR", "ETHEUR", "XETH", "ZEUR"),
-    ("XETHXXBT", "ETHXBT", "XETH", "XXBT"),
-    ("DOTUSD", "DOTUSD", "DOT", "ZUSD"),
-    ("DOTEUR", "DOTEUR", "DOT", "ZEUR"),
-    ("DOTXBT", "DOTXBT", "DOT", "XXBT"),
-    ("DOTETH", "DOTETH", "DOT", "XETH"),
-    ("ZEURZUSD", "EURUSD", "ZEUR", "ZUSD"),
-    ("ZGBPZUSD", "GBPUSD", "ZGBP", "ZUSD"),
-    ("USDCUSD", "USDCUSD", "USDC", "ZUSD"),
-    ("USDCEUR", "USDCEUR", "USDC", "ZEUR"),
-    ("USDTZUSD", "USDTUSD", "USDT", "ZUSD"),
-    ("XXDGZUSD", "XDGUSD", "XXDG", "ZUSD"),
-    ("XXDGZEUR", "XDGEUR", "XXDG", "ZEUR"),
-    ("XXDGXXBT", "XDGXBT", "XXDG", "XXBT"),
-    ("XXRPZUSD", "XRPUSD", "XXRP", "ZUSD"),
-    ("XXRPZEUR", "XRPEUR", "XXRP", "ZEUR"),
-    ("XXRPXXBT", "XRPXBT", "XXRP", "XXBT"),
-];
-
-/// USD value of one unit of each asset; the default price of a pair is `usd(base) / usd(quote)`,
-/// so EUR, GBP and cross pairs agree with the USD ones until a test sets a price.
-const USD_VALUES: &[(&str, f64)] = &[
-    ("ZUSD", 1.0),
-    ("XXBT", 65_000.0),
-    ("XETH", 3_500.0),
-    ("DOT", 7.5),
-    ("ZEUR", 1.08),
-    ("ZGBP", 1.27),
-    ("XXDG", 0.15),
-    ("XXRP", 0.6),
-    ("USDC", 1.0),
-    ("USDT", 1.0),
-];
-
-/// Added to a pair's index for its drift phase, so prices do not move in lockstep with balances.
-const PRICE_DRIFT_PHASE: usize = 100;
-
-/// Withdrawal methods WithdrawMethods lists for a key that may withdraw.
-const WITHDRAW_METHODS: &[(&str, &str, &str, &str)] = &[
-    ("XXBT", "Bitcoin", "Bitcoin", "0.0004"),
-    ("XETH", "Ether", "Ethereum", "0.004"),
-    ("ZEUR", "SEPA", "", "1.00"),
-];
-
-/// Balances served until [`SimKraken::set_balances`] is called: (code, balance, hold_trade).
-/// Includes a zero balance and staked/rewards codes so the demo shows every case.
-pub(super) const DEFAULT_BALANCES: &[(&str, f64, f64)] = &[
-    ("XXBT", 1.2345678901, 0.1),
-    ("XETH", 12.5, 0.0),
-    ("ZUSD", 25000.1234, 1500.0),
-    ("ZEUR", 0.0, 0.0),
-    ("DOT.S", 300.75, 0.0),
-    ("ETH2.S", 3.2, 0.0),
-    ("USD.M", 1000.5, 0.0),
-    ("XXDG", 4200.0, 0.0),
-];
-
-/// Each pair's default price: `usd(base) / usd(quote)`.
-pub(super) fn default_prices() -> HashMap<String, f64> {
-    PAIRS
-        .iter()
-        .map(|&(name, _, base, quote)| (name.to_owned(), usd_value(base) / usd_value(quote)))
-        .collect()
-}
 
 /// The answer body of a public method.
 pub(super) fn public(shared: &Shared, endpoint: Endpoint, query: Option<&str>) -> Vec<u8> {
@@ -145,56 +47,6 @@ pub(super) fn private(shared: &Shared, endpoint: Endpoint, params: &PrivateParam
         Endpoint::WithdrawMethods => envelope_ok(withdraw_methods_result()),
         public => unreachable!("{public} is public"),
     }
-}
-
-impl Shared {
-    /// Balances as served right now: as set, or drifted when `moving`.
-    fn current_balances(&self) -> Vec<(String, f64, f64)> {
-        let balances = self.state().balances.clone();
-        if !self.moving {
-            return balances;
-        }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        balances
-            .into_iter()
-            .enumerate()
-            .map(|(index, (code, balance, hold))| (code, drifted(balance, index, elapsed), hold))
-            .collect()
-    }
-
-    /// Prices as served right now: as set, or drifted when `moving`, each pair on its own phase.
-    fn current_prices(&self) -> HashMap<String, f64> {
-        let prices = self.state().prices.clone();
-        if !self.moving {
-            return prices;
-        }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        prices
-            .into_iter()
-            .map(|(pair, price)| {
-                let index = PAIRS.iter().position(|p| p.0 == pair).unwrap_or(0);
-                let price = drifted(price, PRICE_DRIFT_PHASE + index, elapsed);
-                (pair, price)
-            })
-            .collect()
-    }
-}
-
-/// `balance` moved by at most ±5 % along a slow sine, phase-shifted per asset so they do not move
-/// in lockstep. A positive balance stays positive; zero stays zero.
-fn drifted(balance: f64, index: usize, elapsed_secs: f64) -> f64 {
-    balance * (1.0 + DRIFT_AMPLITUDE * (elapsed_secs / DRIFT_PERIOD_SECS + index as f64).sin())
-}
-
-/// `{"error":[],"result":<result>}`
-pub(super) fn envelope_ok(result: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({ "error": [], "result": result }))
-        .expect("a JSON value always serializes")
-}
-
-/// `{"error":["<message>"]}`, Kraken's shape for every API error.
-pub(super) fn envelope_error(message: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({ "error": [message] })).expect("a JSON value always serializes")
 }
 
 /// Kraken's amount format: a decimal string with 10 decimals.
@@ -242,19 +94,6 @@ fn assets_result() -> Value {
     Value::Object(map)
 }
 
-/// The canonical name of a pair given by canonical name or altname.
-pub(super) fn canonical_pair(name: &str) -> Option<&'static str> {
-    PAIRS
-        .iter()
-        .find(|p| p.0 == name || p.1 == name)
-        .map(|p| p.0)
-}
-
-/// USD value of one unit of a code in [`USD_VALUES`]; 0 for codes with no value.
-fn usd_value(code: &str) -> f64 {
-    USD_VALUES.iter().find(|v| v.0 == code).map_or(0.0, |v| v.1)
-}
-
 /// Decimals Kraken would show for a price of this size: about six significant digits.
 fn price_decimals(price: f64) -> usize {
     if price > 0.0 && price.is_finite() {
@@ -262,10 +101,6 @@ fn price_decimals(price: f64) -> usize {
     } else {
         2
     }
-}
-
-fn asset_altname(code: &str) -> &str {
-    ASSETS.iter().find(|a| a.0 == code).map_or(code, |a| a.1)
 }
 
 fn asset_pairs_result() -> Value {
@@ -485,7 +320,10 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
-    use crate::kraken::sim::{SimOptions, SimState};
+    use crate::kraken::endpoint::Endpoint;
+    use crate::kraken::sim::SimOptions;
+    use crate::kraken::sim::data::{DEFAULT_BALANCES, drifted};
+    use crate::kraken::sim::state::SimState;
 
     #[tokio::test]
     async fn signed_balance_ex_returns_ten_decimal_strings_with_hold_trade() {

@@ -1,10 +1,11 @@
 //! How the simulated Kraken authenticates a private call, like Kraken does.
 //!
 //! Owns the checks in order (`API-Key`, `API-Sign` present, nonce parses, signature matches,
-//! nonce increases, `otp`), the per-key rate counter, the parsing of form and JSON bodies, the
-//! per-method permission refusals, and the generated credentials of `--demo`.
-//! Must not: answer anything but the Kraken error message of a failed check; a refused call
-//! leaves the last nonce unchanged.
+//! nonce increases, `otp`), what Kraken keeps per key (last nonce, rate counter), the parsing of
+//! form and JSON bodies, and the generated credentials of `--demo`.
+//! Must not: answer anything but the Kraken error message of a failed check, or leave the last
+//! nonce changed after a refused call. It is a leaf of the simulator: it takes what it checks
+//! as arguments.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -13,8 +14,6 @@ use rand::RngCore;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::Shared;
-use crate::kraken::endpoint::Endpoint;
 use crate::kraken::sign::sign;
 use crate::secret::{ApiSecret, Credentials, SecretText};
 
@@ -44,15 +43,36 @@ impl RateCounter {
     }
 }
 
-/// Runs Kraken's checks on a private call, returning the call's parameters; `Err` carries the
-/// Kraken error message to answer.
-pub(super) fn authorize(
-    shared: &Shared,
-    endpoint: Endpoint,
+/// What Kraken remembers about the key between calls.
+pub(super) struct KeyState {
+    /// Highest nonce accepted so far.
+    pub(super) last_nonce: Option<u64>,
+    /// Kraken's per-key call counter.
+    pub(super) rate_counter: RateCounter,
+}
+
+impl KeyState {
+    /// A key that has made no call yet.
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            last_nonce: None,
+            rate_counter: RateCounter::new(now),
+        }
+    }
+}
+
+/// Runs Kraken's checks on a private call to `path`, returning the call's parameters; `Err`
+/// carries the Kraken error message to answer. Only a call that passes moves the last nonce;
+/// every authenticated call is charged to the rate counter (`rate_limit`: max, decay per
+/// second), even one it then refuses.
+pub(super) fn authenticate(
+    credentials: &Credentials,
+    rate_limit: Option<(f64, f64)>,
+    key_state: &mut KeyState,
+    path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<PrivateParams, &'static str> {
-    let credentials = &shared.credentials;
     let key = headers.get("API-Key").and_then(|v| v.to_str().ok());
     if key != Some(credentials.key.expose()) {
         return Err("EAPI:Invalid key");
@@ -73,12 +93,10 @@ pub(super) fn authorize(
     let Some(nonce) = params.nonce else {
         return Err("EAPI:Invalid nonce");
     };
-    if sign(endpoint.path(), nonce, body, &credentials.secret) != signature {
+    if sign(path, nonce, body, &credentials.secret) != signature {
         return Err("EAPI:Invalid signature");
     }
-
-    let mut state = shared.state();
-    if state.last_nonce.is_some_and(|last| nonce <= last) {
+    if key_state.last_nonce.is_some_and(|last| nonce <= last) {
         return Err("EAPI:Invalid nonce");
     }
     match (&credentials.otp, &params.otp) {
@@ -87,28 +105,17 @@ pub(super) fn authorize(
         (None, Some(_)) => return Err("EAPI:Invalid key"),
         (None, None) => {}
     }
-    state.last_nonce = Some(nonce);
-    if let Some((max, decay)) = shared.rate_limit
-        && !state.rate_counter.charge(Instant::now(), max, decay)
+    key_state.last_nonce = Some(nonce);
+    if let Some((max, decay)) = rate_limit
+        && !key_state.rate_counter.charge(Instant::now(), max, decay)
     {
         return Err("EAPI:Rate limit exceeded");
-    }
-    drop(state);
-
-    let refused = match endpoint {
-        Endpoint::BalanceEx => !shared.balance_ex_enabled,
-        Endpoint::TradeBalance => !shared.trade_balance_enabled,
-        Endpoint::WithdrawMethods => !may_withdraw(&shared.permissions),
-        _ => false,
-    };
-    if refused {
-        return Err("EGeneral:Permission denied");
     }
     Ok(params)
 }
 
 /// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw".
-fn may_withdraw(permissions: &[String]) -> bool {
+pub(super) fn may_withdraw(permissions: &[String]) -> bool {
     permissions
         .iter()
         .any(|p| p.to_ascii_lowercase().contains("withdraw"))
@@ -223,6 +230,7 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
+    use crate::kraken::endpoint::Endpoint;
     use crate::kraken::sim::{STARTER_RATE_LIMIT, SimOptions};
 
     #[tokio::test]
@@ -377,10 +385,7 @@ mod tests {
     #[test]
     fn rate_counter_decays_continuously_and_counts_refused_calls() {
         let start = Instant::now();
-        let mut counter = RateCounter {
-            level: 0.0,
-            updated: start,
-        };
+        let mut counter = RateCounter::new(start);
         for _ in 0..15 {
             assert!(counter.charge(start, 15.0, 0.33));
         }

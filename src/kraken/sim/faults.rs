@@ -13,8 +13,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use tokio::time::MissedTickBehavior;
 
-use super::answers::envelope_error;
-use super::server::{SimBody, json_content_type, json_response};
+use super::response::{SimBody, envelope_error, json_content_type, json_response};
 use crate::kraken::endpoint::Endpoint;
 
 /// Content-Length declared by [`Fault::Trickle`]: large enough that the body never completes.
@@ -155,6 +154,7 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
+    use crate::kraken::endpoint::Endpoint;
     use crate::kraken::sim::SimOptions;
 
     #[tokio::test]

@@ -39,27 +39,32 @@
 //! On shutdown every open connection is closed, which is also how a [`Fault::Hang`] or
 //! [`Fault::Trickle`] ends.
 //!
-//! Files: `server.rs` accepts connections and routes each request in the order above;
-//! `auth.rs` checks key, signature, nonce and 2FA password and keeps the rate counter;
-//! `answers.rs` holds the exchange's data and writes each method's answer in Kraken's format;
-//! `faults.rs` holds injected faults and the answers they produce.
+//! Files, each importing only those listed after it: `server.rs` accepts connections and routes
+//! each request in the order above; `answers.rs` writes each method's answer in Kraken's
+//! format; `state.rs` is what the sim remembers (balances, prices, faults, call counts, the
+//! key's nonce and rate counter); `auth.rs` checks key, signature, nonce and 2FA password and
+//! keeps the rate counter; `faults.rs` holds injected faults and the answers they produce;
+//! `response.rs` frames answers on the wire; `data.rs` holds the exchange's tables.
 
 mod answers;
 mod auth;
+mod data;
 mod faults;
+mod response;
 mod server;
+mod state;
 #[cfg(test)]
 mod testing;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use self::state::{Shared, SimState};
 use crate::kraken::endpoint::Endpoint;
 use crate::secret::Credentials;
 
@@ -187,7 +192,7 @@ impl SimKraken {
     /// # Panics
     /// If the sim does not list the pair (see the module docs): a test asking for one is wrong.
     pub fn set_price(&self, pair: &str, price: f64) {
-        let canonical = answers::canonical_pair(pair)
+        let canonical = data::canonical_pair(pair)
             .unwrap_or_else(|| panic!("the simulated Kraken lists no pair {pair:?}"));
         self.shared
             .state()
@@ -228,7 +233,7 @@ impl SimKraken {
     /// Last nonce accepted for the key (None before the first), to check the client's nonce
     /// source and that rejected calls do not consume a nonce.
     pub fn last_nonce(&self) -> Option<u64> {
-        self.shared.state().last_nonce
+        self.shared.state().key.last_nonce
     }
 
     /// Stops accepting and closes every open connection (ending hangs and trickles). Idempotent;
@@ -241,76 +246,6 @@ impl SimKraken {
 impl Drop for SimKraken {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Configuration and mutable state shared by the handle and every connection task.
-struct Shared {
-    /// The only credentials accepted.
-    credentials: Credentials,
-    /// (max, decay per second) of the rate counter, if enabled.
-    rate_limit: Option<(f64, f64)>,
-    /// Sleep before each answer.
-    latency: Duration,
-    /// Whether balances drift with time.
-    moving: bool,
-    /// Whether BalanceEx is answered or refused.
-    balance_ex_enabled: bool,
-    /// The key's raw permission names.
-    permissions: Vec<String>,
-    /// Whether GetApiKeyInfo is a known method.
-    api_key_info_enabled: bool,
-    /// Whether TradeBalance is answered or refused.
-    trade_balance_enabled: bool,
-    /// Origin of the drift when `moving`.
-    started: Instant,
-    /// Everything that changes; never held across an await.
-    state: Mutex<SimState>,
-}
-
-impl Shared {
-    /// Locks the state; a panic in another holder cannot corrupt plain counters, so poisoning is
-    /// ignored.
-    fn state(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The mutable part of the simulated exchange.
-struct SimState {
-    /// (code, balance, hold_trade) as set, before any drift.
-    balances: Vec<(String, f64, f64)>,
-    /// Last trade price per canonical pair name, as set, before any drift.
-    prices: HashMap<String, f64>,
-    /// Injected faults.
-    faults: faults::Faults,
-    /// Requests seen per method.
-    calls: HashMap<Endpoint, u64>,
-    /// Highest nonce accepted so far for the key.
-    last_nonce: Option<u64>,
-    /// Kraken's per-key call counter.
-    rate_counter: auth::RateCounter,
-}
-
-impl SimState {
-    fn new() -> Self {
-        Self {
-            balances: answers::DEFAULT_BALANCES
-                .iter()
-                .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
-                .collect(),
-            prices: answers::default_prices(),
-            faults: faults::Faults::default(),
-            calls: HashMap::new(),
-            last_nonce: None,
-            rate_counter: auth::RateCounter::new(Instant::now()),
-        }
-    }
-
-    /// Counts a call and takes the fault that applies to it, if any.
-    fn record_call(&mut self, endpoint: Endpoint) -> Option<Fault> {
-        *self.calls.entry(endpoint).or_insert(0) += 1;
-        self.faults.take(endpoint)
     }
 }
 

@@ -6,14 +6,11 @@
 //! (that is `auth.rs`).
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -21,52 +18,16 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::Interval;
 
-use super::Shared;
-use super::answers::{self, envelope_error};
-use super::auth::authorize;
+use super::answers;
+use super::auth::authenticate;
 use super::faults::fault_response;
+use super::response::{SimBody, envelope_error, json_response};
+use super::state::Shared;
 use crate::kraken::endpoint::Endpoint;
 
 /// Largest private request body read; a balance call is a few dozen bytes.
 const MAX_REQUEST_BODY: usize = 64 * 1024;
-
-/// Response body: a complete buffer, or the endless trickle of [`Fault::Trickle`].
-pub(super) enum SimBody {
-    Full(Option<Bytes>),
-    Trickle(Interval),
-}
-
-impl Body for SimBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            SimBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            SimBody::Trickle(interval) => interval
-                .poll_tick(cx)
-                .map(|_| Some(Ok(Frame::data(Bytes::from_static(b" "))))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self, SimBody::Full(None))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            SimBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            SimBody::Full(None) => SizeHint::with_exact(0),
-            // Unknown, so hyper frames the body by the declared Content-Length header.
-            SimBody::Trickle(_) => SizeHint::default(),
-        }
-    }
-}
 
 /// Resolves once the sim is shut down (or its handle is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -183,23 +144,19 @@ async fn answer_private(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return envelope_error("EGeneral:Invalid arguments"),
     };
-    match authorize(shared, endpoint, &parts.headers, &bytes) {
+    let authenticated = authenticate(
+        &shared.credentials,
+        shared.rate_limit,
+        &mut shared.state().key,
+        endpoint.path(),
+        &parts.headers,
+        &bytes,
+    );
+    match authenticated {
         Err(message) => envelope_error(message),
+        Ok(_) if !shared.permits(endpoint) => envelope_error("EGeneral:Permission denied"),
         Ok(params) => answers::private(shared, endpoint, &params),
     }
-}
-
-pub(super) fn json_content_type() -> HeaderValue {
-    HeaderValue::from_static("application/json")
-}
-
-pub(super) fn json_response(status: StatusCode, body: Vec<u8>) -> Response<SimBody> {
-    let mut response = Response::new(SimBody::Full(Some(Bytes::from(body))));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, json_content_type());
-    response
 }
 
 #[cfg(test)]
