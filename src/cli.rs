@@ -203,3 +203,35 @@ impl From<BalanceEndpointFlag> for BalanceEndpoint {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance_endpoint(args: &[&str]) -> Result<Option<BalanceEndpoint>, clap::Error> {
+        let argv = std::iter::once("kraken_exporter").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.flags.balance_endpoint)
+    }
+
+    #[test]
+    fn balance_endpoint_flag_accepts_exactly_the_names_the_wire_layer_uses() {
+        assert_eq!(balance_endpoint(&[]).unwrap(), None);
+        for choice in BalanceEndpoint::ALL {
+            let flag = format!("--kraken.balance-endpoint={}", choice.as_str());
+            assert_eq!(balance_endpoint(&[&flag]).unwrap(), Some(choice));
+            assert_eq!(choice.as_str().parse::<BalanceEndpoint>(), Ok(choice));
+        }
+        let offered: Vec<String> = BalanceEndpointFlag::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        let known: Vec<&str> = BalanceEndpoint::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(offered, known);
+        for wrong in ["Balance-Ex", "balanceex", ""] {
+            let flag = format!("--kraken.balance-endpoint={wrong}");
+            assert!(balance_endpoint(&[&flag]).is_err(), "{wrong:?}");
+            assert!(wrong.parse::<BalanceEndpoint>().is_err(), "{wrong:?}");
+        }
+    }
+}

@@ -289,7 +289,7 @@ impl Exporter {
 /// Adds a zero balance for every watched asset (the `watch` list and the assets with a
 /// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing.
 /// Stale or missing balances stay missing: zero would then be a claim the exporter cannot make.
-pub fn with_watched(
+pub(crate) fn with_watched(
     mut status: AccountStatus,
     config: &AccountConfig,
     assets: &AssetTable,

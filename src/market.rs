@@ -17,7 +17,7 @@ use crate::valuation::{self, PriceBook};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
 /// starting with `_` are refused, so it cannot clash.
-pub const PUBLIC_ACCOUNT: &str = "_public";
+pub(crate) const PUBLIC_ACCOUNT: &str = "_public";
 
 /// How long to wait before asking for a failed public list again.
 const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
@@ -136,13 +136,13 @@ impl Market {
     }
 
     /// The Assets list as known now, without calling Kraken.
-    pub fn current_assets(&self) -> Arc<AssetTable> {
+    pub(crate) fn current_assets(&self) -> Arc<AssetTable> {
         Arc::clone(&self.lock().assets)
     }
 
     /// Records what an account holds, so prices are fetched for it, and starts a price refresh
     /// when one is due.
-    pub fn note_held(&self, held: Vec<(String, String)>) {
+    pub(crate) fn note_held(&self, held: Vec<(String, String)>) {
         if self.prices.is_none() {
             return;
         }
@@ -152,7 +152,7 @@ impl Market {
 
     /// Starts a price refresh in the background when valuation is on, none is running, and the
     /// latest one started at least the minimum interval ago. Never waits.
-    pub fn refresh_prices_if_due(&self) {
+    pub(crate) fn refresh_prices_if_due(&self) {
         let Some(policy) = &self.prices else {
             return;
         };
@@ -232,7 +232,7 @@ impl Market {
     }
 
     /// The latest price book, unless it is older than the staleness limit.
-    pub fn current_prices(&self) -> Option<Arc<PriceBook>> {
+    pub(crate) fn current_prices(&self) -> Option<Arc<PriceBook>> {
         let policy = self.prices.as_ref()?;
         self.lock()
             .book

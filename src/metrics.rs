@@ -154,18 +154,18 @@ impl RequestMetrics {
 
     /// Records that something the exposition shows has changed. Callers touch *after* their
     /// change is visible, so a body rendered from the old state is never taken as current.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The number of changes so far.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
     /// Drops every series of an account that is no longer configured, so a removed account
     /// does not linger in the exposition.
-    pub fn forget(&self, account: &str) {
+    pub(crate) fn forget(&self, account: &str) {
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -174,14 +174,16 @@ impl RequestMetrics {
     }
 
     /// Calls counted so far for an account and endpoint.
-    pub fn requests(&self, account: &str, endpoint: Endpoint) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn requests(&self, account: &str, endpoint: Endpoint) -> u64 {
         self.counters(account, endpoint)
             .requests
             .load(Ordering::Relaxed)
     }
 
     /// Errors counted so far for an account, endpoint and reason.
-    pub fn errors(&self, account: &str, endpoint: Endpoint, reason: Reason) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn errors(&self, account: &str, endpoint: Endpoint, reason: Reason) -> u64 {
         let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.counters(account, endpoint).errors[index].load(Ordering::Relaxed)
     }
@@ -394,7 +396,7 @@ pub fn render(
 
 /// [`render`] into a buffer of `capacity` bytes, such as the previous exposition's size, so a
 /// large exposition is written without growing (and copying) its buffer.
-pub fn render_sized(
+pub(crate) fn render_sized(
     accounts: &[AccountView<'_>],
     prices: Option<&PriceBook>,
     reload: Option<ReloadView>,

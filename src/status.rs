@@ -34,7 +34,7 @@ impl LabeledBalance {
 
 /// An amount for people: at most 10 decimals (Kraken's precision), trailing zeros dropped, so
 /// `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
-pub fn format_amount(value: f64) -> String {
+pub(crate) fn format_amount(value: f64) -> String {
     let text = format!("{value:.10}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {

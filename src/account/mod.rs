@@ -134,17 +134,12 @@ impl Account {
         self.client.account()
     }
 
-    /// The refresh policy.
-    pub fn policy(&self) -> &RefreshPolicy {
-        &self.policy
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a refresh has finished, successfully or not.
-    pub fn has_outcome(&self) -> bool {
+    pub(crate) fn has_outcome(&self) -> bool {
         self.lock().last_outcome.is_some()
     }
 
@@ -408,13 +403,13 @@ impl Account {
 
     /// Refreshes now (joining one in flight), unless a backoff is in force, and waits for it.
     /// Used at start-up, by the background loop and by `check`.
-    pub async fn refresh_now(self: &Arc<Self>) {
+    pub(crate) async fn refresh_now(self: &Arc<Self>) {
         let receiver = self.start_refresh_if_due(Duration::ZERO);
         Self::wait(receiver, Instant::now() + Duration::from_secs(24 * 3600)).await;
     }
 
     /// Runs the background refresh loop until the task is dropped.
-    pub async fn run_background(self: Arc<Self>, interval: Duration) {
+    pub(crate) async fn run_background(self: Arc<Self>, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -24,7 +24,7 @@ use crate::secret::Credentials;
 
 /// Largest body read from Kraken. A balance answer of a few hundred assets is tens of KiB; a
 /// larger body is an error page or an attack, and reading it would only cost memory.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most pairs asked of Ticker in one request: very long `pair` lists in one URL have been answered
 /// with Cloudflare 520, so longer lists are split into several requests.
@@ -144,12 +144,12 @@ impl std::fmt::Debug for KrakenClient {
 }
 
 /// The `User-Agent` sent with every call, so Kraken can tell this exporter apart.
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("kraken_exporter/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Builds the shared HTTP client with the given per-request timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
     reqwest::Client::builder()
         .user_agent(user_agent())
         .timeout(timeout)
