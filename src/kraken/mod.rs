@@ -21,3 +21,58 @@ pub use endpoint::Endpoint;
 pub use error::{KrakenError, Reason};
 pub use observer::CallObserver;
 pub use parse::{ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, PairInfo, PairTable};
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every `.rs` file under `dir`.
+    fn sources(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_wire_layer_imports_nothing_of_the_exporter_above_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kraken");
+        let mut files = Vec::new();
+        sources(&root, &mut files);
+        assert!(files.len() > 10, "{files:?}");
+        let above = [
+            "crate::account",
+            "crate::app",
+            "crate::check",
+            "crate::cli",
+            "crate::config",
+            "crate::exporter",
+            "crate::market",
+            "crate::metrics",
+            "crate::server",
+            "crate::status",
+            "crate::web_config",
+            "clap::",
+        ];
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for name in above {
+                    assert!(
+                        !line.contains(name),
+                        "{}:{}: the wire layer names {name}",
+                        file.display(),
+                        number + 1
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,9 +1,9 @@
 //! The simulated Kraken's HTTP side: accepting connections and routing each request.
 //!
-//! Owns the accept loop, one task per connection, the order in which a request is handled (see
-//! the module docs of [`super`]) and the response bodies, including the endless trickle.
-//! Must not: decide what a method answers (that is `answers.rs`) or how a call is authenticated
-//! (that is `auth.rs`).
+//! Owns the accept loop, one task per connection, and the order in which a request is handled
+//! (see the module docs of [`super`]).
+//! Must not: decide what a method answers (that is `answers.rs`), how a call is authenticated
+//! (that is `auth.rs`) or how an answer is framed (that is `response.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
