@@ -44,27 +44,31 @@ mod tests {
         let mut files = Vec::new();
         sources(&root, &mut files);
         assert!(files.len() > 10, "{files:?}");
-        let above = [
-            "crate::account",
-            "crate::app",
-            "crate::check",
-            "crate::cli",
-            "crate::config",
-            "crate::exporter",
-            "crate::market",
-            "crate::metrics",
-            "crate::server",
-            "crate::status",
-            "crate::web_config",
-            "clap::",
-        ];
+        // Built from parts, so this test does not name them itself.
+        let mut above: Vec<String> = [
+            "account",
+            "app",
+            "check",
+            "cli",
+            "config",
+            "exporter",
+            "market",
+            "metrics",
+            "server",
+            "status",
+            "web_config",
+        ]
+        .iter()
+        .map(|module| format!("crate::{module}"))
+        .collect();
+        above.push(format!("{}::", "clap"));
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             for (number, line) in text.lines().enumerate() {
                 if line.trim_start().starts_with("//") {
                     continue;
                 }
-                for name in above {
+                for name in &above {
                     assert!(
                         !line.contains(name),
                         "{}:{}: the wire layer names {name}",
