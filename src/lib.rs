@@ -13,9 +13,13 @@
 //!   each call to a [`kraken::CallObserver`], and the simulated Kraken of `--demo` and the tests
 //!   ([`kraken::sim`]). It imports nothing but [`secret`].
 //! - [`audit`] tells whether the API key can do more than read balances (withdraw, trade).
+//! - [`asset_names`] resolves the asset names an operator writes (`BTC`, `xxbt`) to Kraken's
+//!   short names; [`spendable`] sums what each base asset can spend now.
 //! - [`valuation`] prices held assets in the operator's quote currency.
 //! - [`status`] is what is known about an account ([`status::Snapshot`],
 //!   [`status::AccountStatus`]): plain types shared by everything above.
+//! - [`process`] reads the exporter's own CPU, memory, file descriptors and start time for the
+//!   `process_*` metrics.
 //! - [`metrics`] renders statuses and request counters as the Prometheus exposition; it does
 //!   no I/O. Its [`metrics::RequestMetrics`] is the client's call observer.
 //! - [`market`] keeps the public data every account shares: asset names, pairs, prices.
@@ -31,6 +35,7 @@
 
 pub mod account;
 pub mod app;
+pub mod asset_names;
 pub mod audit;
 pub mod check;
 pub mod cli;
@@ -41,8 +46,10 @@ pub mod kraken;
 pub mod logging;
 pub mod market;
 pub mod metrics;
+pub mod process;
 pub mod secret;
 pub mod server;
+pub mod spendable;
 pub mod status;
 pub mod valuation;
 pub mod web_config;

@@ -116,8 +116,8 @@ fn capture(
     })
 }
 
-/// The port in the start-up line `message=listening address=127.0.0.1:PORT` (logfmt) or
-/// `"message":"listening","address":"127.0.0.1:PORT"` (JSON).
+/// The port in the start-up line `msg=listening address=127.0.0.1:PORT` (logfmt) or
+/// `"msg":"listening","address":"127.0.0.1:PORT"` (JSON).
 fn listening_port(line: &str) -> Option<u16> {
     if !line.contains("listening") {
         return None;
@@ -1190,17 +1190,33 @@ fn at_trace<'a>(format: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// Every log line is in the chosen format: a JSON object, or logfmt starting with `ts=`.
+/// Every log line is in the chosen format, keyed like Prometheus' Go programs: a flat JSON
+/// object with `ts`, `level` and `msg`, or logfmt starting with `ts=… level=… msg=`.
 fn assert_log_format(format: &str, stderr: &[u8]) {
     let text = String::from_utf8_lossy(stderr);
     assert!(!text.trim().is_empty(), "nothing was logged");
     for line in text.lines() {
         match format {
-            "json" => assert!(
-                serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()),
-                "not a JSON log line: {line}"
-            ),
-            _ => assert!(line.starts_with("ts="), "not a logfmt line: {line}"),
+            "json" => {
+                let value = serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+                let object = value.as_object().expect("a JSON object");
+                for key in ["ts", "level", "msg"] {
+                    assert!(object.contains_key(key), "no {key}: {line}");
+                }
+                assert!(
+                    object.values().all(|v| !v.is_object()),
+                    "nested JSON: {line}"
+                );
+            }
+            _ => {
+                let keys: Vec<&str> = line
+                    .split(' ')
+                    .filter_map(|part| part.split_once('=').map(|(key, _)| key))
+                    .take(3)
+                    .collect();
+                assert_eq!(keys, ["ts", "level", "msg"], "not a logfmt line: {line}");
+            }
         }
     }
 }
