@@ -15,13 +15,27 @@ use crate::kraken::BalanceEndpoint;
 /// Default listen port: outside the 9100–9999 range that Prometheus exporters share.
 pub const DEFAULT_PORT: u16 = 10987;
 
+/// What `--version` prints: the version, then revision, build date, compiler and target, like
+/// the version output of Prometheus' own programs.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision: ",
+    env!("KRAKEN_EXPORTER_REVISION"),
+    ")\n  build date: ",
+    env!("KRAKEN_EXPORTER_BUILD_DATE"),
+    "\n  rustc: ",
+    env!("KRAKEN_EXPORTER_RUSTC"),
+    "\n  target: ",
+    env!("KRAKEN_EXPORTER_TARGET"),
+);
+
 /// Prometheus exporter for the balances of a Kraken account.
 ///
 /// Credentials come from KRAKEN_API_KEY, KRAKEN_API_SECRET and KRAKEN_API_OTP, or from files
 /// named by KRAKEN_API_KEY_FILE, KRAKEN_API_SECRET_FILE, KRAKEN_API_OTP_FILE or the
 /// --kraken.api-*-file flags; never from flag values.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kraken_exporter", version, about, long_about)]
+#[command(name = "kraken_exporter", version, long_version = LONG_VERSION, about, long_about)]
 pub struct Cli {
     /// `check` to verify the key once and print the balances.
     #[command(subcommand)]

@@ -1578,3 +1578,28 @@ async fn metrics_content_type_and_demo_landing_page() {
         landing.body
     );
 }
+
+/// `--version` names the revision, build date, compiler and target, like Prometheus' own
+/// programs; `-V` stays one short line.
+#[tokio::test]
+async fn version_names_revision_build_date_compiler_and_target() {
+    let long = run_to_end(&["--version"], &[]).await;
+    assert_eq!(long.code, Some(0), "{}", long.both());
+    let out = long.out();
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "kraken_exporter {} (revision: ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    for wanted in ["\n  build date: 20", "\n  rustc: rustc 1.", "\n  target: "] {
+        assert!(out.contains(wanted), "{wanted:?} missing:\n{out}");
+    }
+    let short = run_to_end(&["-V"], &[]).await;
+    assert_eq!(
+        short.out().trim(),
+        format!("kraken_exporter {}", env!("CARGO_PKG_VERSION"))
+    );
+}
