@@ -24,7 +24,7 @@ use crate::kraken::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
 use crate::kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
-use crate::server;
+use crate::web;
 
 /// The environment, shared with reloads (which read credential variables again).
 pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -405,7 +405,7 @@ pub async fn run(
             }
         }
     });
-    let served = server::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
+    let served = web::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
     reload_loop.abort();
     served?;
     Ok(())

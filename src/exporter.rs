@@ -3,7 +3,7 @@
 //! Owns the swap of the account set on reload, the watched-asset zeros, and the assembly of one
 //! scrape (all accounts for `/metrics`, one for `/probe`).
 //! Must not: read configuration or talk HTTP; [`crate::app`] builds account sets and
-//! [`crate::server`] serves what this renders.
+//! [`crate::web`] serves what this renders.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -5,6 +5,8 @@
 //! Layers point one way, from the wire format at the bottom to the wiring at the top; the
 //! modules are listed bottom-up, and ARCHITECTURE.md states which imports never happen.
 //!
+//! - [`problem`] parses YAML with the place of each mistake and lists problems, for both the
+//!   config file and the web configuration file; it imports neither.
 //! - [`secret`] holds the credential types that never print their contents; [`duration`]
 //!   parses Prometheus-style durations.
 //! - [`kraken`] is the only module that knows Kraken's wire format: the closed set of methods
@@ -26,10 +28,11 @@
 //! - [`account`] decides when Kraken is called (minimum interval, single-flight, backoff in
 //!   [`account::policy`], staleness) and keeps each account's latest snapshot.
 //! - [`cli`] parses flags into a raw [`cli::Cli`]; [`config`] resolves flags, environment
-//!   variables and credential files once into a validated [`config::Config`];
-//!   [`web_config`] loads `--web.config.file` (TLS, client certificates, basic auth, headers).
+//!   variables and credential files once into a validated [`config::Config`].
 //! - [`exporter`] holds the running account set and assembles one scrape.
-//! - [`server`] is the HTTP front: `/metrics`, the landing page, health and readiness.
+//! - [`web`] is the HTTP front: `/metrics`, `/probe`, the landing page, health, readiness and
+//!   reload; [`web::security`] loads `--web.config.file` (TLS, client certificates, basic auth,
+//!   rate limit, headers).
 //! - [`check`] is the one-shot `kraken_exporter check` command.
 //! - [`app`] wires the pieces together for `main` and the tests; [`logging`] sets up the logs.
 
@@ -46,10 +49,10 @@ pub mod kraken;
 pub mod logging;
 pub mod market;
 pub mod metrics;
+pub mod problem;
 pub mod process;
 pub mod secret;
-pub mod server;
 pub mod spendable;
 pub mod status;
 pub mod valuation;
-pub mod web_config;
+pub mod web;
