@@ -72,6 +72,7 @@ impl App {
             config.demo,
             config.policy.background_interval.is_some(),
             Some(reload_tx),
+            config.web.enable_lifecycle,
         ));
         let app = Arc::new(App {
             flags,

@@ -153,6 +153,11 @@ pub struct Flags {
     #[arg(long = "web.config.file", value_name = "PATH", global = true)]
     pub web_config_file: Option<PathBuf>,
 
+    /// Allow reloading the configuration through POST /-/reload, as Prometheus' flag of the same
+    /// name does. SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    pub enable_lifecycle: bool,
+
     /// Log level of the exporter's own messages (dependencies log at warn at most).
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: LogLevel,

@@ -117,6 +117,8 @@ pub struct Exporter {
     pub reload: ReloadStatus,
     /// Where `POST /-/reload` sends its request; `None` when nothing can reload.
     reloads: Option<mpsc::Sender<ReloadRequest>>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` may reload (SIGHUP always may).
+    lifecycle: bool,
     /// Background mode: the latest `/metrics` body, reused while nothing changed.
     cached: Mutex<Option<CachedBody>>,
     /// Size of the latest full exposition, so the next is written into a buffer that fits.
@@ -146,6 +148,7 @@ impl Exporter {
         demo: bool,
         background: bool,
         reloads: Option<mpsc::Sender<ReloadRequest>>,
+        lifecycle: bool,
     ) -> Self {
         Self {
             set: RwLock::new(Arc::new(set)),
@@ -156,6 +159,7 @@ impl Exporter {
             background,
             reload: ReloadStatus::default(),
             reloads,
+            lifecycle,
             cached: Mutex::new(None),
             last_size: AtomicUsize::new(0),
         }
@@ -170,6 +174,11 @@ impl Exporter {
     pub fn replace(&self, set: AccountSet) {
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         self.requests.touch();
+    }
+
+    /// Whether `POST /-/reload` may reload (`--web.enable-lifecycle`).
+    pub fn lifecycle_enabled(&self) -> bool {
+        self.lifecycle
     }
 
     /// Asks the application to reload its configuration and waits for the outcome.

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
 use super::file::AccountEntry;
 use super::{ConfigError, Env, SECRET_LEN};
@@ -139,7 +139,17 @@ fn check_secret(found: Found) -> Result<ApiSecret, Refused> {
     let text = found.text.expose();
     check_text(text, false).map_err(|p| Refused::new(origin, p))?;
     let bytes = zeroize::Zeroizing::new(STANDARD.decode(text).map_err(|_| {
-        Refused::new(origin, "is not valid base64: copy the 'Private key' exactly as Kraken showed it when the key was created")
+        // Valid characters whose only fault is the missing `=` at the end: a double-click
+        // selection stops before it.
+        let unpadded = !text.ends_with('=') && STANDARD_NO_PAD.decode(text).is_ok();
+        Refused::new(
+            origin,
+            if unpadded {
+                "is missing its '=' padding at the end (a double-click selection leaves out the trailing '=='): copy the whole 'Private key', including the '=' signs"
+            } else {
+                "is not valid base64: copy the 'Private key' exactly as Kraken showed it when the key was created"
+            },
+        )
     })?);
     if bytes.len() != SECRET_LEN {
         return Err(Refused::new(
@@ -153,9 +163,27 @@ fn check_secret(found: Found) -> Result<ApiSecret, Refused> {
     Ok(ApiSecret::from_bytes(bytes.to_vec()))
 }
 
-/// Refuses the paste mistakes: quotes, a bytes literal, surrounding whitespace, control
-/// characters, and (unless `spaces_inside` allows them) whitespace inside.
+/// Characters that show as nothing: zero-width space, non-joiner and joiner, word joiner, soft
+/// hyphen, and a byte-order mark anywhere but the start. Copying from a web page or a chat
+/// brings them along.
+const INVISIBLE: [char; 6] = [
+    '\u{200b}', '\u{200c}', '\u{200d}', '\u{2060}', '\u{00ad}', '\u{feff}',
+];
+
+/// Refuses the paste mistakes: a byte-order mark, invisible characters, quotes, a bytes
+/// literal, surrounding whitespace, control characters, and (unless `spaces_inside` allows them)
+/// whitespace inside.
 fn check_text(value: &str, spaces_inside: bool) -> Result<(), &'static str> {
+    if value.starts_with('\u{feff}') {
+        return Err(
+            "starts with a byte-order mark (the file was saved as 'UTF-8 with BOM', as Notepad does): save it as UTF-8 without BOM",
+        );
+    }
+    if value.contains(INVISIBLE) {
+        return Err(
+            "contains an invisible zero-width character (copied along from a web page or chat): type the value into a plain-text editor again, or copy it from Kraken's key page directly",
+        );
+    }
     const QUOTES: [char; 7] = [
         '"', '\'', '`', '\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}',
     ];

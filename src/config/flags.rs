@@ -277,5 +277,6 @@ fn web_config(
         telemetry_path,
         config_file: flags.web_config_file.clone(),
         security,
+        enable_lifecycle: flags.enable_lifecycle,
     })
 }

@@ -153,6 +153,8 @@ pub struct WebConfig {
     /// What that file configures (TLS, client certificates, basic auth, headers), loaded and
     /// validated; applied at start-up only.
     pub security: Option<Arc<crate::web::security::WebSecurity>>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` reloads; otherwise it answers 403.
+    pub enable_lifecycle: bool,
 }
 
 /// A configuration that cannot be used. Each message names the variable, file, field or flag at
@@ -431,6 +433,18 @@ mod tests {
     fn malformed_secrets_are_refused_without_showing_them() {
         let cases: &[(&str, &str)] = &[
             ("bm90IGJhc2U2NA$$$", "not valid base64"),
+            (
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg",
+                "missing its '=' padding",
+            ),
+            (
+                "\u{feff}KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "byte-order mark",
+            ),
+            (
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioq\u{200b}KioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "zero-width",
+            ),
             (
                 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
                 "decodes to 32 bytes",

@@ -147,8 +147,15 @@ fn landing(exporter: &Exporter) -> Response<Full<Bytes>> {
     response
 }
 
-/// `POST /-/reload`.
+/// `POST /-/reload`, when `--web.enable-lifecycle` allows it (403 otherwise, as Prometheus
+/// answers).
 async fn reload(exporter: &Exporter) -> Response<Full<Bytes>> {
+    if !exporter.lifecycle_enabled() {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle to reload through POST /-/reload, or send it SIGHUP.\n".into(),
+        );
+    }
     match exporter.request_reload().await {
         Ok(()) => text(StatusCode::OK, "Configuration reloaded.\n".into()),
         Err(error) => text(

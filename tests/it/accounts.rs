@@ -119,6 +119,7 @@ impl Fleet {
             config.to_str().unwrap(),
             "--kraken.api-url",
             &public_url,
+            "--web.enable-lifecycle",
         ];
         argv.extend_from_slice(args);
         let env: SharedEnv = Arc::new(|_: &str| None);
@@ -872,6 +873,7 @@ async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
             "USD",
             "--refresh.min-interval",
             "1s",
+            "--web.enable-lifecycle",
         ],
         no_env,
     )
@@ -917,6 +919,38 @@ async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
     assert_eq!(public_errors(&body), Vec::<String>::new(), "{body}");
     assert!(
         sample(&body, "kraken_up", r#"account="second""#) == Some(1.0),
+        "{body}"
+    );
+    served.stop().await;
+}
+
+/// Without `--web.enable-lifecycle`, `POST /-/reload` is refused with 403 and changes nothing,
+/// as Prometheus' own lifecycle API does.
+#[tokio::test]
+async fn reload_over_http_needs_the_lifecycle_flag() {
+    let dir = TempDir::new();
+    let config = dir.write("kraken.yml", "accounts:\n  - name: first\n", 0o600);
+    let no_env: SharedEnv = Arc::new(|_: &str| None);
+    let served = Served::start(
+        &["--demo", "--config.file", config.to_str().unwrap()],
+        no_env,
+    )
+    .await;
+    served.wait_ready().await;
+    std::fs::write(&config, "accounts:\n  - name: second\n").unwrap();
+    let response = client().post(served.url("/-/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("--web.enable-lifecycle"), "{text}");
+    let body = served.metrics().await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="first""#),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="second""#),
+        None,
         "{body}"
     );
     served.stop().await;

@@ -1085,7 +1085,13 @@ async fn canary_credentials_never_appear_while_serving() {
         let url = sim.url();
         let args = at_trace(
             format,
-            &["--kraken.api-url", &url, "--kraken.timeout", "2s"],
+            &[
+                "--kraken.api-url",
+                &url,
+                "--kraken.timeout",
+                "2s",
+                "--web.enable-lifecycle",
+            ],
         );
         let mut exporter = spawn_serving(&args, &env).await;
         exporter.wait_ready().await;
