@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{EnumValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::kraken::BalanceEndpoint;
@@ -95,7 +96,11 @@ pub struct Flags {
 
     /// Which private endpoint returns balances: balance-ex gives holds; auto falls back to
     /// balance when BalanceEx is refused [default: auto].
-    #[arg(long = "kraken.balance-endpoint", value_enum, global = true)]
+    #[arg(
+        long = "kraken.balance-endpoint",
+        value_parser = EnumValueParser::<BalanceEndpointFlag>::new().map(BalanceEndpoint::from),
+        global = true
+    )]
     pub balance_endpoint: Option<BalanceEndpoint>,
 
     /// Upper bound on one call to Kraken, from connecting to the last byte [default: 10s].
@@ -191,6 +196,61 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--kraken.balance-endpoint` values, as offered on the command line; each maps to the
+/// [`BalanceEndpoint`] of the same name, so the wire layer needs no knowledge of clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BalanceEndpointFlag {
+    /// BalanceEx, falling back to Balance while BalanceEx is refused.
+    Auto,
+    /// Always BalanceEx (totals and holds).
+    #[value(name = "balance-ex")]
+    BalanceEx,
+    /// Always Balance (totals only, no holds).
+    Balance,
+}
+
+impl From<BalanceEndpointFlag> for BalanceEndpoint {
+    fn from(flag: BalanceEndpointFlag) -> Self {
+        match flag {
+            BalanceEndpointFlag::Auto => BalanceEndpoint::Auto,
+            BalanceEndpointFlag::BalanceEx => BalanceEndpoint::BalanceEx,
+            BalanceEndpointFlag::Balance => BalanceEndpoint::Balance,
+        }
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance_endpoint(args: &[&str]) -> Result<Option<BalanceEndpoint>, clap::Error> {
+        let argv = std::iter::once("kraken_exporter").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.flags.balance_endpoint)
+    }
+
+    #[test]
+    fn balance_endpoint_flag_accepts_exactly_the_names_the_wire_layer_uses() {
+        assert_eq!(balance_endpoint(&[]).unwrap(), None);
+        for choice in BalanceEndpoint::ALL {
+            let flag = format!("--kraken.balance-endpoint={}", choice.as_str());
+            assert_eq!(balance_endpoint(&[&flag]).unwrap(), Some(choice));
+            assert_eq!(choice.as_str().parse::<BalanceEndpoint>(), Ok(choice));
+        }
+        let offered: Vec<String> = BalanceEndpointFlag::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        let known: Vec<&str> = BalanceEndpoint::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(offered, known);
+        for wrong in ["Balance-Ex", "balanceex", ""] {
+            let flag = format!("--kraken.balance-endpoint={wrong}");
+            assert!(balance_endpoint(&[&flag]).is_err(), "{wrong:?}");
+            assert!(wrong.parse::<BalanceEndpoint>().is_err(), "{wrong:?}");
+        }
+    }
 }

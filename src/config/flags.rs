@@ -15,9 +15,9 @@ use super::{
     AccountConfig, AuditConfig, Config, ConfigError, DEFAULT_API_URL, DEFAULT_AUDIT_INTERVAL,
     DEFAULT_TIMEOUT, ValuationConfig, WebConfig, validate,
 };
+use crate::account::RefreshPolicy;
 use crate::cli::{DEFAULT_PORT, Flags};
 use crate::problem::Problem;
-use crate::refresh::RefreshPolicy;
 use crate::web::security::WebSecurity;
 
 /// Resolves the global settings shared by both modes around `accounts`.

@@ -31,10 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::account::RefreshPolicy;
 use crate::cli::{Cli, Command, Flags, LogFormat, LogLevel};
 use crate::kraken::BalanceEndpoint;
 use crate::problem::{Problem, list};
-use crate::refresh::RefreshPolicy;
 use crate::secret::Credentials;
 use file::FileConfig;
 

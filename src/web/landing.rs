@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::exporter::Exporter;
-use crate::refresh::{AccountStatus, format_amount};
+use crate::status::{AccountStatus, format_amount};
 
 /// Escapes text for HTML element content and attribute values.
 fn escape(text: &str) -> String {

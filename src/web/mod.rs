@@ -10,7 +10,7 @@
 //! - [`security`]: `--web.config.file` (TLS, basic auth, rate limit, headers).
 //!
 //! Must not: call Kraken directly (it asks [`crate::exporter::Exporter`], which asks each
-//! [`crate::refresh::Account`] for a status), or answer anything but 200 on the metrics path
+//! [`crate::account::Account`] for a status), or answer anything but 200 on the metrics path
 //! because Kraken failed.
 
 mod landing;

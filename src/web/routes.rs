@@ -3,7 +3,7 @@
 //! `X-Prometheus-Scrape-Timeout-Seconds`.
 //!
 //! Must not: call Kraken directly (it asks the [`Exporter`], which asks each
-//! [`crate::refresh::Account`] for a status and may refresh), or answer anything but 200 on the
+//! [`crate::account::Account`] for a status and may refresh), or answer anything but 200 on the
 //! metrics path because Kraken failed.
 
 use std::time::{Duration, Instant};

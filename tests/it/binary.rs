@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use kraken_exporter::kraken::Endpoint;
+use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
 use kraken_exporter::secret::{ApiSecret, Credentials, SecretText};
-use kraken_exporter::sim::{Fault, SimKraken, SimOptions};
 use rand::distributions::Alphanumeric;
 use rand::{Rng, RngCore};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -742,7 +743,7 @@ async fn credential_files_with_a_trailing_newline_are_accepted() {
     .await;
     assert_eq!(run.code, Some(0), "{}", run.both());
     assert!(run.out().contains("The key works"), "{}", run.both());
-    assert!(sim.calls("BalanceEx") >= 1);
+    assert!(sim.calls(Endpoint::BalanceEx) >= 1);
     assert!(!run.err().contains("chmod"), "{}", run.both());
 
     // Named by flags, with a CRLF ending and a file others may read.
@@ -893,7 +894,7 @@ async fn check_explains_a_wrong_secret_and_a_lockout_and_exits_1() {
     assert!(!run.out().contains("ASSET"), "{}", run.both());
 
     let sim = sim_with(canary.credentials(false)).await;
-    for method in ["BalanceEx", "Balance"] {
+    for method in [Endpoint::BalanceEx, Endpoint::Balance] {
         sim.inject(
             method,
             Fault::KrakenError("EGeneral:Temporary lockout".into()),
@@ -1140,7 +1141,7 @@ async fn canary_credentials_never_appear_while_serving() {
         for (fault, reason) in faults() {
             let name = format!("{format}, {reason}");
             let sim = sim_with(canary.credentials(true)).await;
-            for method in ["BalanceEx", "Balance"] {
+            for method in [Endpoint::BalanceEx, Endpoint::Balance] {
                 sim.inject(method, fault.clone(), None);
             }
             let url = sim.url();
@@ -1244,7 +1245,7 @@ async fn canary_credentials_never_appear_in_check_output() {
         let healthy = sim_with(canary.credentials(true)).await;
         let refusing = sim_with(canary.credentials(true)).await;
         refusing.inject(
-            "BalanceEx",
+            Endpoint::BalanceEx,
             Fault::KrakenError("EAPI:Invalid signature".into()),
             None,
         );
@@ -1497,7 +1498,7 @@ async fn promtool_accepts_the_exposition() {
     );
 
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
-    for method in ["BalanceEx", "Balance"] {
+    for method in [Endpoint::BalanceEx, Endpoint::Balance] {
         sim.inject(method, Fault::Status(503, "unavailable".into()), None);
     }
     let credentials = sim.credentials();
