@@ -1,11 +1,13 @@
 //! The running exporter: the current set of accounts, and what one scrape of them shows.
 //!
-//! Owns the swap of the account set on reload, the watched-asset zeros, and the assembly of one
-//! scrape (all accounts for `/metrics`, one for `/probe`).
+//! Owns the swap of the account set on reload, what configured asset names mean once Kraken's
+//! Assets list is known ([`resolve_assets`]: thresholds and watched assets by short name, and the
+//! names that are no Kraken asset, logged once each), the watched-asset zeros, and the assembly
+//! of one scrape (all accounts for `/metrics`, one for `/probe`).
 //! Must not: read configuration or talk HTTP; [`crate::app`] builds account sets and
 //! [`crate::web`] serves what this renders.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::account::Account;
+use crate::asset_names::{self, Resolution};
 use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
@@ -123,6 +126,9 @@ pub struct Exporter {
     cached: Mutex<Option<CachedBody>>,
     /// Size of the latest full exposition, so the next is written into a buffer that fits.
     last_size: AtomicUsize,
+    /// (account, name) of every configured asset name already logged as unknown, so each is
+    /// logged once, not on every scrape.
+    reported_unknown: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// A rendered `/metrics` body and how long it stays current.
@@ -162,6 +168,7 @@ impl Exporter {
             lifecycle,
             cached: Mutex::new(None),
             last_size: AtomicUsize::new(0),
+            reported_unknown: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -237,12 +244,17 @@ impl Exporter {
             statuses.push(exported.account.finish_scrape(pending, deadline).await);
         }
         let assets = set.market.current_assets();
-        let views: Vec<AccountView<'_>> = chosen
+        let resolved: Vec<ResolvedAssets> = chosen
+            .iter()
+            .map(|exported| self.resolve_and_report(&exported.config, &assets))
+            .collect();
+        let views: Vec<AccountView<'_>> = resolved
             .iter()
             .zip(statuses)
-            .map(|(exported, status)| AccountView {
-                status: with_watched(status, &exported.config, &assets),
-                min_balance: &exported.config.min_balance,
+            .map(|(resolved, status)| AccountView {
+                status: with_watched(status, resolved, &assets),
+                min_balance: &resolved.min_balance,
+                unknown_assets: &resolved.unknown,
             })
             .collect();
         let whole = only.is_none();
@@ -275,14 +287,50 @@ impl Exporter {
         body
     }
 
-    /// Statuses for the landing page, without refreshing.
+    /// Statuses as a scrape would show them (watched assets filled in), without refreshing.
     pub fn statuses(&self) -> Vec<AccountStatus> {
+        self.statuses_with_assets()
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect()
+    }
+
+    /// Statuses for the landing page, without refreshing, each with what its configured asset
+    /// names mean.
+    pub fn statuses_with_assets(&self) -> Vec<(AccountStatus, ResolvedAssets)> {
         let set = self.accounts();
         let assets = set.market.current_assets();
         set.accounts
             .iter()
-            .map(|a| with_watched(a.account.status(true), &a.config, &assets))
+            .map(|a| {
+                let resolved = self.resolve_and_report(&a.config, &assets);
+                let status = with_watched(a.account.status(true), &resolved, &assets);
+                (status, resolved)
+            })
             .collect()
+    }
+
+    /// [`resolve_assets`], logging each name that is no Kraken asset the first time it is seen.
+    fn resolve_and_report(&self, config: &AccountConfig, assets: &AssetTable) -> ResolvedAssets {
+        let resolved = resolve_assets(config, assets);
+        if resolved.unknown.is_empty() {
+            return resolved;
+        }
+        let mut reported = self
+            .reported_unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
+            if reported.insert((config.name.clone(), name.clone())) {
+                tracing::error!(
+                    account = %config.name,
+                    asset = %name,
+                    "{}",
+                    unknown_asset_message(name, nearest.as_deref())
+                );
+            }
+        }
+        resolved
     }
 
     /// Whether every account has had a successful refresh.
@@ -295,33 +343,99 @@ impl Exporter {
     }
 }
 
+/// What an account's configured asset names mean against Kraken's Assets list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolvedAssets {
+    /// Short name → lowest acceptable available balance. When two configured names turn out to
+    /// be one asset (a raw code and its short name that the offline normalisation did not know),
+    /// the higher minimum applies.
+    pub min_balance: BTreeMap<String, f64>,
+    /// Short names of watched assets (the `watch` list and the assets with a minimum).
+    pub watched: BTreeSet<String>,
+    /// Configured names that are no Kraken asset, sorted: exported as
+    /// `kraken_config_unknown_asset`, never as a balance.
+    pub unknown: Vec<String>,
+    /// For each of [`ResolvedAssets::unknown`], the nearest listed short name, if any is close.
+    pub nearest: Vec<Option<String>>,
+}
+
+/// Resolves an account's `min_balance` and `watch` names against the Assets list. Before the
+/// list is known every name is taken as normalised, so nothing is called unknown on a guess.
+pub fn resolve_assets(config: &AccountConfig, assets: &AssetTable) -> ResolvedAssets {
+    let mut resolved = ResolvedAssets::default();
+    let mut unknown: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut resolve = |name: &str| match asset_names::resolve(name, assets) {
+        Resolution::Known(short) => Some(short),
+        Resolution::Unknown { nearest } => {
+            unknown.insert(name.to_owned(), nearest);
+            None
+        }
+    };
+    for (name, min) in &config.min_balance {
+        if let Some(short) = resolve(name) {
+            let entry = resolved.min_balance.entry(short.clone()).or_insert(*min);
+            *entry = entry.max(*min);
+            resolved.watched.insert(short);
+        }
+    }
+    for name in &config.watch {
+        if let Some(short) = resolve(name) {
+            resolved.watched.insert(short);
+        }
+    }
+    (resolved.unknown, resolved.nearest) = unknown.into_iter().unzip();
+    resolved
+}
+
+/// What the log and `check` say about a configured name that is no Kraken asset.
+pub fn unknown_asset_message(name: &str, nearest: Option<&str>) -> String {
+    let hint = match nearest {
+        Some(nearest) => format!("did you mean {nearest}?"),
+        None => "no listed asset is spelt like it".to_owned(),
+    };
+    format!(
+        "{name:?} in min_balance or watch is not a Kraken asset ({hint}); it is exported as kraken_config_unknown_asset, not as a balance: use Kraken's short name (XBT), its code (XXBT) or its common name (BTC)"
+    )
+}
+
 /// Adds a zero balance for every watched asset (the `watch` list and the assets with a
-/// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing.
-/// Stale or missing balances stay missing: zero would then be a claim the exporter cannot make.
+/// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing,
+/// and, when holds are known, a zero available amount for every watched asset without a
+/// spendable code. Stale or missing balances stay missing: zero would then be a claim the
+/// exporter cannot make.
 pub(crate) fn with_watched(
     mut status: AccountStatus,
-    config: &AccountConfig,
+    resolved: &ResolvedAssets,
     assets: &AssetTable,
 ) -> AccountStatus {
     let Some(snapshot) = &status.balances else {
         return status;
     };
-    let watched: BTreeMap<&str, ()> = config
-        .watch
+    let missing: Vec<&str> = resolved
+        .watched
         .iter()
         .map(String::as_str)
-        .chain(config.min_balance.keys().map(String::as_str))
-        .map(|asset| (asset, ()))
-        .collect();
-    let missing: Vec<&str> = watched
-        .keys()
-        .copied()
         .filter(|asset| !snapshot.balances.iter().any(|b| b.asset == *asset))
         .collect();
-    if missing.is_empty() {
+    let unspendable: Vec<&str> = match &snapshot.available {
+        Some(available) => resolved
+            .watched
+            .iter()
+            .map(String::as_str)
+            .filter(|asset| !available.contains_key(*asset))
+            .collect(),
+        None => Vec::new(),
+    };
+    if missing.is_empty() && unspendable.is_empty() {
         return status;
     }
     let holds_known = snapshot.endpoint.reports_holds();
+    let mut available = snapshot.available.clone();
+    if let Some(available) = &mut available {
+        for asset in unspendable {
+            available.insert(asset.to_owned(), 0.0);
+        }
+    }
     let mut balances = snapshot.balances.clone();
     for asset in missing {
         balances.push(LabeledBalance {
@@ -335,6 +449,7 @@ pub(crate) fn with_watched(
     }
     status.balances = Some(Arc::new(Snapshot {
         balances,
+        available,
         ..Snapshot::clone(snapshot)
     }));
     status

@@ -93,6 +93,8 @@ mod tests {
             code: code.to_owned(),
             total,
             hold: Some(hold),
+            credit: 0.0,
+            credit_used: 0.0,
         }
     }
 
@@ -126,6 +128,8 @@ mod tests {
             code: "XXBT".into(),
             total: 1.0,
             hold: None,
+            credit: 0.0,
+            credit_used: 0.0,
         }];
         assert!(available_by_asset(&balances, &table()).is_empty());
     }

@@ -16,6 +16,8 @@
 //! - `flags`: the settings shared by both modes, resolved flag over file over default;
 //! - `accounts`: the account of one-account mode, and every account of the file;
 //! - `credentials`: the one pipeline every credential goes through (find, read, check, decode);
+//! - `thresholds`: minimums and watched assets from the file, the flags or the environment,
+//!   their names normalised and their spellings merged;
 //! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path.
 
 pub mod file;
@@ -23,7 +25,10 @@ pub mod file;
 mod accounts;
 mod credentials;
 mod flags;
+mod thresholds;
 mod validate;
+
+pub use thresholds::{MIN_ENV, WATCH_ENV};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -95,10 +100,33 @@ pub struct AccountConfig {
     pub api_url: Option<String>,
     /// Where the nonce high-water mark is kept across restarts.
     pub nonce_file: Option<PathBuf>,
-    /// Asset label → lowest acceptable balance (`kraken_balance_min`).
+    /// Asset name → lowest acceptable available balance (`kraken_balance_min`). Names are
+    /// normalised without the network (`btc` and `XXBT` are `XBT`); the running exporter
+    /// resolves them against Kraken's Assets list.
     pub min_balance: BTreeMap<String, f64>,
-    /// Asset labels exported as 0 when Kraken omits them.
+    /// Asset names exported as 0 when Kraken omits them, normalised like `min_balance`.
     pub watch: Vec<String>,
+}
+
+impl AccountConfig {
+    /// The thresholds and watched assets as `--config.check` prints them: `min_balance XBT=0.5,
+    /// USD=1000; watch ETH`, or `no min_balance` (low-balance alerts need one).
+    pub fn thresholds_summary(&self) -> String {
+        let mins: Vec<String> = self
+            .min_balance
+            .iter()
+            .map(|(asset, min)| format!("{asset}={min}"))
+            .collect();
+        let mut text = if mins.is_empty() {
+            "no min_balance (no low-balance alert can fire for it)".to_owned()
+        } else {
+            format!("min_balance {}", mins.join(", "))
+        };
+        if !self.watch.is_empty() {
+            text.push_str(&format!("; watch {}", self.watch.join(", ")));
+        }
+        text
+    }
 }
 
 impl AccountConfig {
@@ -243,6 +271,7 @@ pub fn resolve_flags(flags: &Flags, check: bool, env: Env<'_>) -> Result<Config,
 fn resolve_file_mode(flags: &Flags, path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
     let file = read_file(path)?;
     refuse_single_account_flags(flags)?;
+    thresholds::refuse_env_with_file(env)?;
     let mut problems = Vec::new();
     let accounts = accounts::from_file(&file, path, flags.demo, env, &mut problems);
     let mut config = flags::base_config(flags, Some(&file), accounts, &mut problems)?;
@@ -268,6 +297,8 @@ fn refuse_single_account_flags(flags: &Flags) -> Result<(), ConfigError> {
             "--kraken.balance-endpoint",
             flags.balance_endpoint.is_some(),
         ),
+        ("--balance.min", !flags.balance_min.is_empty()),
+        ("--balance.watch", !flags.balance_watch.is_empty()),
     ] {
         if given {
             return Err(ConfigError::Flag {

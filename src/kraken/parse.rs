@@ -23,13 +23,20 @@ pub struct AssetBalance {
     /// Amount held by open orders (`hold_trade`); `None` when the answer came from Balance,
     /// which does not report holds.
     pub hold: Option<f64>,
+    /// Credit line extended for the asset (BalanceEx `credit`); 0 when Kraken leaves it out, as
+    /// it does for accounts without credit, and in Balance answers.
+    pub credit: f64,
+    /// Part of the credit line in use (BalanceEx `credit_used`); 0 when left out.
+    pub credit_used: f64,
 }
 
 impl AssetBalance {
-    /// What can be withdrawn or traded: `total - hold` (credit lines are not used by this
-    /// exporter's accounts and are reported by Kraken only for margin clients).
+    /// What can be traded or withdrawn now, by Kraken's documented formula for BalanceEx:
+    /// `balance + credit - credit_used - hold_trade`. `None` when the hold is unknown (a Balance
+    /// answer): an unknown hold is never taken as 0.
     pub fn available(&self) -> Option<f64> {
-        self.hold.map(|hold| self.total - hold)
+        self.hold
+            .map(|hold| self.total + self.credit - self.credit_used - hold)
     }
 }
 
@@ -247,6 +254,10 @@ struct ExtendedBalance {
     balance: Amount,
     #[serde(default)]
     hold_trade: Option<Amount>,
+    #[serde(default)]
+    credit: Option<Amount>,
+    #[serde(default)]
+    credit_used: Option<Amount>,
 }
 
 /// Checks the HTTP status and the envelope, returning the `result` (None for an absent result).
@@ -281,14 +292,19 @@ pub fn balance_ex(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenE
         .into_iter()
         .map(|(code, entry)| {
             let total = entry.balance.value(&code)?;
-            let hold = match &entry.hold_trade {
-                Some(amount) => amount.value(&code)?,
-                None => 0.0,
+            let optional = |amount: &Option<Amount>| match amount {
+                Some(amount) => amount.value(&code),
+                None => Ok(0.0),
             };
+            let hold = optional(&entry.hold_trade)?;
+            let credit = optional(&entry.credit)?;
+            let credit_used = optional(&entry.credit_used)?;
             Ok(AssetBalance {
                 code,
                 total,
                 hold: Some(hold),
+                credit,
+                credit_used,
             })
         })
         .collect::<Result<Vec<_>, KrakenError>>()?;
@@ -308,6 +324,8 @@ pub fn balance(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenErro
                 code,
                 total,
                 hold: None,
+                credit: 0.0,
+                credit_used: 0.0,
             })
         })
         .collect::<Result<Vec<_>, KrakenError>>()?;
@@ -520,6 +538,10 @@ mod tests {
     const STRINGS: &[u8] = include_bytes!("../../tests/fixtures/kraken/balance_ex_strings.json");
     const NUMBERS: &[u8] = include_bytes!("../../tests/fixtures/kraken/balance_ex_numbers.json");
     const BALANCE: &[u8] = include_bytes!("../../tests/fixtures/kraken/balance.json");
+    /// BalanceEx with auto-earn on (the base code at 0 under a hold, the coins in `XBT.F`) and a
+    /// credit line, shaped as Kraken's BalanceEx schema documents `credit` and `credit_used`.
+    const CREDIT_AUTO_EARN: &[u8] =
+        include_bytes!("../../tests/fixtures/kraken/balance_ex_credit_auto_earn.json");
     const EMPTY: &[u8] = include_bytes!("../../tests/fixtures/kraken/empty_account.json");
     const ASSETS: &[u8] = include_bytes!("../../tests/fixtures/kraken/assets.json");
     const CLOUDFLARE: &[u8] = include_bytes!("../../tests/fixtures/kraken/cloudflare_520.html");
@@ -566,6 +588,19 @@ mod tests {
         assert_eq!(find(&balances, "DOT28.S").total, 1011.19088779);
         assert_eq!(find(&balances, "USD.M").total, 0.0);
         assert_eq!(find(&balances, "ZUSD").available(), Some(23500.1234));
+    }
+
+    #[test]
+    fn balance_ex_reads_credit_and_available_follows_krakens_formula() {
+        let balances = balance_ex(200, CREDIT_AUTO_EARN).unwrap();
+        let usd = find(&balances, "ZUSD");
+        assert_eq!((usd.credit, usd.credit_used), (100.0, 40.0));
+        // balance + credit - credit_used - hold_trade
+        assert_eq!(usd.available(), Some(1050.0));
+        let xbt = find(&balances, "XXBT");
+        assert_eq!((xbt.credit, xbt.credit_used), (0.0, 0.0), "absent reads 0");
+        assert_eq!(xbt.available(), Some(-0.2), "a hold over the base is kept, not clipped");
+        assert_eq!(find(&balances, "XBT.F").available(), Some(1.5));
     }
 
     #[test]
