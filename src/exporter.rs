@@ -454,3 +454,148 @@ pub(crate) fn with_watched(
     }));
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::kraken::{AssetInfo, BalanceEndpoint, Endpoint};
+
+    fn table() -> AssetTable {
+        AssetTable::from_entries(
+            [
+                ("XXBT", "XBT"),
+                ("ZUSD", "USD"),
+                ("XETH", "ETH"),
+                ("USDC", "USDC"),
+            ]
+            .map(|(code, altname)| {
+                (
+                    code.to_owned(),
+                    AssetInfo {
+                        altname: altname.to_owned(),
+                        decimals: 8,
+                    },
+                )
+            }),
+        )
+    }
+
+    fn config(min_balance: &[(&str, f64)], watch: &[&str]) -> AccountConfig {
+        AccountConfig {
+            name: "hot".into(),
+            credentials: None,
+            balance_endpoint: BalanceEndpoint::Auto,
+            api_url: None,
+            nonce_file: None,
+            min_balance: min_balance
+                .iter()
+                .map(|(asset, min)| ((*asset).to_owned(), *min))
+                .collect(),
+            watch: watch.iter().map(|asset| (*asset).to_owned()).collect(),
+        }
+    }
+
+    fn status(endpoint: Endpoint, available: Option<&[(&str, f64)]>) -> AccountStatus {
+        AccountStatus {
+            name: "hot".into(),
+            up: true,
+            last_success: Some(SystemTime::now()),
+            last_error: None,
+            balances: Some(Arc::new(Snapshot {
+                balances: vec![
+                    LabeledBalance {
+                        asset: "XBT".into(),
+                        code: "XXBT".into(),
+                        total: 0.0,
+                        hold: endpoint.reports_holds().then_some(0.2),
+                    },
+                    LabeledBalance {
+                        asset: "XBT.F".into(),
+                        code: "XBT.F".into(),
+                        total: 1.5,
+                        hold: endpoint.reports_holds().then_some(0.0),
+                    },
+                ],
+                fetched_at: SystemTime::now(),
+                fetched_instant: Instant::now(),
+                endpoint,
+                available: available.map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|(asset, amount)| ((*asset).to_owned(), *amount))
+                        .collect()
+                }),
+            })),
+            audit: None,
+            equivalent: None,
+            trade_balance_refused: false,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn configured_names_resolve_to_short_names_and_unknown_ones_are_set_apart() {
+        // `XETH` is not a legacy code the offline normalisation knows by another spelling here:
+        // it resolves through the Assets list.
+        let config = config(
+            &[("XBT", 0.5), ("ETHH", 1.0), ("XETH", 2.0)],
+            &["usdc", "NOPE"],
+        );
+        let resolved = resolve_assets(&config, &table());
+        assert_eq!(
+            resolved.min_balance,
+            BTreeMap::from([("ETH".to_owned(), 2.0), ("XBT".to_owned(), 0.5)])
+        );
+        assert_eq!(
+            resolved
+                .watched
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["ETH", "USDC", "XBT"]
+        );
+        assert_eq!(resolved.unknown, ["ETHH", "NOPE"]);
+        assert_eq!(resolved.nearest, [Some("ETH".to_owned()), None]);
+        let message = unknown_asset_message("ETHH", Some("ETH"));
+        assert!(message.contains("did you mean ETH?"), "{message}");
+    }
+
+    #[test]
+    fn before_the_assets_list_is_known_no_name_is_called_unknown() {
+        let resolved = resolve_assets(&config(&[("ETHH", 1.0)], &[]), &AssetTable::default());
+        assert!(resolved.unknown.is_empty());
+        assert_eq!(resolved.min_balance["ETHH"], 1.0);
+    }
+
+    #[test]
+    fn a_threshold_without_a_spendable_balance_reads_0_available_but_never_when_stale() {
+        let resolved = resolve_assets(&config(&[("XBT", 0.5), ("USD", 100.0)], &[]), &table());
+        let filled = with_watched(
+            status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)])),
+            &resolved,
+            &table(),
+        );
+        let snapshot = filled.balances.unwrap();
+        let available = snapshot.available.as_ref().unwrap();
+        assert_eq!(available["XBT"], 1.3, "auto-earn funds kept");
+        assert_eq!(
+            available["USD"], 0.0,
+            "a threshold asset Kraken omits reads 0"
+        );
+        let usd = snapshot.balances.iter().find(|b| b.asset == "USD").unwrap();
+        assert_eq!((usd.code.as_str(), usd.total), ("ZUSD", 0.0));
+
+        let balance_only = with_watched(status(Endpoint::Balance, None), &resolved, &table());
+        assert_eq!(
+            balance_only.balances.unwrap().available,
+            None,
+            "holds unknown: nothing about availability is claimed"
+        );
+
+        let mut stale = status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)]));
+        stale.balances = None;
+        assert!(with_watched(stale, &resolved, &table()).balances.is_none());
+    }
+}

@@ -70,13 +70,13 @@ pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<Thresholds, Conf
                 problem: format!("{value:?}: {problem}"),
             })?);
         }
-        thresholds.min_balance =
-            merge_minimums(entries.iter().map(|(name, min)| (name.as_str(), *min))).map_err(
-                |problems| ConfigError::Flag {
-                    flag,
-                    problem: problems.join("; "),
-                },
-            )?;
+        thresholds.min_balance = merge_minimums(
+            entries.iter().map(|(name, min)| (name.as_str(), *min)),
+        )
+        .map_err(|problems| ConfigError::Flag {
+            flag,
+            problem: problems.join("; "),
+        })?;
     }
     if let Some((flag, values)) = watch_text {
         let mut names = Vec::new();
@@ -113,7 +113,10 @@ fn parse_min_list(text: &str) -> Result<Vec<(String, f64)>, String> {
     for item in text.split(',') {
         let item = item.trim();
         if item.is_empty() {
-            return Err("has an empty entry: write ASSET=AMOUNT, comma-separated, like XBT=0.5,USD=1000".into());
+            return Err(
+                "has an empty entry: write ASSET=AMOUNT, comma-separated, like XBT=0.5,USD=1000"
+                    .into(),
+            );
         }
         let Some((asset, amount)) = item.split_once('=') else {
             return Err(format!(
@@ -145,7 +148,10 @@ fn parse_watch_list(text: &str) -> Result<Vec<String>, String> {
         .map(str::trim)
         .map(|name| {
             if name.is_empty() {
-                Err("has an empty asset name: write asset names, comma-separated, like XBT,ETH".to_owned())
+                Err(
+                    "has an empty asset name: write asset names, comma-separated, like XBT,ETH"
+                        .to_owned(),
+                )
             } else {
                 Ok(name.to_owned())
             }
@@ -209,7 +215,10 @@ mod tests {
             "{problems:?}"
         );
         assert!(problems[1].contains("\"BTC\" and \"XXBT\""), "{problems:?}");
-        assert_eq!(merge_watch(["eth", "XETH", "doge", " xbt"]), ["ETH", "XBT", "XDG"]);
+        assert_eq!(
+            merge_watch(["eth", "XETH", "doge", " xbt"]),
+            ["ETH", "XBT", "XDG"]
+        );
     }
 
     #[test]
@@ -231,6 +240,10 @@ mod tests {
             assert!(problem.contains(expected), "{bad:?}: {problem}");
         }
         assert_eq!(parse_watch_list("XBT, eth").unwrap(), ["XBT", "eth"]);
-        assert!(parse_watch_list("XBT,").unwrap_err().contains("empty asset name"));
+        assert!(
+            parse_watch_list("XBT,")
+                .unwrap_err()
+                .contains("empty asset name")
+        );
     }
 }

@@ -599,7 +599,11 @@ mod tests {
         assert_eq!(usd.available(), Some(1050.0));
         let xbt = find(&balances, "XXBT");
         assert_eq!((xbt.credit, xbt.credit_used), (0.0, 0.0), "absent reads 0");
-        assert_eq!(xbt.available(), Some(-0.2), "a hold over the base is kept, not clipped");
+        assert_eq!(
+            xbt.available(),
+            Some(-0.2),
+            "a hold over the base is kept, not clipped"
+        );
         assert_eq!(find(&balances, "XBT.F").available(), Some(1.5));
     }
 

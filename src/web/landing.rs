@@ -30,7 +30,10 @@ fn escape(text: &str) -> String {
 /// The page at `/`: version, a banner in demo mode, and per account its status (on errors the
 /// advice and the next attempt), what each asset can spend against its minimum (rows below the
 /// minimum highlighted), configured names that are not Kraken assets, and the raw balances.
-pub(super) fn landing_page(exporter: &Exporter, accounts: &[(AccountStatus, ResolvedAssets)]) -> String {
+pub(super) fn landing_page(
+    exporter: &Exporter,
+    accounts: &[(AccountStatus, ResolvedAssets)],
+) -> String {
     let path = escape(&exporter.telemetry_path);
     let mut page = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Kraken exporter</title>\
@@ -70,7 +73,12 @@ fn write_status(page: &mut String, status: &AccountStatus, now: SystemTime) {
     };
     let last_success = status.last_success.map_or_else(
         || "never".to_owned(),
-        |at| format!("{}s ago", now.duration_since(at).unwrap_or_default().as_secs()),
+        |at| {
+            format!(
+                "{}s ago",
+                now.duration_since(at).unwrap_or_default().as_secs()
+            )
+        },
     );
     let last_error = status.last_error.as_ref().map_or_else(
         || "none".to_owned(),
@@ -125,7 +133,10 @@ fn write_available(page: &mut String, status: &AccountStatus, resolved: &Resolve
         }
         return;
     };
-    let assets: BTreeSet<&String> = available.keys().chain(resolved.min_balance.keys()).collect();
+    let assets: BTreeSet<&String> = available
+        .keys()
+        .chain(resolved.min_balance.keys())
+        .collect();
     if assets.is_empty() {
         return;
     }

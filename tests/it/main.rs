@@ -9,6 +9,7 @@ mod faults;
 mod props;
 mod rules;
 mod scrape;
+mod thresholds;
 mod web;
 
 use std::net::SocketAddr;
