@@ -1,9 +1,12 @@
 //! Thresholds and what they compare with: asset names in any spelling, names that are no Kraken
 //! asset, `kraken_balance_available` with auto-earn funds, and the landing page's view of them.
 
+use clap::Parser;
+use kraken_exporter::cli::Cli;
 use kraken_exporter::kraken::Endpoint;
 use kraken_exporter::kraken::sim::{Fault, SimOptions};
 
+use crate::rules::{repo_path, yaml_file};
 use crate::{Harness, sample};
 
 /// Auto-earn on for XBT: the base code at 0 under a hold of 0.2, the coins in `XBT.F`; dollars
@@ -235,4 +238,72 @@ async fn after_a_failure_the_landing_page_gives_the_advice_and_the_next_attempt(
     assert!(page.contains("Next attempt in "), "{page}");
     assert!(page.contains(" UTC."), "{page}");
     h.stop().await;
+}
+
+/// The thresholds an example sets, resolved as the exporter resolves them (in demo mode, so no
+/// credentials are needed).
+fn resolved_minimums(args: &[&str], env: &[(&str, &str)]) -> Vec<(String, f64)> {
+    let mut argv = vec!["kraken_exporter", "--demo"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).expect("the example's flags parse");
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    };
+    let config = kraken_exporter::config::resolve(cli, &lookup).expect("the example resolves");
+    config.accounts[0]
+        .min_balance
+        .iter()
+        .map(|(asset, min)| (asset.clone(), *min))
+        .collect()
+}
+
+/// Low-balance alerts need thresholds: the one-account deployments (systemd, Kubernetes) set
+/// one the exporter accepts, and the example config, which the Docker stack runs in demo mode,
+/// has a minimum the demo account is below.
+#[test]
+fn the_deployment_examples_set_a_threshold_the_exporter_accepts() {
+    let unit =
+        std::fs::read_to_string(repo_path("examples/systemd/kraken_exporter.service")).unwrap();
+    let flags: Vec<&str> = unit
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .filter(|word| word.starts_with("--balance."))
+        .collect();
+    assert!(!flags.is_empty(), "the systemd unit sets no threshold");
+    assert_eq!(resolved_minimums(&flags, &[]), [("XBT".to_owned(), 0.5)]);
+
+    let deployment = yaml_file("examples/kubernetes/deployment.yaml");
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    let min = env
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|var| var["name"].as_str() == Some("KRAKEN_BALANCE_MIN"))
+        .and_then(|var| var["value"].as_str())
+        .expect("the Kubernetes Deployment sets KRAKEN_BALANCE_MIN");
+    assert_eq!(
+        resolved_minimums(&[], &[("KRAKEN_BALANCE_MIN", min)]),
+        [("XBT".to_owned(), 0.5)]
+    );
+
+    let dockerfile = std::fs::read_to_string(repo_path("examples/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("-e KRAKEN_BALANCE_MIN=XBT=0.5,USD=1000"),
+        "the Dockerfile's run example sets a threshold"
+    );
+    let config = yaml_file("examples/kraken_exporter.yml");
+    let hot = config["accounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|account| account["name"].as_str() == Some("hot"))
+        .unwrap();
+    // The demo account can spend about 23,500 USD (25,000 minus 1,500 held, drifting by 5 %).
+    assert!(
+        hot["min_balance"]["USD"].as_f64().unwrap() > 25_000.0 * 1.05 - 1_500.0,
+        "the example stack's demo account must be below a minimum so the alert fires"
+    );
 }
