@@ -127,7 +127,7 @@ pub struct Exporter {
     /// Size of the latest full exposition, so the next is written into a buffer that fits.
     last_size: AtomicUsize,
     /// (account, name) of every configured asset name already logged as unknown, so each is
-    /// logged once, not on every scrape.
+    /// logged once per loaded configuration, not on every scrape.
     reported_unknown: Mutex<BTreeSet<(String, String)>>,
 }
 
@@ -180,6 +180,11 @@ impl Exporter {
     /// Replaces the account set; scrapes in progress finish with the old one.
     pub fn replace(&self, set: AccountSet) {
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        // A reloaded configuration logs its unknown asset names again, once each.
+        self.reported_unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.requests.touch();
     }
 
