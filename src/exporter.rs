@@ -424,8 +424,8 @@ pub fn unknown_asset_message(name: &str, nearest: Option<&str>) -> String {
 /// Adds a zero balance for every watched asset (the `watch` list and the assets with a
 /// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing,
 /// and, when holds are known, a zero available amount for every watched asset without a
-/// spendable code. Stale or missing balances stay missing: zero would then be a claim the
-/// exporter cannot make.
+/// spendable code. Stale or missing balances stay missing, and nothing is added before the
+/// Assets list is known: zero would then be a claim the exporter cannot make.
 pub(crate) fn with_watched(
     mut status: AccountStatus,
     resolved: &ResolvedAssets,
@@ -434,6 +434,11 @@ pub(crate) fn with_watched(
     let Some(snapshot) = &status.balances else {
         return status;
     };
+    if assets.is_empty() {
+        // Without the Assets list balances carry raw codes (`XXBT`), so a watched `XBT` cannot
+        // be told apart from an asset Kraken omitted: a zero would be a guess.
+        return status;
+    }
     let missing: Vec<&str> = resolved
         .watched
         .iter()
@@ -615,6 +620,18 @@ mod tests {
             balance_only.balances.unwrap().available,
             None,
             "holds unknown: nothing about availability is claimed"
+        );
+
+        let unlisted = with_watched(
+            status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)])),
+            &resolved,
+            &AssetTable::default(),
+        );
+        let unlisted = unlisted.balances.unwrap();
+        assert!(
+            !unlisted.available.as_ref().unwrap().contains_key("USD")
+                && !unlisted.balances.iter().any(|b| b.asset == "USD"),
+            "no zero is guessed before the Assets list is known"
         );
 
         let mut stale = status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)]));

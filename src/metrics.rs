@@ -66,7 +66,7 @@ const HELP_KRAKEN_BALANCE_HOLD: &str = "Part of the balance held by open orders 
 const HELP_KRAKEN_BALANCE_MIN: &str = "Lowest acceptable available balance of the asset, from min_balance in the config file, --balance.min or KRAKEN_BALANCE_MIN; alert with kraken_balance_available < on(account, asset) kraken_balance_min.";
 
 /// HELP of `kraken_balance_available`.
-const HELP_KRAKEN_BALANCE_AVAILABLE: &str = "What the account can trade or withdraw now, per base asset: balance + credit - credit_used - hold_trade, summed over the base code and its auto-earn variant (.F); staked, bonded and other variants are not counted. Absent when balances come from the Balance endpoint (holds unknown). Assets with a minimum or watched but without a spendable balance read 0. Cached like kraken_balance.";
+const HELP_KRAKEN_BALANCE_AVAILABLE: &str = "What the account can trade or withdraw now, per base asset: balance + credit - credit_used - hold_trade, summed over the base code and its auto-earn variant (.F); staked, bonded and other variants are not counted. Absent when balances come from the Balance endpoint (holds unknown) or before Kraken's Assets list is known. Assets with a minimum or watched but without a spendable balance read 0. Cached like kraken_balance.";
 
 /// HELP of `kraken_config_unknown_asset`.
 const HELP_KRAKEN_CONFIG_UNKNOWN_ASSET: &str = "1 for each asset name in min_balance or watch (or --balance.min, --balance.watch) that is not in Kraken's Assets list; it is exported as this instead of as a balance of 0. Fix the name: Kraken's short name (XBT), its code (XXBT) or its common name (BTC).";

@@ -58,7 +58,8 @@ pub struct Snapshot {
     /// [`Endpoint::reports_holds`].
     pub endpoint: Endpoint,
     /// What each base asset can spend now, by short name ([`crate::spendable`]): `None` when
-    /// the endpoint reports no holds, so nothing about availability is known.
+    /// the endpoint reports no holds, or Kraken's Assets list was not known (so a base code and
+    /// its `.F` code could not be told to be one asset): nothing about availability is known.
     pub available: Option<BTreeMap<String, f64>>,
 }
 

@@ -230,9 +230,8 @@ impl Account {
         now: Instant,
         assets: &AssetTable,
     ) -> Vec<(String, String)> {
-        let available = answer
-            .endpoint
-            .reports_holds()
+        // Without the Assets list `XXBT` and `XBT.F` cannot be known to be one asset.
+        let available = (answer.endpoint.reports_holds() && !assets.is_empty())
             .then(|| spendable::available_by_asset(&answer.balances, assets));
         let balances: Vec<LabeledBalance> = answer
             .balances

@@ -128,7 +128,7 @@ fn write_available(page: &mut String, status: &AccountStatus, resolved: &Resolve
     let Some(available) = &snapshot.available else {
         if !resolved.min_balance.is_empty() {
             page.push_str(
-                "<p>Available amounts are unknown: the Balance endpoint reports no holds, so minimums are compared with totals.</p>\n",
+                "<p>Available amounts are unknown (the Balance endpoint reports no holds, or Kraken's asset list has not been fetched yet), so minimums are compared with totals.</p>\n",
             );
         }
         return;

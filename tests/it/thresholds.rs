@@ -307,3 +307,52 @@ fn the_deployment_examples_set_a_threshold_the_exporter_accepts() {
         "the example stack's demo account must be below a minimum so the alert fires"
     );
 }
+
+/// While Kraken's Assets list cannot be fetched, balances carry raw codes (`XXBT`): a watched
+/// `XBT` is then neither filled with a made-up 0 nor called unknown.
+#[tokio::test]
+async fn without_the_assets_list_nothing_is_guessed() {
+    let sim = kraken_exporter::kraken::sim::SimKraken::start(SimOptions::default())
+        .await
+        .unwrap();
+    sim.inject(
+        Endpoint::Assets,
+        Fault::Status(502, "Bad Gateway".into()),
+        None,
+    );
+    sim.set_balances(auto_earn_balances());
+    let creds = sim.credentials();
+    let key = creds.key.expose().to_owned();
+    let secret = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        creds.secret.expose(),
+    );
+    let url = sim.url();
+    let env: kraken_exporter::app::SharedEnv = std::sync::Arc::new(move |name: &str| match name {
+        "KRAKEN_API_KEY" => Some(key.clone()),
+        "KRAKEN_API_SECRET" => Some(secret.clone()),
+        _ => None,
+    });
+    let served =
+        crate::Served::start(&["--kraken.api-url", &url, "--balance.min", "XBT=0.5"], env).await;
+    served.wait_ready().await;
+    let body = served.metrics().await;
+    assert_eq!(
+        sample(
+            &body,
+            "kraken_balance",
+            r#"account="default",asset="XXBT",code="XXBT""#
+        ),
+        Some(0.0),
+        "raw codes while the Assets list is missing: {body}"
+    );
+    for series in [
+        r#"kraken_balance{account="default",asset="XBT","#,
+        // `XXBT` and `XBT.F` cannot be known to be one asset: no spendable amount at all.
+        "kraken_balance_available{",
+        "kraken_config_unknown_asset{",
+    ] {
+        assert!(!body.contains(series), "{series} guessed: {body}");
+    }
+    served.stop().await;
+}
