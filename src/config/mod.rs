@@ -676,6 +676,13 @@ mod tests {
             "the watch variable still applies"
         );
 
+        let mut empty = creds.to_vec();
+        empty.extend([("KRAKEN_BALANCE_MIN", " "), ("KRAKEN_BALANCE_WATCH", "")]);
+        let blank = resolve_with(&[], &empty).unwrap();
+        assert!(
+            blank.accounts[0].min_balance.is_empty() && blank.accounts[0].watch.is_empty(),
+            "an empty variable counts as unset"
+        );
         let none = resolve_with(&[], &creds).unwrap();
         assert!(none.accounts[0].min_balance.is_empty());
         assert!(

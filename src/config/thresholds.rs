@@ -43,12 +43,12 @@ pub(super) struct Thresholds {
 /// `--balance.watch` (else `KRAKEN_BALANCE_WATCH`); in `--demo` with neither, the demo's.
 pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<Thresholds, ConfigError> {
     let min_text = if flags.balance_min.is_empty() {
-        env(MIN_ENV).map(|text| (MIN_ENV, vec![text]))
+        set(env, MIN_ENV).map(|text| (MIN_ENV, vec![text]))
     } else {
         Some(("--balance.min", flags.balance_min.clone()))
     };
     let watch_text = if flags.balance_watch.is_empty() {
-        env(WATCH_ENV).map(|text| (WATCH_ENV, vec![text]))
+        set(env, WATCH_ENV).map(|text| (WATCH_ENV, vec![text]))
     } else {
         Some(("--balance.watch", flags.balance_watch.clone()))
     };
@@ -97,7 +97,7 @@ pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<Thresholds, Conf
 /// they apply to?): refused next to `--config.file`, like the flags.
 pub(super) fn refuse_env_with_file(env: Env<'_>) -> Result<(), ConfigError> {
     for name in [MIN_ENV, WATCH_ENV] {
-        if env(name).is_some() {
+        if set(env, name).is_some() {
             return Err(ConfigError::Flag {
                 flag: name,
                 problem: "applies only without --config.file: set min_balance and watch per account in the file instead, or unset it".into(),
@@ -105,6 +105,11 @@ pub(super) fn refuse_env_with_file(env: Env<'_>) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The value of a variable; an empty one counts as unset, as for the credential variables.
+fn set(env: Env<'_>, name: &str) -> Option<String> {
+    env(name).filter(|text| !text.trim().is_empty())
 }
 
 /// `XBT=0.5,USD=1000` (or one `XBT=0.5`) into (name as written, amount) pairs.
