@@ -6,6 +6,7 @@ mod accounts;
 mod binary;
 mod e2e;
 mod faults;
+mod mixin;
 mod props;
 mod rules;
 mod scrape;
