@@ -38,13 +38,11 @@ impl Clock for SystemClock {
 #[derive(Debug, thiserror::Error)]
 pub enum NonceError {
     /// The state file exists but could not be read or does not hold a decimal number.
-    #[error(
-        "nonce state file {path}: {problem}; fix or delete the file (a new one starts at the current time)"
-    )]
+    #[error("nonce state file {path}: {problem}")]
     BadStateFile {
         /// Where the file is.
         path: PathBuf,
-        /// What is wrong with it.
+        /// What is wrong with it, and the fix.
         problem: String,
     },
     /// The state file could not be written, so a restart could reuse nonces.
@@ -119,12 +117,14 @@ fn read_state_file(path: &Path) -> Result<u64, NonceError> {
             .parse::<u64>()
             .map_err(|_| NonceError::BadStateFile {
                 path: path.to_owned(),
-                problem: "it does not hold a decimal number".into(),
+                problem: "it does not hold a decimal number; fix or delete the file (a new one starts at the current time)".into(),
             }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(NonceError::BadStateFile {
             path: path.to_owned(),
-            problem: e.to_string(),
+            problem: format!(
+                "cannot be read ({e}); check that the exporter's user may read it, or delete it"
+            ),
         }),
     }
 }
@@ -140,7 +140,10 @@ pub fn check_state_file(path: &Path) -> Result<(), NonceError> {
     if !directory.is_dir() {
         return Err(NonceError::BadStateFile {
             path: path.to_owned(),
-            problem: format!("its directory {} does not exist", directory.display()),
+            problem: format!(
+                "its directory {} does not exist; create it, writable by the exporter's user, or choose another path",
+                directory.display()
+            ),
         });
     }
     Ok(())
@@ -247,6 +250,14 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("fix or delete"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_directory_is_refused_with_its_own_fix() {
+        let path = tempdir().join("absent").join("nonce");
+        let message = check_state_file(&path).unwrap_err().to_string();
+        assert!(message.contains("does not exist; create it"), "{message}");
+        assert!(!message.contains("delete the file"), "{message}");
     }
 
     fn tempdir() -> PathBuf {
