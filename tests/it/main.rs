@@ -4,6 +4,7 @@
 
 mod accounts;
 mod binary;
+mod docs;
 mod e2e;
 mod faults;
 mod mixin;

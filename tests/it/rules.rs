@@ -239,7 +239,7 @@ fn alerts_follow_the_mixin_style_and_link_to_existing_runbook_sections() {
 }
 
 /// The anchors GitHub gives the headings of a Markdown text (outside code blocks).
-fn heading_anchors(markdown: &str) -> BTreeSet<String> {
+pub fn heading_anchors(markdown: &str) -> BTreeSet<String> {
     let mut in_code = false;
     let mut anchors = BTreeSet::new();
     for line in markdown.lines() {
