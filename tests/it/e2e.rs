@@ -443,9 +443,10 @@ async fn check_dashboard(client: &reqwest::Client, prom: &str) -> Vec<String> {
         }
     }
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
-        let Some(definition) = variable["definition"].as_str() else {
+        if variable["type"] != "query" {
             continue;
-        };
+        }
+        let definition = variable["query"].as_str().unwrap();
         let inner = definition
             .strip_prefix("label_values(")
             .and_then(|rest| rest.strip_suffix(')'))
