@@ -16,7 +16,9 @@ fail() {
 }
 cleanup() {
     if [ -n "${pid:-}" ]; then kill "$pid" 2>/dev/null || true; fi
-    dpkg --purge kraken-exporter >/dev/null || true
+    if dpkg -s kraken-exporter >/dev/null 2>&1; then
+        dpkg --purge kraken-exporter >/dev/null || true
+    fi
     rm -f "${log:-}"
 }
 trap cleanup EXIT

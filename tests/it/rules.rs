@@ -643,7 +643,9 @@ fn readme_alert_expression() -> String {
     let body = &readme[start + "```promql\n".len()..];
     let expr = body[..body.find("```").unwrap()].trim().to_owned();
     assert!(
-        expr.contains("kraken_balance") && expr.contains("kraken_balance_min") && !expr.contains('\n'),
+        expr.contains("kraken_balance")
+            && expr.contains("kraken_balance_min")
+            && !expr.contains('\n'),
         "README's alert example: {expr}"
     );
     expr
@@ -653,7 +655,10 @@ fn readme_alert_expression() -> String {
 /// `/metrics` and by `/probe`, as examples/prometheus.yml does): it must fire once per target
 /// and never fail with "many-to-many matching not allowed".
 #[test]
-#[cfg_attr(missing_promtool, ignore = "needs promtool (apt-get install prometheus)")]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
 fn the_readme_alert_stays_one_to_one_when_both_metrics_and_probe_are_scraped() {
     let promtool = require_tool(&["promtool"], "prometheus");
     let expr = readme_alert_expression();
@@ -690,7 +695,11 @@ fn the_readme_alert_stays_one_to_one_when_both_metrics_and_probe_are_scraped() {
     std::fs::write(dir.join("readme_test.yml"), test).unwrap();
     let out = run_ok(
         &promtool,
-        &["test", "rules", dir.join("readme_test.yml").to_str().unwrap()],
+        &[
+            "test",
+            "rules",
+            dir.join("readme_test.yml").to_str().unwrap(),
+        ],
     );
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.contains("SUCCESS"), "{out}");
