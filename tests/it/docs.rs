@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kraken_exporter::sim::SimOptions;
+use crate::SimOptions;
 
 use crate::Harness;
 use crate::rules::{heading_anchors, repo_path};
