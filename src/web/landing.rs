@@ -54,7 +54,7 @@ pub(super) fn landing_page(
     }
     let now = SystemTime::now();
     for (status, resolved) in accounts {
-        write_status(&mut page, status, now);
+        write_status(&mut page, status, exporter.background, now);
         write_unknown_assets(&mut page, resolved);
         write_available(&mut page, status, resolved);
         write_balances(&mut page, status);
@@ -65,7 +65,7 @@ pub(super) fn landing_page(
 
 /// The account's heading and status line; after a failure, what to do and when Kraken is
 /// called again.
-fn write_status(page: &mut String, status: &AccountStatus, now: SystemTime) {
+fn write_status(page: &mut String, status: &AccountStatus, background: bool, now: SystemTime) {
     let state = if status.up {
         "<span class=\"up\">up</span>"
     } else {
@@ -90,13 +90,19 @@ fn write_status(page: &mut String, status: &AccountStatus, now: SystemTime) {
         escape(&status.name)
     );
     if let Some((reason, _)) = &status.last_error {
-        let retry = match status.retry_at {
-            Some(at) => format!(
-                "Next attempt in {}s, at {} UTC.",
-                at.duration_since(now).unwrap_or_default().as_secs(),
-                utc_time_of_day(at)
+        let retry = match (status.retry_at, background) {
+            (Some(at), true) => format!(
+                "Next attempt at {} UTC (in {}s).",
+                utc_time_of_day(at),
+                at.duration_since(now).unwrap_or_default().as_secs()
             ),
-            None => "Next attempt at the next scrape (or refresh interval).".to_owned(),
+            (Some(at), false) => format!(
+                "Next attempt with the first scrape after {} UTC (in {}s).",
+                utc_time_of_day(at),
+                at.duration_since(now).unwrap_or_default().as_secs()
+            ),
+            (None, true) => "Next attempt at the next refresh interval.".to_owned(),
+            (None, false) => "Next attempt with the next scrape.".to_owned(),
         };
         let _ = writeln!(
             page,
@@ -198,6 +204,12 @@ fn utc_time_of_day(at: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_attempt_is_given_as_a_utc_time_of_day() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2 * 86_400 + 3_661);
+        assert_eq!(utc_time_of_day(at), "01:01:01");
+    }
 
     #[test]
     fn escape_neutralises_markup() {

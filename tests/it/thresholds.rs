@@ -235,8 +235,10 @@ async fn after_a_failure_the_landing_page_gives_the_advice_and_the_next_attempt(
         page.contains("What to do: Kraken does not know this API key"),
         "{page}"
     );
-    assert!(page.contains("Next attempt in "), "{page}");
-    assert!(page.contains(" UTC."), "{page}");
+    assert!(
+        page.contains("Next attempt with the first scrape after ") && page.contains(" UTC (in "),
+        "{page}"
+    );
     h.stop().await;
 }
 
