@@ -184,9 +184,10 @@ pub struct SimOptions {
     /// Whether the sim answers BalanceEx (false answers it with `EGeneral:Permission denied`, like
     /// a key/region where it is refused).
     pub balance_ex_enabled: bool,
-    /// The key's permissions as GetApiKeyInfo lists them (raw names). WithdrawMethods succeeds
-    /// only when one of them contains "withdraw" (e.g. `withdraw_funds`), like a key with
-    /// "Funds: Withdraw". Default: `["query_funds"]`, the one permission an exporter needs.
+    /// The key's permissions as GetApiKeyInfo lists them (Kraken's codes, such as `query-funds`).
+    /// WithdrawMethods succeeds only when one of them contains "withdraw" but not "address"
+    /// (e.g. `withdraw-funds`), like a key with "Funds: Withdraw". Default: `["query-funds"]`,
+    /// the one permission an exporter needs.
     pub permissions: Vec<String>,
     /// Whether the sim knows GetApiKeyInfo; false answers it with `EGeneral:Unknown method`, like
     /// a Kraken that predates the method, so the audit has to probe instead.
@@ -207,7 +208,7 @@ impl Default for SimOptions {
             latency: Duration::ZERO,
             moving: false,
             balance_ex_enabled: true,
-            permissions: vec!["query_funds".into()],
+            permissions: vec!["query-funds".into()],
             api_key_info_enabled: true,
             trade_balance_enabled: false,
         }
@@ -703,9 +704,11 @@ async fn handle(
                             Err(message) => envelope_error(message),
                         }
                     }
-                    Endpoint::GetApiKeyInfo => {
-                        envelope_ok(api_key_info_result(&shared.permissions))
-                    }
+                    Endpoint::GetApiKeyInfo => envelope_ok(api_key_info_result(
+                        &shared.permissions,
+                        shared.credentials.key.expose(),
+                        shared.state().last_nonce,
+                    )),
                     Endpoint::WithdrawMethods => envelope_ok(withdraw_methods_result()),
                     // Balance; public endpoints never reach this match.
                     _ => envelope_ok(balance_result(&shared.current_balances())),
@@ -819,11 +822,13 @@ fn authorize(
     Ok(params)
 }
 
-/// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw".
+/// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw",
+/// except the address-book codes (`add-withdraw-address`), which move no funds.
 fn may_withdraw(permissions: &[String]) -> bool {
-    permissions
-        .iter()
-        .any(|p| p.to_ascii_lowercase().contains("withdraw"))
+    permissions.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        p.contains("withdraw") && !p.contains("address")
+    })
 }
 
 /// The fields of a private call body the sim cares about.
@@ -1184,11 +1189,28 @@ fn trade_balance_result(
     }))
 }
 
-fn api_key_info_result(permissions: &[String]) -> Value {
+/// GetApiKeyInfo's documented answer (docs.kraken.com/api-reference/account-data/
+/// get-api-key-info): the key itself is echoed as Kraken does, so tests can check that the
+/// exporter never keeps it; times are the documented example's.
+fn api_key_info_result(permissions: &[String], key: &str, last_nonce: Option<u64>) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     json!({
-        "name": "exporter",
+        "apiKeyName": "exporter",
+        "apiKey": key,
+        "nonce": last_nonce.unwrap_or(0).to_string(),
+        "nonceWindow": 0,
         "permissions": permissions,
-        "restrictions": { "ip_whitelist": [] },
+        "iban": "AA00 SIMU LATE DKRK",
+        "validUntil": "0",
+        "queryFrom": "0",
+        "queryTo": "0",
+        "createdTime": "1772542900",
+        "modifiedTime": "1772543095",
+        "ipAllowlist": [],
+        "lastUsed": now.to_string(),
     })
 }
 
@@ -2064,15 +2086,16 @@ mod tests {
     async fn get_api_key_info_lists_the_configured_permissions() {
         let sim = start(SimOptions {
             credentials: Some(test_credentials(None)),
-            permissions: vec!["query_funds".into(), "withdraw_funds".into()],
+            permissions: vec!["query-funds".into(), "withdraw-funds".into()],
             ..SimOptions::default()
         })
         .await;
         let answer = call(&sim, "GetApiKeyInfo", 1).await;
-        assert_eq!(answer["result"]["name"], "exporter");
+        assert_eq!(answer["result"]["apiKeyName"], "exporter");
+        assert_eq!(answer["result"]["nonce"], "1");
         assert_eq!(
             answer["result"]["permissions"],
-            json!(["query_funds", "withdraw_funds"])
+            json!(["query-funds", "withdraw-funds"])
         );
         assert_eq!(sim.calls("GetApiKeyInfo"), 1);
         let mut bad = Call::new(&sim, "GetApiKeyInfo", 2);
