@@ -610,6 +610,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_key_kraken_echoes_is_never_kept() {
+        let sim = sim(&["query-funds"], true).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let info = client(&sim, &metrics).api_key_info().await.unwrap();
+        let key = sim.credentials().key.expose().to_owned();
+        assert!(!format!("{info:?}").contains(&key));
+        assert_eq!(info.name.as_deref(), Some("exporter"));
+        assert!(info.nonce.is_some_and(|nonce| nonce > 0), "{info:?}");
+    }
+
+    #[tokio::test]
     async fn a_key_that_may_withdraw_is_risky() {
         let sim = sim(&["query-funds", "withdraw-funds"], true).await;
         let metrics = Arc::new(RequestMetrics::new());
