@@ -41,7 +41,8 @@ pub struct App {
     pub exporter: Arc<Exporter>,
     /// Counters of calls to Kraken, kept across reloads.
     requests: Arc<RequestMetrics>,
-    /// Demo mode: one simulated Kraken per account name, kept across reloads.
+    /// Demo mode: one simulated Kraken per account name, and one for the shared market under
+    /// [`PUBLIC_ACCOUNT`], kept across reloads.
     sims: Mutex<HashMap<String, Arc<SimKraken>>>,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
@@ -141,7 +142,7 @@ impl App {
             self.sims
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .retain(|name, _| running.find(name).is_some());
+                .retain(|name, _| name == PUBLIC_ACCOUNT || running.find(name).is_some());
         }
         self.exporter.reload.record(outcome.is_ok());
         self.exporter.requests.touch();
@@ -160,7 +161,7 @@ async fn build_set(
     let http = http_client(config.timeout).context("building the HTTP client")?;
     let mut endpoints = Vec::new();
     for account in &config.accounts {
-        endpoints.push(demo_endpoint(config, account, sims).await?);
+        endpoints.push(demo_endpoint(config, &account.name, sims).await?);
     }
     let same_globals = |old: &Config| {
         old.api_url == config.api_url
@@ -173,10 +174,12 @@ async fn build_set(
     let market = match previous {
         Some((old, set)) if same_globals(old) => Arc::clone(&set.market),
         _ => {
-            let api_url = endpoints
-                .first()
-                .and_then(|e| e.as_ref().map(|(url, _)| url.clone()))
-                .unwrap_or_else(|| config.api_url.clone());
+            // In demo mode the market has a simulated Kraken of its own, so removing an account
+            // on reload never takes the public data's server away with it.
+            let api_url = match demo_endpoint(config, PUBLIC_ACCOUNT, sims).await? {
+                Some((url, _)) => url,
+                None => config.api_url.clone(),
+            };
             Market::new(
                 KrakenClient::public(
                     http.clone(),
@@ -228,10 +231,11 @@ async fn build_set(
     Ok(AccountSet { accounts, market })
 }
 
-/// In demo mode, the simulated Kraken of an account (started on first use) as (URL, credentials).
+/// In demo mode, the simulated Kraken of an account, or of the shared market under
+/// [`PUBLIC_ACCOUNT`] (started on first use), as (URL, credentials).
 async fn demo_endpoint(
     config: &Config,
-    account: &AccountConfig,
+    name: &str,
     sims: &Mutex<HashMap<String, Arc<SimKraken>>>,
 ) -> anyhow::Result<Option<(String, crate::secret::Credentials)>> {
     if !config.demo {
@@ -240,7 +244,7 @@ async fn demo_endpoint(
     let existing = sims
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&account.name)
+        .get(name)
         .cloned();
     let sim = match existing {
         Some(sim) => sim,
@@ -254,10 +258,10 @@ async fn demo_endpoint(
                 .await
                 .context("starting the simulated Kraken")?,
             );
-            tracing::info!(account = %account.name, url = %sim.url(), "simulated Kraken started");
+            tracing::info!(account = %name, url = %sim.url(), "simulated Kraken started");
             sims.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(account.name.clone(), Arc::clone(&sim));
+                .insert(name.to_owned(), Arc::clone(&sim));
             sim
         }
     };

@@ -9,6 +9,8 @@
 //!   nonces ([`kraken::nonce`]), pure response parsing ([`kraken::parse`]) and the HTTP client
 //!   ([`kraken::client`]).
 //! - [`audit`] tells whether the API key can do more than read balances (withdraw, trade).
+//! - [`asset_names`] resolves the asset names an operator writes (`BTC`, `xxbt`) to Kraken's
+//!   short names; [`spendable`] sums what each base asset can spend now.
 //! - [`valuation`] prices held assets in the operator's quote currency.
 //! - [`refresh`] decides when Kraken is called: minimum interval, single-flight, backoff,
 //!   staleness, and keeps each account's latest [`refresh::Snapshot`].
@@ -21,6 +23,7 @@
 //! - [`app`] wires the pieces together for `main` and the tests.
 
 pub mod app;
+pub mod asset_names;
 pub mod audit;
 pub mod check;
 pub mod cli;
@@ -35,5 +38,6 @@ pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod sim;
+pub mod spendable;
 pub mod valuation;
 pub mod web_config;

@@ -47,6 +47,24 @@ pub enum NonceError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The directory the state file belongs in does not exist, so the file could never be written.
+    #[error(
+        "nonce state file {path}: its directory {directory} does not exist; create the directory (writable by the exporter) or choose a path in an existing one"
+    )]
+    MissingDirectory {
+        /// Where the file is.
+        path: PathBuf,
+        /// The directory that is missing.
+        directory: PathBuf,
+    },
+    /// The high-water mark is the largest nonce there is: no greater one can follow.
+    #[error(
+        "nonce state file {path} holds the largest possible nonce, so no call could be signed; delete the file and create a new API key (this key has accepted a nonce no later one can exceed)"
+    )]
+    Exhausted {
+        /// Where the file is.
+        path: PathBuf,
+    },
     /// The state file could not be written, so a restart could reuse nonces.
     #[error(
         "cannot write nonce state file {path}: {source}; make its directory writable by the exporter"
@@ -102,7 +120,12 @@ impl NonceSource {
     /// process) handed out.
     pub fn next(&self) -> Result<u64, NonceError> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let nonce = self.clock.now_millis().max(*last + 1);
+        let Some(following) = last.checked_add(1) else {
+            return Err(NonceError::Exhausted {
+                path: self.state_file.clone().unwrap_or_default(),
+            });
+        };
+        let nonce = self.clock.now_millis().max(following);
         if let Some(path) = &self.state_file {
             write_atomically(path, nonce)?;
         }
@@ -111,16 +134,20 @@ impl NonceSource {
     }
 }
 
-/// The high-water mark stored in a state file; 0 when the file does not exist yet.
+/// The high-water mark stored in a state file; 0 when the file does not exist yet. A file
+/// holding `u64::MAX` is refused: no nonce could follow it.
 fn read_state_file(path: &Path) -> Result<u64, NonceError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| NonceError::BadStateFile {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(u64::MAX) => Err(NonceError::Exhausted {
+                path: path.to_owned(),
+            }),
+            Ok(last) => Ok(last),
+            Err(_) => Err(NonceError::BadStateFile {
                 path: path.to_owned(),
                 problem: "it does not hold a decimal number".into(),
             }),
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(NonceError::BadStateFile {
             path: path.to_owned(),
@@ -138,9 +165,9 @@ pub fn check_state_file(path: &Path) -> Result<(), NonceError> {
         _ => Path::new("."),
     };
     if !directory.is_dir() {
-        return Err(NonceError::BadStateFile {
+        return Err(NonceError::MissingDirectory {
             path: path.to_owned(),
-            problem: format!("its directory {} does not exist", directory.display()),
+            directory: directory.to_owned(),
         });
     }
     Ok(())
@@ -247,6 +274,33 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("fix or delete"), "{message}");
+    }
+
+    #[test]
+    fn a_state_file_at_the_largest_nonce_is_refused_instead_of_overflowing() {
+        let dir = tempdir();
+        let path = dir.join("nonce");
+        std::fs::write(&path, u64::MAX.to_string()).unwrap();
+        let err = NonceSource::with_state_file(Box::new(SystemClock), &path).unwrap_err();
+        assert!(matches!(err, NonceError::Exhausted { .. }), "{err}");
+        assert!(check_state_file(&path).is_err());
+        // One below the largest still yields exactly one nonce, then refuses instead of wrapping.
+        std::fs::write(&path, (u64::MAX - 1).to_string()).unwrap();
+        let source = NonceSource::with_state_file(Box::new(SystemClock), &path).unwrap();
+        assert_eq!(source.next().unwrap(), u64::MAX);
+        assert!(matches!(
+            source.next().unwrap_err(),
+            NonceError::Exhausted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_missing_directory_is_reported_with_its_own_fix() {
+        let dir = tempdir();
+        let path = dir.join("absent").join("nonce");
+        let message = check_state_file(&path).unwrap_err().to_string();
+        assert!(message.contains("create the directory"), "{message}");
+        assert!(!message.contains("fix or delete"), "{message}");
     }
 
     fn tempdir() -> PathBuf {

@@ -92,6 +92,16 @@ impl AssetTable {
         self.0.contains_key(code)
     }
 
+    /// Every listed raw code, in no particular order.
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Every listed short name, in no particular order.
+    pub fn altnames(&self) -> impl Iterator<Item = &str> {
+        self.0.values().map(|info| info.altname.as_str())
+    }
+
     /// What Kraken says about one code.
     pub fn get(&self, code: &str) -> Option<&AssetInfo> {
         self.0.get(code)

@@ -850,3 +850,73 @@ fn config_check_names_the_place_and_the_fix_of_every_mistake() {
         "{out}"
     );
 }
+
+/// In demo mode the shared market has a simulated Kraken of its own: a reload that removes the
+/// first account does not take the server of the public data (assets, pairs, prices) with it.
+#[tokio::test]
+async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "kraken.yml",
+        "accounts:\n  - name: first\n  - name: second\n",
+        0o600,
+    );
+    let no_env: SharedEnv = Arc::new(|_: &str| None);
+    let served = Served::start(
+        &[
+            "--demo",
+            "--config.file",
+            config.to_str().unwrap(),
+            "--valuation.quote",
+            "USD",
+            "--refresh.min-interval",
+            "1s",
+        ],
+        no_env,
+    )
+    .await;
+    let public_tickers = |body: &str| {
+        sample(
+            body,
+            "kraken_requests_total",
+            r#"account="_public",endpoint="Ticker""#,
+        )
+        .unwrap_or(0.0)
+    };
+    let public_errors = |body: &str| {
+        body.lines()
+            .filter(|line| {
+                line.starts_with("kraken_request_errors_total{account=\"_public\"")
+                    && !line.ends_with(" 0")
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut body = served.metrics().await;
+    while public_tickers(&body) < 1.0 {
+        assert!(Instant::now() < until, "no price was fetched:\n{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        body = served.metrics().await;
+    }
+
+    std::fs::write(&config, "accounts:\n  - name: second\n").unwrap();
+    let response = client().post(served.url("/-/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let before = public_tickers(&served.metrics().await);
+    let mut body = served.metrics().await;
+    while public_tickers(&body) < before + 2.0 {
+        assert!(
+            Instant::now() < until,
+            "prices stopped after the reload:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        body = served.metrics().await;
+    }
+    assert_eq!(public_errors(&body), Vec::<String>::new(), "{body}");
+    assert!(
+        sample(&body, "kraken_up", r#"account="second""#) == Some(1.0),
+        "{body}"
+    );
+    served.stop().await;
+}
