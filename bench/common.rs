@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kraken_exporter::audit::{AuditSource, KeyAudit};
 use kraken_exporter::kraken::Reason;
+use kraken_exporter::kraken::{CallObserver, Endpoint};
 use kraken_exporter::metrics::RequestMetrics;
-use kraken_exporter::refresh::{AccountStatus, LabeledBalance, Snapshot};
+use kraken_exporter::status::{AccountStatus, LabeledBalance, Snapshot};
 
 /// Codes that the simulated Kraken's Assets list knows (they get a short name, `XXBT` → `XBT`);
 /// larger accounts continue with synthetic codes, which are exported under their raw code.
@@ -90,7 +91,7 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
             balances,
             fetched_at: SystemTime::now(),
             fetched_instant: Instant::now(),
-            endpoint: "BalanceEx",
+            endpoint: Endpoint::BalanceEx,
         })),
         audit: Some(KeyAudit {
             permissions,
@@ -110,16 +111,21 @@ pub fn account_name(i: usize) -> String {
 /// public Assets call, and BalanceEx plus the key audit per account.
 pub fn request_metrics(accounts: usize) -> RequestMetrics {
     let requests = RequestMetrics::new();
-    requests.observe("public", "Assets", Duration::from_millis(40), None);
+    requests.observe("public", Endpoint::Assets, Duration::from_millis(40), None);
     for i in 0..accounts {
         let name = account_name(i);
-        requests.observe(&name, "BalanceEx", Duration::from_millis(60), None);
-        requests.observe(&name, "GetApiKeyInfo", Duration::from_millis(55), None);
+        requests.observe(&name, Endpoint::BalanceEx, Duration::from_millis(60), None);
+        requests.observe(
+            &name,
+            Endpoint::GetApiKeyInfo,
+            Duration::from_millis(55),
+            None,
+        );
     }
     // One failure, so the error family is not all zeros.
     requests.observe(
         "public",
-        "Assets",
+        Endpoint::Assets,
         Duration::from_millis(10_000),
         Some(Reason::Timeout),
     );

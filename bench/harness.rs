@@ -48,8 +48,9 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
 use kraken_exporter::app::{App, SharedEnv};
 use kraken_exporter::cli::Cli;
+use kraken_exporter::kraken::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
+use kraken_exporter::kraken::{CallObserver, Endpoint};
 use kraken_exporter::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
-use kraken_exporter::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting (used by the `alloc` scenario; the cost elsewhere is two relaxed atomics).
@@ -413,7 +414,7 @@ struct Fleet {
 
 impl Fleet {
     /// Calls of `method` that reached all the simulated Krakens together.
-    fn calls(&self, method: &str) -> u64 {
+    fn calls(&self, method: Endpoint) -> u64 {
         self.sims.iter().map(|sim| sim.calls(method)).sum()
     }
 }
@@ -1051,9 +1052,9 @@ fn contention(bench: &Bench, opts: &Opts) -> Result<(), String> {
         for k in 0..variants.len() {
             let i = (k + rep) % variants.len();
             let (fleet, exporter) = &running[i];
-            let before = fleet.calls("BalanceEx");
+            let before = fleet.calls(Endpoint::BalanceEx);
             runs[i].push(wrk(bench, &exporter.url(), connections, seconds, 10)?);
-            calls[i] += fleet.calls("BalanceEx") - before;
+            calls[i] += fleet.calls(Endpoint::BalanceEx) - before;
         }
     }
     println!(
@@ -1180,12 +1181,16 @@ fn coalesce(bench: &Bench, opts: &Opts) -> Result<(), String> {
     exporter.wait_ready(Duration::from_secs(30))?;
     let ready_at = Instant::now();
     std::thread::sleep(Duration::from_millis(200));
-    let methods = ["BalanceEx", "GetApiKeyInfo", "Assets"];
-    let before: Vec<u64> = methods.iter().map(|m| fleet.calls(m)).collect();
+    let methods = [
+        Endpoint::BalanceEx,
+        Endpoint::GetApiKeyInfo,
+        Endpoint::Assets,
+    ];
+    let before: Vec<u64> = methods.iter().map(|m| fleet.calls(*m)).collect();
     let started = Instant::now();
     let run = wrk(bench, &exporter.url(), connections, seconds, 10)?;
     let load_ended = Instant::now();
-    let after: Vec<u64> = methods.iter().map(|m| fleet.calls(m)).collect();
+    let after: Vec<u64> = methods.iter().map(|m| fleet.calls(*m)).collect();
     let body = exporter.metrics()?;
     let rate_limited = sum_samples(
         &body,
@@ -1298,9 +1303,9 @@ fn accounts(bench: &Bench, opts: &Opts) -> Result<(), String> {
             let mut refreshes = Vec::new();
             for _ in 0..rounds {
                 std::thread::sleep(Duration::from_millis(2200));
-                let before = fleet.calls("BalanceEx");
+                let before = fleet.calls(Endpoint::BalanceEx);
                 let (took, body) = timed_scrape(exporter.addr)?;
-                let refreshed = fleet.calls("BalanceEx") - before;
+                let refreshed = fleet.calls(Endpoint::BalanceEx) - before;
                 let up = sum_samples(&body, "kraken_up", "");
                 if refreshed != count as u64 || up != count as f64 {
                     eprintln!(
@@ -1696,7 +1701,7 @@ fn footprint(opts: &Opts) -> Result<(), String> {
             bytes as f64 / 1024.0 / accounts as f64
         );
     };
-    let counters = |endpoints: &[&str], observed: &[&str]| {
+    let counters = |endpoints: &[Endpoint], observed: &[Endpoint]| {
         let (a0, _) = allocation_counters();
         let before = live_bytes();
         let requests = RequestMetrics::new();
@@ -1704,21 +1709,29 @@ fn footprint(opts: &Opts) -> Result<(), String> {
             let name = common::account_name(i);
             requests.prepare(&name, endpoints);
             for endpoint in observed {
-                requests.observe(&name, endpoint, Duration::from_millis(50), None);
+                requests.observe(&name, *endpoint, Duration::from_millis(50), None);
             }
         }
         let (a1, _) = allocation_counters();
         (requests, live_bytes() - before, a1 - a0)
     };
-    let (_, bytes, allocations) = counters(&["BalanceEx", "Balance"], &["BalanceEx"]);
+    let (_, bytes, allocations) = counters(
+        &[Endpoint::BalanceEx, Endpoint::Balance],
+        &[Endpoint::BalanceEx],
+    );
     row(
         "request counters, audit off (2 endpoints × 12 counters, 1 histogram)",
         bytes,
         allocations,
     );
     let (requests, bytes, allocations) = counters(
-        &["BalanceEx", "Balance", "GetApiKeyInfo", "WithdrawMethods"],
-        &["BalanceEx", "GetApiKeyInfo"],
+        &[
+            Endpoint::BalanceEx,
+            Endpoint::Balance,
+            Endpoint::GetApiKeyInfo,
+            Endpoint::WithdrawMethods,
+        ],
+        &[Endpoint::BalanceEx, Endpoint::GetApiKeyInfo],
     );
     row(
         "request counters, audit on (4 endpoints × 12 counters, 2 histograms)",

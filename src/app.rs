@@ -14,17 +14,17 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::account::{Account, Extras};
 use crate::cli::Flags;
 use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
 use crate::kraken::client::{ClientOptions, http_client};
 use crate::kraken::nonce::{NonceSource, SystemClock};
-use crate::kraken::{BalanceEndpoint, KrakenClient};
+use crate::kraken::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
+use crate::kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
-use crate::refresh::{Account, Extras};
-use crate::server;
-use crate::sim::{SimKraken, SimOptions};
+use crate::web;
 
 /// The environment, shared with reloads (which read credential variables again).
 pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -72,6 +72,7 @@ impl App {
             config.demo,
             config.policy.background_interval.is_some(),
             Some(reload_tx),
+            config.web.enable_lifecycle,
         ));
         let app = Arc::new(App {
             flags,
@@ -189,7 +190,7 @@ async fn build_set(
                         balance_endpoint: BalanceEndpoint::Auto,
                     },
                     PUBLIC_ACCOUNT.to_owned(),
-                    Arc::clone(requests),
+                    Arc::clone(requests) as Arc<dyn CallObserver>,
                 ),
                 config.policy.assets_interval,
                 config.valuation.quote.clone().map(|quote| PricePolicy {
@@ -197,6 +198,7 @@ async fn build_set(
                     min_interval: config.policy.min_interval,
                     stale_after: config.policy.stale_after,
                 }),
+                Arc::clone(requests),
             )
         }
     };
@@ -217,9 +219,9 @@ async fn build_set(
         accounts.push(exported);
     }
     // Counters are created only once the whole set is built, so a refused reload leaves none.
-    let mut public = vec!["Assets"];
+    let mut public = vec![Endpoint::Assets];
     if config.valuation.quote.is_some() {
-        public.extend(["AssetPairs", "Ticker"]);
+        public.extend([Endpoint::AssetPairs, Endpoint::Ticker]);
     }
     requests.prepare(PUBLIC_ACCOUNT, &public);
     for exported in &accounts {
@@ -252,7 +254,7 @@ async fn demo_endpoint(
             let sim = Arc::new(
                 SimKraken::start(SimOptions {
                     moving: true,
-                    rate_limit: Some(crate::sim::STARTER_RATE_LIMIT),
+                    rate_limit: Some(STARTER_RATE_LIMIT),
                     ..SimOptions::default()
                 })
                 .await
@@ -270,17 +272,13 @@ async fn demo_endpoint(
 
 /// The private endpoints an account may call, so their counters exist at 0 before the first
 /// call (a counter born at 1 hides the first error from `increase()`).
-fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<&'static str> {
-    let mut endpoints = match account.balance_endpoint {
-        BalanceEndpoint::Auto => vec!["BalanceEx", "Balance"],
-        BalanceEndpoint::BalanceEx => vec!["BalanceEx"],
-        BalanceEndpoint::Balance => vec!["Balance"],
-    };
+fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<Endpoint> {
+    let mut endpoints = account.balance_endpoint.endpoints().to_vec();
     if config.audit.enabled {
-        endpoints.extend(["GetApiKeyInfo", "WithdrawMethods"]);
+        endpoints.extend([Endpoint::GetApiKeyInfo, Endpoint::WithdrawMethods]);
     }
     if config.valuation.trade_balance {
-        endpoints.push("TradeBalance");
+        endpoints.push(Endpoint::TradeBalance);
     }
     endpoints
 }
@@ -322,7 +320,7 @@ fn start_account(
         credentials,
         nonces,
         account.name.clone(),
-        Arc::clone(requests),
+        Arc::clone(requests) as Arc<dyn CallObserver>,
     );
     let extras = Extras {
         audit_interval: config.audit.enabled.then_some(config.audit.interval),
@@ -334,7 +332,13 @@ fn start_account(
                 .unwrap_or_else(|| "USD".to_owned())
         }),
     };
-    let state = Account::new(client, config.policy.clone(), extras, Arc::clone(market));
+    let state = Account::new(
+        client,
+        config.policy.clone(),
+        extras,
+        Arc::clone(market),
+        Arc::clone(requests),
+    );
     let task = match config.policy.background_interval {
         // The loop's first tick is immediate, so it also makes the first refresh.
         Some(interval) => tokio::spawn(Arc::clone(&state).run_background(interval)),
@@ -402,7 +406,7 @@ pub async fn run(
             }
         }
     });
-    let served = server::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
+    let served = web::run(Arc::clone(&app.exporter), listener, security, shutdown).await;
     reload_loop.abort();
     served?;
     Ok(())

@@ -324,9 +324,9 @@ mod tests {
     use super::*;
     use crate::kraken::client::http_client;
     use crate::kraken::nonce::{NonceSource, SystemClock};
-    use crate::kraken::{BalanceEndpoint, ClientOptions};
+    use crate::kraken::sim::{Fault, SimKraken, SimOptions};
+    use crate::kraken::{BalanceEndpoint, ClientOptions, Endpoint};
     use crate::metrics::RequestMetrics;
-    use crate::sim::{Fault, SimKraken, SimOptions};
 
     #[test]
     fn raw_names_map_to_normalised_permissions() {
@@ -583,7 +583,7 @@ mod tests {
             sim.credentials(),
             NonceSource::new(Box::new(SystemClock)),
             "audited".into(),
-            Arc::clone(metrics),
+            metrics.clone(),
         )
     }
 
@@ -605,8 +605,8 @@ mod tests {
         assert_eq!(audit.source, AuditSource::ApiKeyInfo);
         assert!(audit.risky().is_empty(), "{audit:?}");
         assert_eq!(audit.granted(FUNDS_QUERY), Some(true));
-        assert_eq!(metrics.requests("audited", "GetApiKeyInfo"), 1);
-        assert_eq!(sim.calls("WithdrawMethods"), 0);
+        assert_eq!(metrics.requests("audited", Endpoint::GetApiKeyInfo), 1);
+        assert_eq!(sim.calls(Endpoint::WithdrawMethods), 0);
     }
 
     #[tokio::test]
@@ -642,8 +642,8 @@ mod tests {
             let audit = audit_key(&client(&sim, &metrics)).await.unwrap();
             assert_eq!(audit.source, AuditSource::WithdrawProbe);
             assert_eq!(audit.risky(), risky, "{permissions:?}");
-            assert_eq!(sim.calls("GetApiKeyInfo"), 1);
-            assert_eq!(metrics.requests("audited", "WithdrawMethods"), 1);
+            assert_eq!(sim.calls(Endpoint::GetApiKeyInfo), 1);
+            assert_eq!(metrics.requests("audited", Endpoint::WithdrawMethods), 1);
         }
     }
 
@@ -651,14 +651,14 @@ mod tests {
     async fn a_failing_kraken_is_an_error_not_a_probe() {
         let sim = sim(&["query-funds", "withdraw-funds"], true).await;
         sim.inject(
-            "GetApiKeyInfo",
+            Endpoint::GetApiKeyInfo,
             Fault::KrakenError("EService:Unavailable".into()),
             None,
         );
         let metrics = Arc::new(RequestMetrics::new());
         let error = audit_key(&client(&sim, &metrics)).await.unwrap_err();
         assert_eq!(error.reason(), Reason::Unavailable);
-        assert_eq!(sim.calls("WithdrawMethods"), 0);
+        assert_eq!(sim.calls(Endpoint::WithdrawMethods), 0);
     }
 
     #[tokio::test]
@@ -674,14 +674,14 @@ mod tests {
                 balance_endpoint: BalanceEndpoint::Auto,
             },
             "_public".into(),
-            Arc::clone(&metrics),
+            metrics.clone(),
         );
         let error = audit_key(&public).await.unwrap_err();
         assert!(
             matches!(error, KrakenError::NoCredentials { .. }),
             "{error}"
         );
-        assert_eq!(sim.calls("GetApiKeyInfo"), 0);
-        assert_eq!(sim.calls("WithdrawMethods"), 0);
+        assert_eq!(sim.calls(Endpoint::GetApiKeyInfo), 0);
+        assert_eq!(sim.calls(Endpoint::WithdrawMethods), 0);
     }
 }

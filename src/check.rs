@@ -9,7 +9,7 @@ use crate::app::{App, SharedEnv};
 use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
-use crate::refresh::format_amount;
+use crate::status::format_amount;
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
 /// reason and the fix to `err`. Returns whether every key works.

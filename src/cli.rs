@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{EnumValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::kraken::BalanceEndpoint;
@@ -14,13 +15,27 @@ use crate::kraken::BalanceEndpoint;
 /// Default listen port: outside the 9100–9999 range that Prometheus exporters share.
 pub const DEFAULT_PORT: u16 = 10987;
 
+/// What `--version` prints: the version, then revision, build date, compiler and target, like
+/// the version output of Prometheus' own programs.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision: ",
+    env!("KRAKEN_EXPORTER_REVISION"),
+    ")\n  build date: ",
+    env!("KRAKEN_EXPORTER_BUILD_DATE"),
+    "\n  rustc: ",
+    env!("KRAKEN_EXPORTER_RUSTC"),
+    "\n  target: ",
+    env!("KRAKEN_EXPORTER_TARGET"),
+);
+
 /// Prometheus exporter for the balances of a Kraken account.
 ///
 /// Credentials come from KRAKEN_API_KEY, KRAKEN_API_SECRET and KRAKEN_API_OTP, or from files
 /// named by KRAKEN_API_KEY_FILE, KRAKEN_API_SECRET_FILE, KRAKEN_API_OTP_FILE or the
 /// --kraken.api-*-file flags; never from flag values.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kraken_exporter", version, about, long_about)]
+#[command(name = "kraken_exporter", version, long_version = LONG_VERSION, about, long_about)]
 pub struct Cli {
     /// `check` to verify the key once and print the balances.
     #[command(subcommand)]
@@ -81,7 +96,11 @@ pub struct Flags {
 
     /// Which private endpoint returns balances: balance-ex gives holds; auto falls back to
     /// balance when BalanceEx is refused [default: auto].
-    #[arg(long = "kraken.balance-endpoint", value_enum, global = true)]
+    #[arg(
+        long = "kraken.balance-endpoint",
+        value_parser = EnumValueParser::<BalanceEndpointFlag>::new().map(BalanceEndpoint::from),
+        global = true
+    )]
     pub balance_endpoint: Option<BalanceEndpoint>,
 
     /// Upper bound on one call to Kraken, from connecting to the last byte [default: 10s].
@@ -134,6 +153,11 @@ pub struct Flags {
     #[arg(long = "web.config.file", value_name = "PATH", global = true)]
     pub web_config_file: Option<PathBuf>,
 
+    /// Allow reloading the configuration through POST /-/reload, as Prometheus' flag of the same
+    /// name does. SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    pub enable_lifecycle: bool,
+
     /// Log level of the exporter's own messages (dependencies log at warn at most).
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: LogLevel,
@@ -172,6 +196,61 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--kraken.balance-endpoint` values, as offered on the command line; each maps to the
+/// [`BalanceEndpoint`] of the same name, so the wire layer needs no knowledge of clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BalanceEndpointFlag {
+    /// BalanceEx, falling back to Balance while BalanceEx is refused.
+    Auto,
+    /// Always BalanceEx (totals and holds).
+    #[value(name = "balance-ex")]
+    BalanceEx,
+    /// Always Balance (totals only, no holds).
+    Balance,
+}
+
+impl From<BalanceEndpointFlag> for BalanceEndpoint {
+    fn from(flag: BalanceEndpointFlag) -> Self {
+        match flag {
+            BalanceEndpointFlag::Auto => BalanceEndpoint::Auto,
+            BalanceEndpointFlag::BalanceEx => BalanceEndpoint::BalanceEx,
+            BalanceEndpointFlag::Balance => BalanceEndpoint::Balance,
+        }
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance_endpoint(args: &[&str]) -> Result<Option<BalanceEndpoint>, clap::Error> {
+        let argv = std::iter::once("kraken_exporter").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.flags.balance_endpoint)
+    }
+
+    #[test]
+    fn balance_endpoint_flag_accepts_exactly_the_names_the_wire_layer_uses() {
+        assert_eq!(balance_endpoint(&[]).unwrap(), None);
+        for choice in BalanceEndpoint::ALL {
+            let flag = format!("--kraken.balance-endpoint={}", choice.as_str());
+            assert_eq!(balance_endpoint(&[&flag]).unwrap(), Some(choice));
+            assert_eq!(choice.as_str().parse::<BalanceEndpoint>(), Ok(choice));
+        }
+        let offered: Vec<String> = BalanceEndpointFlag::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        let known: Vec<&str> = BalanceEndpoint::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(offered, known);
+        for wrong in ["Balance-Ex", "balanceex", ""] {
+            let flag = format!("--kraken.balance-endpoint={wrong}");
+            assert!(balance_endpoint(&[&flag]).is_err(), "{wrong:?}");
+            assert!(wrong.parse::<BalanceEndpoint>().is_err(), "{wrong:?}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! Owns the swap of the account set on reload, the watched-asset zeros, and the assembly of one
 //! scrape (all accounts for `/metrics`, one for `/probe`).
 //! Must not: read configuration or talk HTTP; [`crate::app`] builds account sets and
-//! [`crate::server`] serves what this renders.
+//! [`crate::web`] serves what this renders.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,11 +15,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::account::Account;
 use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
 use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
-use crate::refresh::{Account, AccountStatus, LabeledBalance, Snapshot};
+use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 
 /// Background tasks of one account; aborted when the last account set holding them is dropped.
 #[derive(Debug, Default)]
@@ -116,6 +117,8 @@ pub struct Exporter {
     pub reload: ReloadStatus,
     /// Where `POST /-/reload` sends its request; `None` when nothing can reload.
     reloads: Option<mpsc::Sender<ReloadRequest>>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` may reload (SIGHUP always may).
+    lifecycle: bool,
     /// Background mode: the latest `/metrics` body, reused while nothing changed.
     cached: Mutex<Option<CachedBody>>,
     /// Size of the latest full exposition, so the next is written into a buffer that fits.
@@ -145,6 +148,7 @@ impl Exporter {
         demo: bool,
         background: bool,
         reloads: Option<mpsc::Sender<ReloadRequest>>,
+        lifecycle: bool,
     ) -> Self {
         Self {
             set: RwLock::new(Arc::new(set)),
@@ -155,6 +159,7 @@ impl Exporter {
             background,
             reload: ReloadStatus::default(),
             reloads,
+            lifecycle,
             cached: Mutex::new(None),
             last_size: AtomicUsize::new(0),
         }
@@ -169,6 +174,11 @@ impl Exporter {
     pub fn replace(&self, set: AccountSet) {
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         self.requests.touch();
+    }
+
+    /// Whether `POST /-/reload` may reload (`--web.enable-lifecycle`).
+    pub fn lifecycle_enabled(&self) -> bool {
+        self.lifecycle
     }
 
     /// Asks the application to reload its configuration and waits for the outcome.
@@ -288,7 +298,7 @@ impl Exporter {
 /// Adds a zero balance for every watched asset (the `watch` list and the assets with a
 /// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing.
 /// Stale or missing balances stay missing: zero would then be a claim the exporter cannot make.
-pub fn with_watched(
+pub(crate) fn with_watched(
     mut status: AccountStatus,
     config: &AccountConfig,
     assets: &AssetTable,
@@ -311,7 +321,7 @@ pub fn with_watched(
     if missing.is_empty() {
         return status;
     }
-    let holds_known = snapshot.endpoint != "Balance";
+    let holds_known = snapshot.endpoint.reports_holds();
     let mut balances = snapshot.balances.clone();
     for asset in missing {
         balances.push(LabeledBalance {

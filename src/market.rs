@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::kraken::{AssetTable, KrakenClient, PairTable};
+use crate::metrics::RequestMetrics;
 use crate::valuation::{self, PriceBook};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
 /// starting with `_` are refused, so it cannot clash.
-pub const PUBLIC_ACCOUNT: &str = "_public";
+pub(crate) const PUBLIC_ACCOUNT: &str = "_public";
 
 /// How long to wait before asking for a failed public list again.
 const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
@@ -40,6 +41,8 @@ pub struct Market {
     assets_interval: Duration,
     /// Valuation settings; `None` makes no price calls at all.
     prices: Option<PricePolicy>,
+    /// Told after every change to what the exposition shows (new asset names, new prices).
+    changes: Arc<RequestMetrics>,
     /// Handle to itself, for the price refresh task.
     this: Weak<Market>,
     /// What is known.
@@ -76,16 +79,19 @@ struct MarketState {
 }
 
 impl Market {
-    /// A market that has fetched nothing yet.
+    /// A market that has fetched nothing yet. `changes` is touched after every new list or price
+    /// book.
     pub fn new(
         client: KrakenClient,
         assets_interval: Duration,
         prices: Option<PricePolicy>,
+        changes: Arc<RequestMetrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             client,
             assets_interval,
             prices,
+            changes,
             this: this.clone(),
             state: Mutex::new(MarketState::default()),
             assets_fetch: tokio::sync::Mutex::new(()),
@@ -117,7 +123,7 @@ impl Market {
                         tracing::debug!(assets = table.len(), "asset list refreshed");
                         state.assets = Arc::new(table);
                         state.assets_due = Some(Instant::now() + self.assets_interval);
-                        self.client.touch();
+                        self.changes.touch();
                     }
                     Err(error) => {
                         tracing::warn!(%error, "fetching the asset list failed; balances keep raw codes as asset names until it succeeds");
@@ -130,13 +136,13 @@ impl Market {
     }
 
     /// The Assets list as known now, without calling Kraken.
-    pub fn current_assets(&self) -> Arc<AssetTable> {
+    pub(crate) fn current_assets(&self) -> Arc<AssetTable> {
         Arc::clone(&self.lock().assets)
     }
 
     /// Records what an account holds, so prices are fetched for it, and starts a price refresh
     /// when one is due.
-    pub fn note_held(&self, held: Vec<(String, String)>) {
+    pub(crate) fn note_held(&self, held: Vec<(String, String)>) {
         if self.prices.is_none() {
             return;
         }
@@ -146,7 +152,7 @@ impl Market {
 
     /// Starts a price refresh in the background when valuation is on, none is running, and the
     /// latest one started at least the minimum interval ago. Never waits.
-    pub fn refresh_prices_if_due(&self) {
+    pub(crate) fn refresh_prices_if_due(&self) {
         let Some(policy) = &self.prices else {
             return;
         };
@@ -194,7 +200,7 @@ impl Market {
                     tracing::debug!(quote = %book.quote, unpriced = ?book.unpriced, "some held assets have no market in the quote currency");
                 }
                 self.lock().book = Some((Arc::new(book), Instant::now()));
-                self.client.touch();
+                self.changes.touch();
             }
             Err(error) => {
                 tracing::warn!(%error, "fetching prices failed; keeping the previous prices until they are stale");
@@ -226,7 +232,7 @@ impl Market {
     }
 
     /// The latest price book, unless it is older than the staleness limit.
-    pub fn current_prices(&self) -> Option<Arc<PriceBook>> {
+    pub(crate) fn current_prices(&self) -> Option<Arc<PriceBook>> {
         let policy = self.prices.as_ref()?;
         self.lock()
             .book

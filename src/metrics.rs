@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kraken::Reason;
-use crate::refresh::{AccountStatus, LabeledBalance};
+use crate::kraken::{CallObserver, Endpoint, Reason};
+use crate::status::{AccountStatus, LabeledBalance};
 use crate::valuation::PriceBook;
 
 /// The exposition `Content-Type` (text format 0.0.4), set explicitly on every answer.
@@ -116,8 +116,8 @@ impl EndpointCounters {
 /// for the whole process (counters must never go back), unlike the families built per scrape.
 #[derive(Debug, Default)]
 pub struct RequestMetrics {
-    /// (account, endpoint) → counters, in the order they are written.
-    table: RwLock<BTreeMap<(String, String), Arc<EndpointCounters>>>,
+    /// (account, endpoint) → counters, in the order they are written (endpoints sort by name).
+    table: RwLock<BTreeMap<(String, Endpoint), Arc<EndpointCounters>>>,
     /// Bumped by every change to anything the exposition shows (a call counted here, a refresh,
     /// a reload, new prices), so a rendered body can be reused until the next change.
     generation: AtomicU64,
@@ -129,8 +129,8 @@ impl RequestMetrics {
         Self::default()
     }
 
-    fn counters(&self, account: &str, endpoint: &str) -> Arc<EndpointCounters> {
-        let key = (account.to_owned(), endpoint.to_owned());
+    fn counters(&self, account: &str, endpoint: Endpoint) -> Arc<EndpointCounters> {
+        let key = (account.to_owned(), endpoint);
         if let Some(found) = self
             .table
             .read()
@@ -145,33 +145,27 @@ impl RequestMetrics {
 
     /// Creates the request and error counters of an account's endpoints at zero, before any
     /// call: a counter that first appears at 1 hides its first error from `increase()`.
-    pub fn prepare(&self, account: &str, endpoints: &[&str]) {
+    pub fn prepare(&self, account: &str, endpoints: &[Endpoint]) {
         for endpoint in endpoints {
-            self.counters(account, endpoint);
+            self.counters(account, *endpoint);
         }
-        self.touch();
-    }
-
-    /// Counts one call.
-    pub fn observe(&self, account: &str, endpoint: &str, elapsed: Duration, error: Option<Reason>) {
-        self.counters(account, endpoint).observe(elapsed, error);
         self.touch();
     }
 
     /// Records that something the exposition shows has changed. Callers touch *after* their
     /// change is visible, so a body rendered from the old state is never taken as current.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The number of changes so far.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
     /// Drops every series of an account that is no longer configured, so a removed account
     /// does not linger in the exposition.
-    pub fn forget(&self, account: &str) {
+    pub(crate) fn forget(&self, account: &str) {
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -180,14 +174,16 @@ impl RequestMetrics {
     }
 
     /// Calls counted so far for an account and endpoint.
-    pub fn requests(&self, account: &str, endpoint: &str) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn requests(&self, account: &str, endpoint: Endpoint) -> u64 {
         self.counters(account, endpoint)
             .requests
             .load(Ordering::Relaxed)
     }
 
     /// Errors counted so far for an account, endpoint and reason.
-    pub fn errors(&self, account: &str, endpoint: &str, reason: Reason) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn errors(&self, account: &str, endpoint: Endpoint, reason: Reason) -> u64 {
         let index = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.counters(account, endpoint).errors[index].load(Ordering::Relaxed)
     }
@@ -196,7 +192,7 @@ impl RequestMetrics {
     fn snapshot(
         &self,
         only_account: Option<&str>,
-    ) -> Vec<((String, String), Arc<EndpointCounters>)> {
+    ) -> Vec<((String, Endpoint), Arc<EndpointCounters>)> {
         self.table
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -204,6 +200,14 @@ impl RequestMetrics {
             .filter(|((account, _), _)| only_account.is_none_or(|name| name == account))
             .map(|(key, counters)| (key.clone(), Arc::clone(counters)))
             .collect()
+    }
+}
+
+impl CallObserver for RequestMetrics {
+    /// Counts one call.
+    fn observe(&self, account: &str, endpoint: Endpoint, elapsed: Duration, error: Option<Reason>) {
+        self.counters(account, endpoint).observe(elapsed, error);
+        self.touch();
     }
 }
 
@@ -392,7 +396,7 @@ pub fn render(
 
 /// [`render`] into a buffer of `capacity` bytes, such as the previous exposition's size, so a
 /// large exposition is written without growing (and copying) its buffer.
-pub fn render_sized(
+pub(crate) fn render_sized(
     accounts: &[AccountView<'_>],
     prices: Option<&PriceBook>,
     reload: Option<ReloadView>,
@@ -404,8 +408,21 @@ pub fn render_sized(
     let mut w = Writer {
         out: String::with_capacity(capacity),
     };
-    let name_of = |view: &AccountView<'_>| view.status.name.clone();
+    write_permissions(&mut w, accounts);
+    if let Some(book) = prices {
+        write_prices(&mut w, book);
+    }
+    write_balances(&mut w, accounts);
+    write_equivalent(&mut w, accounts);
+    write_build_and_reload(&mut w, build, reload);
+    write_last_success(&mut w, accounts);
+    write_requests(&mut w, requests, only_account);
+    write_up(&mut w, accounts);
+    w.out.into_bytes()
+}
 
+/// `kraken_api_key_permission`, from each account's latest audit.
+fn write_permissions(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family(
         "kraken_api_key_permission",
         HELP_KRAKEN_API_KEY_PERMISSION,
@@ -422,28 +439,34 @@ pub fn render_sized(
             );
         }
     }
-    if let Some(book) = prices {
-        let mut f = w.family("kraken_asset_price", HELP_KRAKEN_ASSET_PRICE, "gauge");
-        for (asset, price) in &book.prices {
-            f.sample(
-                "",
-                &[("asset", asset), ("quote", &book.quote)],
-                Value::Float(*price),
-            );
-        }
-        let mut f = w.family(
-            "kraken_asset_price_missing",
-            HELP_KRAKEN_ASSET_PRICE_MISSING,
-            "gauge",
+}
+
+/// `kraken_asset_price` and `kraken_asset_price_missing`.
+fn write_prices(w: &mut Writer, book: &PriceBook) {
+    let mut f = w.family("kraken_asset_price", HELP_KRAKEN_ASSET_PRICE, "gauge");
+    for (asset, price) in &book.prices {
+        f.sample(
+            "",
+            &[("asset", asset), ("quote", &book.quote)],
+            Value::Float(*price),
         );
-        for asset in &book.unpriced {
-            f.sample(
-                "",
-                &[("asset", asset), ("quote", &book.quote)],
-                Value::Float(1.0),
-            );
-        }
     }
+    let mut f = w.family(
+        "kraken_asset_price_missing",
+        HELP_KRAKEN_ASSET_PRICE_MISSING,
+        "gauge",
+    );
+    for asset in &book.unpriced {
+        f.sample(
+            "",
+            &[("asset", asset), ("quote", &book.quote)],
+            Value::Float(1.0),
+        );
+    }
+}
+
+/// `kraken_balance`, `kraken_balance_hold` and `kraken_balance_min`.
+fn write_balances(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family("kraken_balance", HELP_KRAKEN_BALANCE, "gauge");
     for view in accounts {
         let account = name_of(view);
@@ -481,6 +504,10 @@ pub fn render_sized(
             );
         }
     }
+}
+
+/// `kraken_equivalent_balance`.
+fn write_equivalent(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family(
         "kraken_equivalent_balance",
         HELP_KRAKEN_EQUIVALENT_BALANCE,
@@ -495,6 +522,10 @@ pub fn render_sized(
             );
         }
     }
+}
+
+/// `kraken_exporter_build_info` and, unless `reload` is `None`, the two reload gauges.
+fn write_build_and_reload(w: &mut Writer, build: &BuildInfo, reload: Option<ReloadView>) {
     let mut f = w.family(
         "kraken_exporter_build_info",
         HELP_KRAKEN_EXPORTER_BUILD_INFO,
@@ -519,6 +550,10 @@ pub fn render_sized(
         );
         f.sample("", &[], Value::Float(if reload.ok { 1.0 } else { 0.0 }));
     }
+}
+
+/// `kraken_last_success_timestamp_seconds`.
+fn write_last_success(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family(
         "kraken_last_success_timestamp_seconds",
         HELP_KRAKEN_LAST_SUCCESS_TIMESTAMP_SECONDS,
@@ -533,13 +568,15 @@ pub fn render_sized(
             );
         }
     }
-    write_requests(&mut w, requests, only_account);
+}
+
+/// `kraken_up`.
+fn write_up(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family("kraken_up", HELP_KRAKEN_UP, "gauge");
     for view in accounts {
         let up = if view.status.up { 1.0 } else { 0.0 };
         f.sample("", &[("account", &name_of(view))], Value::Float(up));
     }
-    w.out.into_bytes()
 }
 
 /// The three request families, in name order: duration, errors, requests.
@@ -551,6 +588,7 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
         "histogram",
     );
     for ((account, endpoint), counters) in &series {
+        let endpoint = endpoint.as_str();
         if counters.requests.load(Ordering::Relaxed) == 0 {
             continue;
         }
@@ -571,10 +609,7 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
             ("le", "+Inf"),
         ];
         f.sample("_bucket", &labels, Value::Count(total));
-        let labels = [
-            ("account", account.as_str()),
-            ("endpoint", endpoint.as_str()),
-        ];
+        let labels = [("account", account.as_str()), ("endpoint", endpoint)];
         let sum = f64::from_bits(counters.sum.load(Ordering::Relaxed));
         f.sample("_sum", &labels, Value::Float(sum));
         f.sample("_count", &labels, Value::Count(total));
@@ -591,7 +626,7 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
         for (index, reason) in &reasons {
             let labels = [
                 ("account", account.as_str()),
-                ("endpoint", endpoint),
+                ("endpoint", endpoint.as_str()),
                 ("reason", reason.as_str()),
             ];
             f.sample(
@@ -617,6 +652,11 @@ fn write_requests(w: &mut Writer, requests: &RequestMetrics, only_account: Optio
             Value::Count(counters.requests.load(Ordering::Relaxed)),
         );
     }
+}
+
+/// The `account` label of a view.
+fn name_of(view: &AccountView<'_>) -> String {
+    view.status.name.clone()
 }
 
 /// The balances of a view, in snapshot order.
@@ -672,15 +712,15 @@ mod tests {
     #[test]
     fn request_counters_render_as_a_histogram_and_counters_in_label_order() {
         let metrics = RequestMetrics::new();
-        metrics.prepare("a", &["BalanceEx"]);
-        metrics.observe("a", "BalanceEx", Duration::from_millis(70), None);
+        metrics.prepare("a", &[Endpoint::BalanceEx]);
+        metrics.observe("a", Endpoint::BalanceEx, Duration::from_millis(70), None);
         metrics.observe(
             "a",
-            "BalanceEx",
+            Endpoint::BalanceEx,
             Duration::from_secs(40),
             Some(Reason::Timeout),
         );
-        metrics.observe("b", "Assets", Duration::from_millis(10), None);
+        metrics.observe("b", Endpoint::Assets, Duration::from_millis(10), None);
         let text = exposition(&metrics, None);
         assert!(text.contains("# TYPE kraken_request_duration_seconds histogram\n"));
         assert!(text.contains("kraken_request_duration_seconds_bucket{account=\"a\",endpoint=\"BalanceEx\",le=\"0.05\"} 0\n"));
@@ -695,11 +735,35 @@ mod tests {
         let decode = text.find("reason=\"decode\"").unwrap();
         let unavailable = text.find("reason=\"unavailable\"").unwrap();
         assert!(decode < unavailable, "reasons in label order");
-        assert_eq!(metrics.errors("a", "BalanceEx", Reason::Timeout), 1);
+        assert_eq!(metrics.errors("a", Endpoint::BalanceEx, Reason::Timeout), 1);
         metrics.forget("a");
         let text = exposition(&metrics, None);
         assert!(!text.contains("account=\"a\""));
         let probe = exposition(&metrics, Some("nobody"));
         assert!(!probe.contains("account=\"b\""), "{probe}");
+    }
+
+    #[test]
+    fn request_series_are_written_in_endpoint_name_order() {
+        let metrics = RequestMetrics::new();
+        metrics.prepare(
+            "a",
+            &[
+                Endpoint::BalanceEx,
+                Endpoint::Balance,
+                Endpoint::Assets,
+                Endpoint::AssetPairs,
+            ],
+        );
+        let text = exposition(&metrics, None);
+        let at = |endpoint: &str| {
+            text.find(&format!(
+                "kraken_requests_total{{account=\"a\",endpoint=\"{endpoint}\"}} 0\n"
+            ))
+            .unwrap_or_else(|| panic!("no {endpoint} in {text}"))
+        };
+        assert!(at("AssetPairs") < at("Assets"));
+        assert!(at("Assets") < at("Balance"));
+        assert!(at("Balance") < at("BalanceEx"));
     }
 }

@@ -273,9 +273,9 @@ mod tests {
 
     use super::*;
     use crate::kraken::client::http_client;
-    use crate::kraken::{AssetInfo, BalanceEndpoint, ClientOptions, PairInfo};
+    use crate::kraken::sim::{SimKraken, SimOptions};
+    use crate::kraken::{AssetInfo, BalanceEndpoint, ClientOptions, Endpoint, PairInfo};
     use crate::metrics::RequestMetrics;
-    use crate::sim::{SimKraken, SimOptions};
 
     fn assets() -> AssetTable {
         AssetTable::from_entries(
@@ -578,7 +578,7 @@ mod tests {
                 balance_endpoint: BalanceEndpoint::Auto,
             },
             "_public".into(),
-            Arc::clone(metrics),
+            metrics.clone(),
         )
     }
 
@@ -608,7 +608,7 @@ mod tests {
         assert_eq!(book.prices["USD"], 1.0);
         assert_eq!(book.prices["XBT"], 65000.0);
         assert_eq!(book.unpriced, BTreeSet::from(["NEWCOIN".to_owned()]));
-        assert_eq!(sim.calls("Ticker"), 1);
+        assert_eq!(sim.calls(Endpoint::Ticker), 1);
 
         let book = fetch_prices(&client, &held, &assets, &pairs, "EUR")
             .await
@@ -618,9 +618,9 @@ mod tests {
         assert_eq!(book.prices["EUR"], 1.0);
         // DOTEUR keeps its default price: only DOTUSD was set.
         assert!((book.prices["DOT28.S"] - 7.5 / 1.08).abs() < 1e-4);
-        assert_eq!(sim.calls("Ticker"), 2);
-        assert_eq!(metrics.requests("_public", "Ticker"), 2);
-        assert_eq!(metrics.requests("_public", "AssetPairs"), 1);
+        assert_eq!(sim.calls(Endpoint::Ticker), 2);
+        assert_eq!(metrics.requests("_public", Endpoint::Ticker), 2);
+        assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 1);
     }
 
     #[tokio::test]
@@ -640,6 +640,6 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(book.prices.len(), 2);
-        assert_eq!(sim.calls("Ticker"), 0);
+        assert_eq!(sim.calls(Endpoint::Ticker), 0);
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kraken_exporter::sim::{Fault, STARTER_RATE_LIMIT, SimKraken, SimOptions};
+use kraken_exporter::kraken::Endpoint;
+use kraken_exporter::kraken::sim::{Fault, STARTER_RATE_LIMIT, SimKraken, SimOptions};
 
 /// Faults the sim cycles through, each held for one slot; `None` is normal service. A lockout
 /// comes last: the exporter then leaves Kraken alone for 15 minutes, as it must.
@@ -143,7 +144,7 @@ async fn main() {
         let _ = http.get(&url).send().await;
     }
     let rss_idle = rss_kib(pid).unwrap_or(0);
-    let calls_start = sim.calls("BalanceEx");
+    let calls_start = sim.calls(Endpoint::BalanceEx);
 
     // All clients run for a warm-up before the reading that growth is measured from: the
     // first minute of concurrent connections sizes buffers and allocator arenas once.
@@ -193,7 +194,7 @@ async fn main() {
     for (name, fault) in schedule {
         sim.clear_faults();
         if let Some(fault) = fault {
-            sim.inject("BalanceEx", fault, None);
+            sim.inject(Endpoint::BalanceEx, fault, None);
         }
         eprintln!(
             "soak: {name} for {slot:?} (resident {} KiB, {} scrapes so far)",
@@ -210,7 +211,7 @@ async fn main() {
         Ok(None) => 0,
         _ => 1,
     };
-    let calls = sim.calls("BalanceEx") - calls_start;
+    let calls = sim.calls(Endpoint::BalanceEx) - calls_start;
     // One call per minimum interval at most, plus one nonce retry per refresh.
     let bound = 2 * ((warm_up + duration).as_secs() / min_interval.as_secs() + 1);
     println!("soak: {minutes} min of faults after {warm_up:?} of warm-up, {clients} clients");

@@ -4,13 +4,15 @@
 //! spelling of `--kraken.api-url`) and the translation of parse errors into a place an operator
 //! can find: the account's name and the field, with the line.
 //! Must not: read credentials or validate meaning; [`crate::config`] does that with every
-//! mistake reported at once.
+//! mistake reported at once. The YAML parsing itself is `crate::problem::parse_yaml`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::problem::{Problem, YamlError, parse_yaml};
 
 /// A duration written as `10s`, `5m`, `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,72 +144,6 @@ pub struct AccountEntry {
     pub watch: Vec<String>,
 }
 
-/// A mistake in the file: where, and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// `accounts[1] (hot).secret_file`, `refresh.min_interval`, or `line 3 column 5`.
-    pub place: String,
-    /// What is wrong and the fix.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.place, self.message)
-    }
-}
-
-/// Where a YAML document first goes wrong, as the parser reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlError {
-    /// The field's path (`accounts[1].secret_fil`); empty for the document itself.
-    pub path: String,
-    /// ` (line L, column C)`, or empty when the parser gave no location.
-    pub line: String,
-    /// What is wrong, without any value the parser quoted back, with the fix where known.
-    pub message: String,
-}
-
-/// Parses a YAML document into `T` (an empty document is `T::default()`), or says where it
-/// first goes wrong. Shared by the config file and the web config file.
-pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(text: &str) -> Result<T, YamlError> {
-    if text.trim().is_empty() {
-        return Ok(T::default());
-    }
-    let deserializer = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let inner = error.into_inner();
-        let line = inner
-            .location()
-            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-            .unwrap_or_default();
-        let mut message = without_values(&inner.to_string());
-        // serde_norway appends its own location; the place already says it.
-        if let Some(cut) = message.find(" at line ") {
-            message.truncate(cut);
-        }
-        // It may also start with the path, or an enclosing section's, which the place names.
-        if let Some((head, rest)) = message.split_once(": ")
-            && !head.is_empty()
-            && path.starts_with(head)
-        {
-            message = rest.to_owned();
-        }
-        if message.contains("unknown field") {
-            message.push_str(": fix the spelling or remove the field");
-        } else if message.contains("duplicate field") {
-            message.push_str(": keep only one of them");
-        }
-        YamlError {
-            path,
-            line,
-            message,
-        }
-    })
-}
-
 /// Parses the text of a config file, or says where it first goes wrong.
 pub fn parse(text: &str) -> Result<FileConfig, Problem> {
     parse_yaml(text).map_err(|error: YamlError| Problem {
@@ -218,32 +154,6 @@ pub fn parse(text: &str) -> Result<FileConfig, Problem> {
         },
         message: error.message,
     })
-}
-
-/// Removes the values a parser quotes back (`invalid type: string "…", expected a map`): a
-/// credential written in the wrong place must not come back in the error.
-pub fn without_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find("string \"") {
-        out.push_str(&rest[..at + "string".len()]);
-        let quoted = &rest[at + "string \"".len()..];
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in quoted.char_indices() {
-            match c {
-                '\\' if !escaped => escaped = true,
-                '"' if !escaped => {
-                    end = Some(i + 1);
-                    break;
-                }
-                _ => escaped = false,
-            }
-        }
-        rest = end.map_or("", |end| &quoted[end..]);
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Rewrites `accounts[1].x` as `accounts[1] (hot).x`, using the names written in the file.
@@ -336,11 +246,6 @@ accounts:
                 .contains("invalid type: string, expected a map"),
             "{problem}"
         );
-        assert_eq!(
-            without_values(r#"a string "x\"y" then string "z" end"#),
-            "a string then string end"
-        );
-        assert_eq!(without_values(r#"string "unterminated"#), "string");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //!
 //! Owns request construction (URL and query string of public calls, signed form body and headers
 //! of private ones), the per-request timeout, the cap on body size, the one retry of an invalid
-//! nonce, the BalanceEx → Balance fallback, the batching of Ticker requests, and the request
-//! metrics of every call it makes.
-//! Must not: decide when to call (that is [`crate::refresh`]), retry anything else, interpret
-//! what an answer means for the operator (that is [`crate::audit`] and [`crate::valuation`]), or
-//! let a credential reach an error, a log line or a metric.
+//! nonce, the BalanceEx → Balance fallback, the batching of Ticker requests, and reporting every
+//! call it makes to its [`CallObserver`].
+//! Must not: decide when to call, retry anything else, interpret what an answer means for the
+//! operator, know how calls are counted or exported, or let a credential reach an error, a log
+//! line or an observer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -14,16 +14,17 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
+use super::endpoint::Endpoint;
 use super::error::{KrakenError, Reason};
 use super::nonce::NonceSource;
+use super::observer::CallObserver;
 use super::parse::{self, ApiKeyInfo, AssetBalance, AssetTable, PairTable};
 use super::sign::sign;
-use crate::metrics::RequestMetrics;
 use crate::secret::Credentials;
 
 /// Largest body read from Kraken. A balance answer of a few hundred assets is tens of KiB; a
 /// larger body is an error page or an attack, and reading it would only cost memory.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most pairs asked of Ticker in one request: very long `pair` lists in one URL have been answered
 /// with Cloudflare 520, so longer lists are split into several requests.
@@ -33,15 +34,57 @@ pub const TICKER_BATCH: usize = 20;
 const BALANCE_EX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
 /// Which private endpoint returns balances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalanceEndpoint {
     /// BalanceEx, falling back to Balance while BalanceEx is refused.
     Auto,
     /// Always BalanceEx (totals and holds).
-    #[value(name = "balance-ex")]
     BalanceEx,
     /// Always Balance (totals only, no holds).
     Balance,
+}
+
+impl BalanceEndpoint {
+    /// Every choice, in the order they are offered to operators.
+    pub const ALL: [BalanceEndpoint; 3] = [
+        BalanceEndpoint::Auto,
+        BalanceEndpoint::BalanceEx,
+        BalanceEndpoint::Balance,
+    ];
+
+    /// The name operators write (`auto`, `balance-ex`, `balance`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceEndpoint::Auto => "auto",
+            BalanceEndpoint::BalanceEx => "balance-ex",
+            BalanceEndpoint::Balance => "balance",
+        }
+    }
+
+    /// The methods this choice may call, so their counters can exist before the first call.
+    pub fn endpoints(self) -> &'static [Endpoint] {
+        match self {
+            BalanceEndpoint::Auto => &[Endpoint::BalanceEx, Endpoint::Balance],
+            BalanceEndpoint::BalanceEx => &[Endpoint::BalanceEx],
+            BalanceEndpoint::Balance => &[Endpoint::Balance],
+        }
+    }
+}
+
+/// A name that is not `auto`, `balance-ex` or `balance` (case matters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not one of auto, balance-ex, balance")]
+pub struct UnknownBalanceEndpoint;
+
+impl std::str::FromStr for BalanceEndpoint {
+    type Err = UnknownBalanceEndpoint;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        BalanceEndpoint::ALL
+            .into_iter()
+            .find(|choice| choice.as_str() == text)
+            .ok_or(UnknownBalanceEndpoint)
+    }
 }
 
 /// Connection settings for one client.
@@ -60,8 +103,8 @@ pub struct ClientOptions {
 pub struct BalanceAnswer {
     /// One entry per asset code Kraken returned, sorted by code.
     pub balances: Vec<AssetBalance>,
-    /// `BalanceEx` or `Balance`.
-    pub endpoint: &'static str,
+    /// [`Endpoint::BalanceEx`] or [`Endpoint::Balance`].
+    pub endpoint: Endpoint,
 }
 
 /// What signs private calls: the key's credentials and its nonces, which only make sense together.
@@ -73,7 +116,7 @@ struct Signer {
 }
 
 /// A client for one API key, or for public market data only. Private calls are signed with its
-/// credentials; every call is counted under its account name.
+/// credentials; every call is reported to its observer under its account name.
 pub struct KrakenClient {
     /// Shared connection pool; rustls with built-in roots, so no system CA store is needed.
     http: reqwest::Client,
@@ -82,10 +125,10 @@ pub struct KrakenClient {
     /// The key's credentials and nonces; `None` for a public-only client, whose private calls
     /// fail with [`KrakenError::NoCredentials`] without sending anything.
     signer: Option<Signer>,
-    /// `account` label of the request metrics.
+    /// The account name every call is reported under.
     account: String,
-    /// Where every call is counted.
-    metrics: Arc<RequestMetrics>,
+    /// Told about every finished call.
+    observer: Arc<dyn CallObserver>,
     /// Until when BalanceEx is skipped because Kraken refused it (automatic mode only).
     balance_ex_refused_until: Mutex<Option<Instant>>,
 }
@@ -101,12 +144,12 @@ impl std::fmt::Debug for KrakenClient {
 }
 
 /// The `User-Agent` sent with every call, so Kraken can tell this exporter apart.
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("kraken_exporter/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Builds the shared HTTP client with the given per-request timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
     reqwest::Client::builder()
         .user_agent(user_agent())
         .timeout(timeout)
@@ -124,7 +167,7 @@ impl KrakenClient {
         credentials: Credentials,
         nonces: NonceSource,
         account: String,
-        metrics: Arc<RequestMetrics>,
+        observer: Arc<dyn CallObserver>,
     ) -> Self {
         Self::build(
             http,
@@ -134,7 +177,7 @@ impl KrakenClient {
                 nonces,
             }),
             account,
-            metrics,
+            observer,
         )
     }
 
@@ -145,9 +188,9 @@ impl KrakenClient {
         http: reqwest::Client,
         options: ClientOptions,
         account: String,
-        metrics: Arc<RequestMetrics>,
+        observer: Arc<dyn CallObserver>,
     ) -> Self {
-        Self::build(http, options, None, account, metrics)
+        Self::build(http, options, None, account, observer)
     }
 
     fn build(
@@ -155,7 +198,7 @@ impl KrakenClient {
         options: ClientOptions,
         signer: Option<Signer>,
         account: String,
-        metrics: Arc<RequestMetrics>,
+        observer: Arc<dyn CallObserver>,
     ) -> Self {
         Self {
             http,
@@ -165,20 +208,14 @@ impl KrakenClient {
             },
             signer,
             account,
-            metrics,
+            observer,
             balance_ex_refused_until: Mutex::new(None),
         }
     }
 
-    /// The account name this client counts its calls under.
+    /// The account name this client reports its calls under.
     pub fn account(&self) -> &str {
         &self.account
-    }
-
-    /// Records that state derived from this client's answers changed (see
-    /// [`RequestMetrics::touch`]).
-    pub fn touch(&self) {
-        self.metrics.touch();
     }
 
     /// Whether this client can make private calls, so callers can skip them instead of failing.
@@ -222,32 +259,26 @@ impl KrakenClient {
     }
 
     async fn balance_ex(&self) -> Result<BalanceAnswer, KrakenError> {
-        const ENDPOINT: &str = "BalanceEx";
-        let balances = self.private(ENDPOINT, &[], parse::balance_ex).await?;
-        Ok(BalanceAnswer {
-            balances,
-            endpoint: ENDPOINT,
-        })
+        let endpoint = Endpoint::BalanceEx;
+        let balances = self.private(endpoint, &[], parse::balance_ex).await?;
+        Ok(BalanceAnswer { balances, endpoint })
     }
 
     async fn balance(&self) -> Result<BalanceAnswer, KrakenError> {
-        const ENDPOINT: &str = "Balance";
-        let balances = self.private(ENDPOINT, &[], parse::balance).await?;
-        Ok(BalanceAnswer {
-            balances,
-            endpoint: ENDPOINT,
-        })
+        let endpoint = Endpoint::Balance;
+        let balances = self.private(endpoint, &[], parse::balance).await?;
+        Ok(BalanceAnswer { balances, endpoint })
     }
 
     /// Fetches the public list of asset codes and their short names.
     pub async fn assets(&self) -> Result<AssetTable, KrakenError> {
-        self.public_get("Assets", None, parse::assets).await
+        self.public_get(Endpoint::Assets, None, parse::assets).await
     }
 
     /// Fetches the public list of trading pairs, to find which pair prices an asset in a given
     /// currency.
     pub async fn asset_pairs(&self) -> Result<PairTable, KrakenError> {
-        self.public_get("AssetPairs", None, parse::asset_pairs)
+        self.public_get(Endpoint::AssetPairs, None, parse::asset_pairs)
             .await
     }
 
@@ -270,7 +301,7 @@ impl KrakenClient {
                 .collect();
             let query = format!("pair={}", list.join(","));
             prices.extend(
-                self.public_get("Ticker", Some(&query), parse::ticker)
+                self.public_get(Endpoint::Ticker, Some(&query), parse::ticker)
                     .await?,
             );
         }
@@ -280,7 +311,7 @@ impl KrakenClient {
     /// Asks Kraken what the signing key may do (its name and permissions), so the exporter can
     /// warn about a key that could move funds. Kraken documents no permission for it.
     pub async fn api_key_info(&self) -> Result<ApiKeyInfo, KrakenError> {
-        self.private("GetApiKeyInfo", &[], parse::api_key_info)
+        self.private(Endpoint::GetApiKeyInfo, &[], parse::api_key_info)
             .await
     }
 
@@ -288,7 +319,7 @@ impl KrakenClient {
     /// nothing, but Kraken answers it only for keys that may withdraw, so `Ok` means the key can
     /// withdraw and [`Reason::PermissionDenied`] that it (probably) cannot.
     pub async fn withdraw_methods(&self) -> Result<(), KrakenError> {
-        self.private("WithdrawMethods", &[], parse::withdraw_methods)
+        self.private(Endpoint::WithdrawMethods, &[], parse::withdraw_methods)
             .await
     }
 
@@ -296,19 +327,23 @@ impl KrakenClient {
     /// `ZUSD`), to cross-check the exporter's own valuation. Kraken documents its permission two
     /// ways ("Query Funds" or "Query open orders & trades"), so a refusal is to be expected.
     pub async fn trade_balance(&self, asset: &str) -> Result<f64, KrakenError> {
-        self.private("TradeBalance", &[("asset", asset)], parse::trade_balance)
-            .await
+        self.private(
+            Endpoint::TradeBalance,
+            &[("asset", asset)],
+            parse::trade_balance,
+        )
+        .await
     }
 
     /// Calls a public endpoint with `GET` (Kraken refuses other methods on public endpoints) and
     /// the given query string.
     async fn public_get<T>(
         &self,
-        endpoint: &'static str,
+        endpoint: Endpoint,
         query: Option<&str>,
         parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
     ) -> Result<T, KrakenError> {
-        let mut url = format!("{}/0/public/{endpoint}", self.options.api_url);
+        let mut url = format!("{}{}", self.options.api_url, endpoint.path());
         if let Some(query) = query {
             url.push('?');
             url.push_str(query);
@@ -334,16 +369,18 @@ impl KrakenClient {
     /// overtaken this one on the wire). Without credentials nothing is sent or counted.
     async fn private<T>(
         &self,
-        method: &'static str,
+        method: Endpoint,
         params: &[(&str, &str)],
         parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
     ) -> Result<T, KrakenError> {
         let Some(signer) = &self.signer else {
-            return Err(KrakenError::NoCredentials { method });
+            return Err(KrakenError::NoCredentials {
+                method: method.as_str(),
+            });
         };
         match self.private_once(signer, method, params, parse).await {
             Err(e) if e.reason() == Reason::InvalidNonce => {
-                tracing::debug!(account = %self.account, method, "invalid nonce, retrying once with a fresh nonce");
+                tracing::debug!(account = %self.account, method = method.as_str(), "invalid nonce, retrying once with a fresh nonce");
                 self.private_once(signer, method, params, parse).await
             }
             other => other,
@@ -353,16 +390,16 @@ impl KrakenClient {
     async fn private_once<T>(
         &self,
         signer: &Signer,
-        method: &'static str,
+        method: Endpoint,
         params: &[(&str, &str)],
         parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
     ) -> Result<T, KrakenError> {
         let started = Instant::now();
         let outcome = async {
-            let path = format!("/0/private/{method}");
+            let path = method.path();
             let nonce = signer.nonces.next()?;
             let body = form_body(&signer.credentials, nonce, params);
-            let signature = sign(&path, nonce, body.as_bytes(), &signer.credentials.secret);
+            let signature = sign(path, nonce, body.as_bytes(), &signer.credentials.secret);
             let mut key = HeaderValue::from_str(signer.credentials.key.expose()).map_err(|_| {
                 KrakenError::Transport("the API key is not a valid header value".into())
             })?;
@@ -424,17 +461,18 @@ impl KrakenClient {
         }
     }
 
-    fn record<T>(&self, endpoint: &str, started: Instant, outcome: &Result<T, KrakenError>) {
+    /// Logs the call at trace level and reports it to the observer.
+    fn record<T>(&self, endpoint: Endpoint, started: Instant, outcome: &Result<T, KrakenError>) {
         let reason = outcome.as_ref().err().map(KrakenError::reason);
         let elapsed = started.elapsed();
         tracing::trace!(
             account = %self.account,
-            endpoint,
+            endpoint = endpoint.as_str(),
             elapsed_ms = elapsed.as_millis() as u64,
             outcome = reason.map_or("ok", Reason::as_str),
             "call to Kraken"
         );
-        self.metrics
+        self.observer
             .observe(&self.account, endpoint, elapsed, reason);
     }
 }
@@ -477,7 +515,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::kraken::nonce::SystemClock;
-    use crate::sim::{Fault, SimKraken, SimOptions};
+    use crate::kraken::observer::CountingObserver;
+    use crate::kraken::sim::{Fault, SimKraken, SimOptions};
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -489,23 +528,23 @@ mod tests {
         }
     }
 
-    fn signed(sim: &SimKraken, metrics: &Arc<RequestMetrics>) -> KrakenClient {
+    fn signed(sim: &SimKraken, metrics: &Arc<CountingObserver>) -> KrakenClient {
         KrakenClient::new(
             http_client(TIMEOUT).unwrap(),
             options(sim),
             sim.credentials(),
             NonceSource::new(Box::new(SystemClock)),
             "main".into(),
-            Arc::clone(metrics),
+            Arc::clone(metrics) as Arc<dyn CallObserver>,
         )
     }
 
-    fn public(sim: &SimKraken, metrics: &Arc<RequestMetrics>) -> KrakenClient {
+    fn public(sim: &SimKraken, metrics: &Arc<CountingObserver>) -> KrakenClient {
         KrakenClient::public(
             http_client(TIMEOUT).unwrap(),
             options(sim),
             "_public".into(),
-            Arc::clone(metrics),
+            Arc::clone(metrics) as Arc<dyn CallObserver>,
         )
     }
 
@@ -516,7 +555,7 @@ mod tests {
     #[tokio::test]
     async fn ticker_asks_at_most_twenty_pairs_per_request_and_each_pair_once() {
         let sim = start(SimOptions::default()).await;
-        let metrics = Arc::new(RequestMetrics::new());
+        let metrics = Arc::new(CountingObserver::default());
         let client = public(&sim, &metrics);
         let pairs = client.asset_pairs().await.unwrap();
         let mut names: Vec<String> = pairs.iter().map(|(name, _)| name.to_owned()).collect();
@@ -530,31 +569,34 @@ mod tests {
         assert_eq!(prices.len(), names.len());
         assert_eq!(prices["XXBTZUSD"], 65000.0);
         let requests = names.len().div_ceil(TICKER_BATCH) as u64;
-        assert_eq!(sim.calls("Ticker"), requests);
-        assert_eq!(metrics.requests("_public", "Ticker"), requests);
-        assert_eq!(metrics.requests("_public", "AssetPairs"), 1);
+        assert_eq!(sim.calls(Endpoint::Ticker), requests);
+        assert_eq!(metrics.requests("_public", Endpoint::Ticker), requests);
+        assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 1);
 
         assert!(client.ticker(&[]).await.unwrap().is_empty());
-        assert_eq!(sim.calls("Ticker"), requests);
+        assert_eq!(sim.calls(Endpoint::Ticker), requests);
     }
 
     #[tokio::test]
     async fn ticker_failures_are_classified_and_counted() {
         let sim = start(SimOptions::default()).await;
-        let metrics = Arc::new(RequestMetrics::new());
+        let metrics = Arc::new(CountingObserver::default());
         let client = public(&sim, &metrics);
         let err = client
             .ticker(&["XXBTZUSD".into(), "NOPEUSD".into()])
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "Kraken answered EQuery:Unknown asset pair");
-        assert_eq!(metrics.errors("_public", "Ticker", Reason::Other), 1);
+        assert_eq!(
+            metrics.errors("_public", Endpoint::Ticker, Reason::Other),
+            1
+        );
     }
 
     #[tokio::test]
     async fn a_public_client_reads_market_data_and_refuses_private_calls_without_sending() {
         let sim = start(SimOptions::default()).await;
-        let metrics = Arc::new(RequestMetrics::new());
+        let metrics = Arc::new(CountingObserver::default());
         let client = public(&sim, &metrics);
         assert!(!client.has_credentials());
         assert_eq!(client.account(), "_public");
@@ -575,7 +617,12 @@ mod tests {
             })
         ));
         assert!(client.withdraw_methods().await.is_err());
-        for method in ["BalanceEx", "Balance", "TradeBalance", "GetApiKeyInfo"] {
+        for method in [
+            Endpoint::BalanceEx,
+            Endpoint::Balance,
+            Endpoint::TradeBalance,
+            Endpoint::GetApiKeyInfo,
+        ] {
             assert_eq!(sim.calls(method), 0, "{method}");
             assert_eq!(metrics.requests("_public", method), 0, "{method}");
         }
@@ -590,13 +637,13 @@ mod tests {
         })
         .await;
         sim.set_balances(vec![("XXBT".into(), 2.0, 0.0), ("ZUSD".into(), 100.0, 0.0)]);
-        let metrics = Arc::new(RequestMetrics::new());
+        let metrics = Arc::new(CountingObserver::default());
         let client = signed(&sim, &metrics);
         assert!(client.has_credentials());
         assert_eq!(client.trade_balance("ZUSD").await.unwrap(), 130100.0);
         let in_xbt = client.trade_balance("XXBT").await.unwrap();
         assert!((in_xbt - 130100.0 / 65000.0).abs() < 1e-4, "{in_xbt}");
-        assert_eq!(metrics.requests("main", "TradeBalance"), 2);
+        assert_eq!(metrics.requests("main", Endpoint::TradeBalance), 2);
     }
 
     #[tokio::test]
@@ -607,33 +654,33 @@ mod tests {
         })
         .await;
         sim.inject(
-            "TradeBalance",
+            Endpoint::TradeBalance,
             Fault::KrakenError("EAPI:Invalid nonce".into()),
             Some(1),
         );
-        let metrics = Arc::new(RequestMetrics::new());
+        let metrics = Arc::new(CountingObserver::default());
         let client = signed(&sim, &metrics);
         client.trade_balance("ZUSD").await.unwrap();
-        assert_eq!(metrics.requests("main", "TradeBalance"), 2);
+        assert_eq!(metrics.requests("main", Endpoint::TradeBalance), 2);
         assert_eq!(
-            metrics.errors("main", "TradeBalance", Reason::InvalidNonce),
+            metrics.errors("main", Endpoint::TradeBalance, Reason::InvalidNonce),
             1
         );
 
         sim.inject(
-            "GetApiKeyInfo",
+            Endpoint::GetApiKeyInfo,
             Fault::KrakenError("EAPI:Invalid nonce".into()),
             Some(2),
         );
         let err = client.api_key_info().await.unwrap_err();
         assert_eq!(err.reason(), Reason::InvalidNonce);
-        assert_eq!(sim.calls("GetApiKeyInfo"), 2);
+        assert_eq!(sim.calls(Endpoint::GetApiKeyInfo), 2);
     }
 
     #[tokio::test]
     async fn key_info_and_the_withdraw_probe_reflect_the_keys_permissions() {
         let sim = start(SimOptions::default()).await;
-        let metrics = Arc::new(RequestMetrics::new());
+        let metrics = Arc::new(CountingObserver::default());
         let client = signed(&sim, &metrics);
         let info = client.api_key_info().await.unwrap();
         assert_eq!(info.name.as_deref(), Some("exporter"));
@@ -641,10 +688,10 @@ mod tests {
         let err = client.withdraw_methods().await.unwrap_err();
         assert_eq!(err.reason(), Reason::PermissionDenied);
         assert_eq!(
-            metrics.errors("main", "WithdrawMethods", Reason::PermissionDenied),
+            metrics.errors("main", Endpoint::WithdrawMethods, Reason::PermissionDenied),
             1
         );
-        assert_eq!(metrics.requests("main", "GetApiKeyInfo"), 1);
+        assert_eq!(metrics.requests("main", Endpoint::GetApiKeyInfo), 1);
 
         let withdrawer = start(SimOptions {
             permissions: vec!["withdraw_funds".into()],

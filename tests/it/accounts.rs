@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kraken_exporter::app::SharedEnv;
-use kraken_exporter::sim::{Fault, SimKraken, SimOptions};
+use kraken_exporter::kraken::Endpoint;
+use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
 
 use crate::{Served, client, sample};
 
@@ -118,6 +119,7 @@ impl Fleet {
             config.to_str().unwrap(),
             "--kraken.api-url",
             &public_url,
+            "--web.enable-lifecycle",
         ];
         argv.extend_from_slice(args);
         let env: SharedEnv = Arc::new(|_: &str| None);
@@ -166,7 +168,7 @@ async fn three_accounts_with_one_hanging_are_served_without_delay() {
     fleet.wait_up("cold").await;
     fleet.wait_up("hot").await;
     fleet.wait_up("desk").await;
-    fleet.sims[2].inject("BalanceEx", Fault::Hang, None);
+    fleet.sims[2].inject(Endpoint::BalanceEx, Fault::Hang, None);
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     let started = Instant::now();
@@ -214,7 +216,7 @@ async fn an_account_with_a_bad_key_fails_alone() {
     )
     .await;
     fleet.sims[1].inject(
-        "BalanceEx",
+        Endpoint::BalanceEx,
         Fault::KrakenError("EAPI:Invalid key".into()),
         None,
     );
@@ -364,7 +366,7 @@ async fn reload_keeps_the_running_config_when_the_new_file_is_broken() {
 
     // A valid file adding an account is taken, and the unchanged account keeps its state.
     let hot = SimKraken::start(SimOptions::default()).await.unwrap();
-    let calls_before = fleet.sims[0].calls("BalanceEx");
+    let calls_before = fleet.sims[0].calls(Endpoint::BalanceEx);
     let updated = format!(
         "{good}{}",
         account_entry(&fleet.dir, "hot", &hot, "min_balance: {XBT: 1}")
@@ -386,7 +388,7 @@ async fn reload_keeps_the_running_config_when_the_new_file_is_broken() {
         Some(1.0)
     );
     assert_eq!(
-        fleet.sims[0].calls("BalanceEx"),
+        fleet.sims[0].calls(Endpoint::BalanceEx),
         calls_before,
         "the unchanged account was kept, not rebuilt"
     );
@@ -487,9 +489,9 @@ async fn the_audit_flags_a_key_that_can_withdraw_and_not_a_query_only_one() {
         Some(1.0),
         "the probe establishes withdraw"
     );
-    assert_eq!(fleet.sims[2].calls("WithdrawMethods"), 1);
+    assert_eq!(fleet.sims[2].calls(Endpoint::WithdrawMethods), 1);
     assert_eq!(
-        fleet.sims[0].calls("WithdrawMethods"),
+        fleet.sims[0].calls(Endpoint::WithdrawMethods),
         0,
         "no probe where GetApiKeyInfo answers"
     );
@@ -604,11 +606,11 @@ async fn trade_balance_is_collected_when_allowed_and_a_refusal_is_not_an_outage(
         None
     );
     assert_eq!(
-        fleet.sims[1].calls("TradeBalance"),
+        fleet.sims[1].calls(Endpoint::TradeBalance),
         1,
         "a refusal stops the calls"
     );
-    assert!(fleet.sims[0].calls("TradeBalance") > 1);
+    assert!(fleet.sims[0].calls(Endpoint::TradeBalance) > 1);
     fleet.served.stop().await;
 }
 
@@ -871,6 +873,7 @@ async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
             "USD",
             "--refresh.min-interval",
             "1s",
+            "--web.enable-lifecycle",
         ],
         no_env,
     )
@@ -916,6 +919,38 @@ async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
     assert_eq!(public_errors(&body), Vec::<String>::new(), "{body}");
     assert!(
         sample(&body, "kraken_up", r#"account="second""#) == Some(1.0),
+        "{body}"
+    );
+    served.stop().await;
+}
+
+/// Without `--web.enable-lifecycle`, `POST /-/reload` is refused with 403 and changes nothing,
+/// as Prometheus' own lifecycle API does.
+#[tokio::test]
+async fn reload_over_http_needs_the_lifecycle_flag() {
+    let dir = TempDir::new();
+    let config = dir.write("kraken.yml", "accounts:\n  - name: first\n", 0o600);
+    let no_env: SharedEnv = Arc::new(|_: &str| None);
+    let served = Served::start(
+        &["--demo", "--config.file", config.to_str().unwrap()],
+        no_env,
+    )
+    .await;
+    served.wait_ready().await;
+    std::fs::write(&config, "accounts:\n  - name: second\n").unwrap();
+    let response = client().post(served.url("/-/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("--web.enable-lifecycle"), "{text}");
+    let body = served.metrics().await;
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="first""#),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "kraken_up", r#"account="second""#),
+        None,
         "{body}"
     );
     served.stop().await;

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use kraken_exporter::kraken::Endpoint;
+use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
 use kraken_exporter::secret::{ApiSecret, Credentials, SecretText};
-use kraken_exporter::sim::{Fault, SimKraken, SimOptions};
 use rand::distributions::Alphanumeric;
 use rand::{Rng, RngCore};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -115,8 +116,8 @@ fn capture(
     })
 }
 
-/// The port in the start-up line `message=listening address=127.0.0.1:PORT` (logfmt) or
-/// `"message":"listening","address":"127.0.0.1:PORT"` (JSON).
+/// The port in the start-up line `msg=listening address=127.0.0.1:PORT` (logfmt) or
+/// `"msg":"listening","address":"127.0.0.1:PORT"` (JSON).
 fn listening_port(line: &str) -> Option<u16> {
     if !line.contains("listening") {
         return None;
@@ -742,7 +743,7 @@ async fn credential_files_with_a_trailing_newline_are_accepted() {
     .await;
     assert_eq!(run.code, Some(0), "{}", run.both());
     assert!(run.out().contains("The key works"), "{}", run.both());
-    assert!(sim.calls("BalanceEx") >= 1);
+    assert!(sim.calls(Endpoint::BalanceEx) >= 1);
     assert!(!run.err().contains("chmod"), "{}", run.both());
 
     // Named by flags, with a CRLF ending and a file others may read.
@@ -893,7 +894,7 @@ async fn check_explains_a_wrong_secret_and_a_lockout_and_exits_1() {
     assert!(!run.out().contains("ASSET"), "{}", run.both());
 
     let sim = sim_with(canary.credentials(false)).await;
-    for method in ["BalanceEx", "Balance"] {
+    for method in [Endpoint::BalanceEx, Endpoint::Balance] {
         sim.inject(
             method,
             Fault::KrakenError("EGeneral:Temporary lockout".into()),
@@ -1084,7 +1085,13 @@ async fn canary_credentials_never_appear_while_serving() {
         let url = sim.url();
         let args = at_trace(
             format,
-            &["--kraken.api-url", &url, "--kraken.timeout", "2s"],
+            &[
+                "--kraken.api-url",
+                &url,
+                "--kraken.timeout",
+                "2s",
+                "--web.enable-lifecycle",
+            ],
         );
         let mut exporter = spawn_serving(&args, &env).await;
         exporter.wait_ready().await;
@@ -1134,7 +1141,7 @@ async fn canary_credentials_never_appear_while_serving() {
         for (fault, reason) in faults() {
             let name = format!("{format}, {reason}");
             let sim = sim_with(canary.credentials(true)).await;
-            for method in ["BalanceEx", "Balance"] {
+            for method in [Endpoint::BalanceEx, Endpoint::Balance] {
                 sim.inject(method, fault.clone(), None);
             }
             let url = sim.url();
@@ -1189,17 +1196,33 @@ fn at_trace<'a>(format: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// Every log line is in the chosen format: a JSON object, or logfmt starting with `ts=`.
+/// Every log line is in the chosen format, keyed like Prometheus' Go programs: a flat JSON
+/// object with `ts`, `level` and `msg`, or logfmt starting with `ts=… level=… msg=`.
 fn assert_log_format(format: &str, stderr: &[u8]) {
     let text = String::from_utf8_lossy(stderr);
     assert!(!text.trim().is_empty(), "nothing was logged");
     for line in text.lines() {
         match format {
-            "json" => assert!(
-                serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object()),
-                "not a JSON log line: {line}"
-            ),
-            _ => assert!(line.starts_with("ts="), "not a logfmt line: {line}"),
+            "json" => {
+                let value = serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+                let object = value.as_object().expect("a JSON object");
+                for key in ["ts", "level", "msg"] {
+                    assert!(object.contains_key(key), "no {key}: {line}");
+                }
+                assert!(
+                    object.values().all(|v| !v.is_object()),
+                    "nested JSON: {line}"
+                );
+            }
+            _ => {
+                let keys: Vec<&str> = line
+                    .split(' ')
+                    .filter_map(|part| part.split_once('=').map(|(key, _)| key))
+                    .take(3)
+                    .collect();
+                assert_eq!(keys, ["ts", "level", "msg"], "not a logfmt line: {line}");
+            }
         }
     }
 }
@@ -1222,7 +1245,7 @@ async fn canary_credentials_never_appear_in_check_output() {
         let healthy = sim_with(canary.credentials(true)).await;
         let refusing = sim_with(canary.credentials(true)).await;
         refusing.inject(
-            "BalanceEx",
+            Endpoint::BalanceEx,
             Fault::KrakenError("EAPI:Invalid signature".into()),
             None,
         );
@@ -1475,7 +1498,7 @@ async fn promtool_accepts_the_exposition() {
     );
 
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
-    for method in ["BalanceEx", "Balance"] {
+    for method in [Endpoint::BalanceEx, Endpoint::Balance] {
         sim.inject(method, Fault::Status(503, "unavailable".into()), None);
     }
     let credentials = sim.credentials();
@@ -1559,5 +1582,30 @@ async fn metrics_content_type_and_demo_landing_page() {
         landing.body.contains("href=\"/metrics\""),
         "{}",
         landing.body
+    );
+}
+
+/// `--version` names the revision, build date, compiler and target, like Prometheus' own
+/// programs; `-V` stays one short line.
+#[tokio::test]
+async fn version_names_revision_build_date_compiler_and_target() {
+    let long = run_to_end(&["--version"], &[]).await;
+    assert_eq!(long.code, Some(0), "{}", long.both());
+    let out = long.out();
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "kraken_exporter {} (revision: ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    for wanted in ["\n  build date: 20", "\n  rustc: rustc 1.", "\n  target: "] {
+        assert!(out.contains(wanted), "{wanted:?} missing:\n{out}");
+    }
+    let short = run_to_end(&["-V"], &[]).await;
+    assert_eq!(
+        short.out().trim(),
+        format!("kraken_exporter {}", env!("CARGO_PKG_VERSION"))
     );
 }

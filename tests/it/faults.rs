@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use kraken_exporter::account::BackoffPolicy;
 use kraken_exporter::app::SharedEnv;
-use kraken_exporter::refresh::BackoffPolicy;
-use kraken_exporter::sim::{Fault, SimKraken, SimOptions};
+use kraken_exporter::kraken::Endpoint;
+use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -125,10 +126,10 @@ async fn check_fault(fault: Fault, reason: &str, max_calls: u64, args: &[&str]) 
     let served = exporter(&sim, &sim.url(), args, FAST).await;
     served.wait_ready().await;
     let label = format!("{fault:?}").chars().take(60).collect::<String>();
-    let before = sim.calls("BalanceEx");
-    sim.inject("BalanceEx", fault, None);
+    let before = sim.calls(Endpoint::BalanceEx);
+    sim.inject(Endpoint::BalanceEx, fault, None);
     let body = scrape_through_fault(&served).await;
-    let during = sim.calls("BalanceEx") - before;
+    let during = sim.calls(Endpoint::BalanceEx) - before;
     assert_eq!(up(&body), Some(0.0), "{label}\n{body}");
     assert!(
         errors(&body, reason) >= 1.0,
@@ -242,12 +243,12 @@ async fn throttled_waits_until_the_time_kraken_gave() {
         .as_secs()
         + 3;
     sim.inject(
-        "BalanceEx",
+        Endpoint::BalanceEx,
         Fault::KrakenError(format!("EService:Throttled:{until}")),
         Some(1),
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let before = sim.calls("BalanceEx");
+    let before = sim.calls(Endpoint::BalanceEx);
     let body = scrape(&served).await;
     assert_eq!(up(&body), Some(0.0), "{body}");
     assert_eq!(errors(&body, "rate_limited"), 1.0);
@@ -258,7 +259,7 @@ async fn throttled_waits_until_the_time_kraken_gave() {
         scrape(&served).await;
     }
     assert_eq!(
-        sim.calls("BalanceEx") - before,
+        sim.calls(Endpoint::BalanceEx) - before,
         1,
         "called again before the throttle ended"
     );
@@ -277,16 +278,16 @@ async fn a_lockout_is_not_retried_until_its_wait_is_over() {
     let served = exporter(&sim, &sim.url(), &[], policy).await;
     served.wait_ready().await;
     sim.inject(
-        "BalanceEx",
+        Endpoint::BalanceEx,
         Fault::KrakenError("EGeneral:Temporary lockout".into()),
         None,
     );
-    let before = sim.calls("BalanceEx");
+    let before = sim.calls(Endpoint::BalanceEx);
     let body = scrape_through_fault(&served).await;
     assert_eq!(up(&body), Some(0.0));
     assert_eq!(errors(&body, "lockout"), 1.0);
     assert_eq!(
-        sim.calls("BalanceEx") - before,
+        sim.calls(Endpoint::BalanceEx) - before,
         1,
         "every attempt would restart Kraken's timer"
     );
@@ -302,18 +303,18 @@ async fn one_invalid_nonce_is_retried_and_a_repeated_one_is_not_looped() {
     served.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     sim.inject(
-        "BalanceEx",
+        Endpoint::BalanceEx,
         Fault::KrakenError("EAPI:Invalid nonce".into()),
         Some(1),
     );
-    let before = sim.calls("BalanceEx");
+    let before = sim.calls(Endpoint::BalanceEx);
     let body = scrape(&served).await;
     assert_eq!(
         up(&body),
         Some(1.0),
         "one retry with a fresh nonce succeeds\n{body}"
     );
-    assert_eq!(sim.calls("BalanceEx") - before, 2);
+    assert_eq!(sim.calls(Endpoint::BalanceEx) - before, 2);
     served.stop().await;
     check_fault(
         Fault::KrakenError("EAPI:Invalid nonce".into()),
@@ -426,7 +427,7 @@ async fn connection_refused_is_http_and_recovers_when_kraken_is_back() {
     served.wait_ready().await;
     switch.set(false);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = sim.calls("BalanceEx");
+    let before = sim.calls(Endpoint::BalanceEx);
     let body = scrape_through_fault(&served).await;
     assert_eq!(up(&body), Some(0.0), "{body}");
     assert!(errors(&body, "http") >= 1.0, "{body}");
@@ -437,7 +438,11 @@ async fn connection_refused_is_http_and_recovers_when_kraken_is_back() {
     )
     .unwrap();
     assert!(attempts <= 8.0, "{attempts} attempts: a retry storm");
-    assert_eq!(sim.calls("BalanceEx"), before, "nothing reached Kraken");
+    assert_eq!(
+        sim.calls(Endpoint::BalanceEx),
+        before,
+        "nothing reached Kraken"
+    );
     switch.set(true);
     wait_recovered(&served, Duration::from_secs(10)).await;
     served.stop().await;

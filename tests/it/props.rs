@@ -161,7 +161,7 @@ proptest! {
 
     #[test]
     fn the_web_config_parser_never_panics(text in ".{0,300}") {
-        let _ = kraken_exporter::web_config::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent"));
+        let _ = kraken_exporter::web::security::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent"));
     }
 
     #[test]
@@ -171,11 +171,11 @@ proptest! {
         value in prop_oneof![Just("$2y$10$abcdefghijklmnopqrstuu5Jx0M2Yy1Y3lq7Yx0y4sS2mB8Zq9yV6".to_owned()), Just("TLS13".to_owned()), Just("1s".to_owned()), "[ -~]{0,20}"],
     ) {
         let text = format!("{field}:\n  {key}: \"{}\"\n", value.replace('"', ""));
-        if let Err(problems) = kraken_exporter::web_config::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent")) {
+        if let Err(problems) = kraken_exporter::web::security::WebSecurity::from_text(&text, std::path::Path::new("/nonexistent")) {
             prop_assert!(!problems.is_empty());
             for problem in problems {
-                let message = format!("{}: {}", problem.field, problem.message);
-                prop_assert!(!problem.field.is_empty() && !problem.message.is_empty());
+                let message = format!("{}: {}", problem.place, problem.message);
+                prop_assert!(!problem.place.is_empty() && !problem.message.is_empty());
                 prop_assert!(!message.contains("abcdefghijklmnopqrstuu5Jx0M2Yy1Y3lq7Yx0y4sS2mB8Zq9yV6"), "a hash leaked: {}", message);
             }
         }
@@ -193,8 +193,8 @@ proptest! {
     #[test]
     fn the_scrape_timeout_header_always_gives_a_bounded_wait(text in "[ -~]{0,24}") {
         let wait = match HeaderValue::from_str(&text) {
-            Ok(value) => kraken_exporter::server::scrape_wait(Some(&value)),
-            Err(_) => kraken_exporter::server::scrape_wait(None),
+            Ok(value) => kraken_exporter::web::scrape_wait(Some(&value)),
+            Err(_) => kraken_exporter::web::scrape_wait(None),
         };
         prop_assert!(wait > Duration::ZERO);
         prop_assert!(wait <= Duration::from_secs(120));

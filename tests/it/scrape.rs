@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use kraken_exporter::sim::{Fault, SimOptions};
+use kraken_exporter::kraken::Endpoint;
+use kraken_exporter::kraken::sim::{Fault, SimOptions};
 
 use crate::{Harness, client, sample};
 
@@ -162,7 +163,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
     .await;
     h.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let before = h.sim.calls("BalanceEx");
+    let before = h.sim.calls(Endpoint::BalanceEx);
     let client = client();
     let url = h.url("/metrics");
     let scrapes = (0..100).map(|_| {
@@ -182,13 +183,13 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
         );
     }
     assert_eq!(
-        h.sim.calls("BalanceEx") - before,
+        h.sim.calls(Endpoint::BalanceEx) - before,
         1,
         "concurrent scrapes must share one call"
     );
     // Inside the minimum interval, scrapes reuse the snapshot.
     h.metrics().await;
-    assert_eq!(h.sim.calls("BalanceEx") - before, 1);
+    assert_eq!(h.sim.calls(Endpoint::BalanceEx) - before, 1);
     h.stop().await;
 }
 
@@ -204,7 +205,7 @@ async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fres
     .await;
     h.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let before = h.sim.calls("BalanceEx");
+    let before = h.sim.calls(Endpoint::BalanceEx);
     // The first scrape starts a refresh and waits for it (Kraken takes 800 ms).
     let first = tokio::spawn({
         let url = h.url("/metrics");
@@ -234,7 +235,7 @@ async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fres
     );
     assert!(body.contains("kraken_balance{"));
     first.await.unwrap();
-    assert_eq!(h.sim.calls("BalanceEx") - before, 1);
+    assert_eq!(h.sim.calls(Endpoint::BalanceEx) - before, 1);
     h.stop().await;
 }
 
@@ -247,7 +248,7 @@ async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     )
     .await;
     h.wait_ready().await;
-    h.sim.inject("BalanceEx", Fault::Hang, None);
+    h.sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let started = Instant::now();
     let (status, _, body) = h
@@ -289,7 +290,7 @@ async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
     .await;
     h.wait_ready().await;
     h.sim.inject(
-        "BalanceEx",
+        Endpoint::BalanceEx,
         Fault::Status(502, "<html>Bad gateway</html>".into()),
         None,
     );
@@ -329,7 +330,7 @@ async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
 /// that call (and its possible retry) has been counted.
 async fn exposition_after(fault: Fault, times: Option<u32>, args: &[&str]) -> (Harness, String) {
     let h = Harness::start(args, SimOptions::default()).await;
-    h.sim.inject("BalanceEx", fault, times);
+    h.sim.inject(Endpoint::BalanceEx, fault, times);
     // The first refresh runs at start-up; wait until it has finished.
     for _ in 0..300 {
         let body = h.metrics().await;
@@ -536,7 +537,7 @@ async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
         Some(0.0)
     );
     assert_eq!(
-        h.sim.calls("BalanceEx"),
+        h.sim.calls(Endpoint::BalanceEx),
         2,
         "one call and one retry, then backoff"
     );
@@ -602,7 +603,7 @@ async fn forcing_balance_ex_reports_the_refusal() {
         "{body}"
     );
     assert_eq!(
-        h.sim.calls("Balance"),
+        h.sim.calls(Endpoint::Balance),
         0,
         "forced BalanceEx never falls back"
     );
@@ -617,8 +618,8 @@ async fn forcing_balance_uses_balance_only() {
     )
     .await;
     h.wait_ready().await;
-    assert_eq!(h.sim.calls("BalanceEx"), 0);
-    assert_eq!(h.sim.calls("Balance"), 1);
+    assert_eq!(h.sim.calls(Endpoint::BalanceEx), 0);
+    assert_eq!(h.sim.calls(Endpoint::Balance), 1);
     h.stop().await;
 }
 
@@ -638,12 +639,12 @@ async fn an_empty_account_is_up_with_no_balances() {
 async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
     let h = Harness::start(&["--refresh.interval", "200ms"], SimOptions::default()).await;
     h.wait_ready().await;
-    let first = h.sim.calls("BalanceEx");
+    let first = h.sim.calls(Endpoint::BalanceEx);
     for _ in 0..20 {
         h.metrics().await;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let later = h.sim.calls("BalanceEx");
+    let later = h.sim.calls(Endpoint::BalanceEx);
     assert!(
         later > first,
         "the background loop refreshed ({first} → {later})"
@@ -703,15 +704,15 @@ async fn asset_names_are_fetched_once_not_per_scrape() {
         tokio::time::sleep(Duration::from_millis(60)).await;
         h.metrics().await;
     }
-    assert!(h.sim.calls("BalanceEx") >= 5);
-    assert_eq!(h.sim.calls("Assets"), 1);
+    assert!(h.sim.calls(Endpoint::BalanceEx) >= 5);
+    assert_eq!(h.sim.calls(Endpoint::Assets), 1);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn http_routes_health_readiness_and_errors() {
     let h = Harness::start(&[], SimOptions::default()).await;
-    h.sim.inject("BalanceEx", Fault::Hang, None);
+    h.sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
     let (status, _, body) = h.get("/-/ready", &[]).await;
     assert_eq!(status, 503, "not ready before the first success: {body}");
     assert_eq!(h.get("/-/healthy", &[]).await.0, 200);
@@ -738,5 +739,57 @@ async fn landing_page_shows_status_and_balances() {
     assert!(page.contains("<td>XBT</td><td>XXBT</td>"), "{page}");
     assert!(page.contains("1.2345678901"));
     assert!(!page.contains("Demo mode"));
+    h.stop().await;
+}
+
+/// A scraper that accepts gzip (Prometheus always does) gets the exposition compressed, and it
+/// decompresses to the same families; one that does not gets plain text.
+#[tokio::test]
+async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
+    use std::io::Read as _;
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let response = client()
+        .get(h.url("/metrics"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["vary"], "Accept-Encoding");
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a valid gzip stream");
+    assert!(
+        compressed.len() * 2 < text.len(),
+        "{} vs {}",
+        compressed.len(),
+        text.len()
+    );
+    assert!(text.contains("kraken_balance{"), "{text}");
+
+    let refused = client()
+        .get(h.url("/metrics"))
+        .header("Accept-Encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.headers().get("content-encoding").is_none());
+    let plain = refused.text().await.unwrap();
+    let families = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(families(&plain), families(&text));
     h.stop().await;
 }

@@ -1,10 +1,13 @@
 //! When Kraken is called, and what the exporter knows about each account between calls.
 //!
-//! Owns the refresh policy: a minimum interval between calls, single-flight (concurrent scrapes
-//! share one call), backoff after failures, the optional background loop, and the staleness
-//! limit after which balances are dropped.
+//! Owns [`Account`]: one account's client and state, the refresh itself (balances, then the key
+//! audit and TradeBalance when due), single-flight (concurrent scrapes share one call), the
+//! optional background loop, and the staleness limit after which balances are dropped. The
+//! settings and the backoff are in [`policy`]; the status it reports is [`crate::status`].
 //! Must not: parse Kraken bodies or render metrics. A refresh runs in its own task, so a scrape
 //! that gives up waiting never cancels a call in flight.
+
+pub mod policy;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,127 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::audit::{self, KeyAudit};
-use crate::kraken::{KrakenClient, KrakenError, Reason};
+use crate::kraken::client::BalanceAnswer;
+use crate::kraken::{AssetTable, KrakenClient, KrakenError, Reason};
 use crate::market::Market;
+use crate::metrics::RequestMetrics;
+use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 
-/// Longest backoff after repeated failures of any kind but a lockout.
-const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
-
-/// How often and how long balances are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshPolicy {
-    /// Scrapes closer together than this reuse the last snapshot instead of calling Kraken.
-    pub min_interval: Duration,
-    /// When set, a background task refreshes at this interval and scrapes never call Kraken.
-    pub background_interval: Option<Duration>,
-    /// Balances older than this are dropped from the exposition rather than shown as current.
-    pub stale_after: Duration,
-    /// How often the public Assets list (code → short name) is fetched again; used by
-    /// [`crate::market::Market`].
-    pub assets_interval: Duration,
-    /// How long to leave Kraken alone after failures. Not an operator setting: the defaults
-    /// follow Kraken's documented limits; tests shorten them to watch recovery happen.
-    pub backoff: BackoffPolicy,
-}
-
-/// How long to leave Kraken alone after a failure.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BackoffPolicy {
-    /// Multiplies every wait below (1.0 in production).
-    pub scale: f64,
-    /// Longest wait after repeated failures of any kind but a lockout.
-    pub max: Duration,
-}
-
-impl Eq for BackoffPolicy {}
-
-impl Default for BackoffPolicy {
-    fn default() -> Self {
-        Self {
-            scale: 1.0,
-            max: MAX_BACKOFF,
-        }
-    }
-}
-
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            min_interval: Duration::from_secs(10),
-            background_interval: None,
-            stale_after: Duration::from_secs(5 * 60),
-            assets_interval: Duration::from_secs(6 * 3600),
-            backoff: BackoffPolicy::default(),
-        }
-    }
-}
-
-/// One asset's balance with both its names.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabeledBalance {
-    /// Kraken's short name (`XBT`), or the raw code when Kraken does not list it.
-    pub asset: String,
-    /// The raw code Kraken returned (`XXBT`).
-    pub code: String,
-    /// Total balance.
-    pub total: f64,
-    /// Held by open orders; `None` when the Balance endpoint answered.
-    pub hold: Option<f64>,
-}
-
-impl LabeledBalance {
-    /// What can be withdrawn or traded: total minus hold, when the hold is known.
-    pub fn available(&self) -> Option<f64> {
-        self.hold.map(|hold| self.total - hold)
-    }
-}
-
-/// An amount for people: at most 10 decimals (Kraken's precision), trailing zeros dropped, so
-/// `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
-pub fn format_amount(value: f64) -> String {
-    let text = format!("{value:.10}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// The balances of one successful refresh.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// One entry per asset, sorted by code.
-    pub balances: Vec<LabeledBalance>,
-    /// Wall-clock time of the refresh, for `kraken_last_success_timestamp_seconds`.
-    pub fetched_at: SystemTime,
-    /// Monotonic time of the refresh, for the staleness limit.
-    pub fetched_instant: Instant,
-    /// Which endpoint answered (`BalanceEx` or `Balance`).
-    pub endpoint: &'static str,
-}
-
-/// What a scrape or the landing page shows about one account.
-#[derive(Debug, Clone)]
-pub struct AccountStatus {
-    /// The `account` label.
-    pub name: String,
-    /// The latest refresh succeeded and this scrape did not give up waiting for one.
-    pub up: bool,
-    /// When the latest successful refresh happened.
-    pub last_success: Option<SystemTime>,
-    /// Reason and message of the latest failed refresh, if the latest refresh failed.
-    pub last_error: Option<(Reason, String)>,
-    /// The balances to export; `None` before the first success and once they are stale.
-    pub balances: Option<Arc<Snapshot>>,
-    /// What the key may do, from the latest successful audit.
-    pub audit: Option<KeyAudit>,
-    /// Kraken's equivalent balance (TradeBalance `eb`) as (quote altname, value), when collected
-    /// and not stale.
-    pub equivalent: Option<(String, f64)>,
-    /// Kraken refused TradeBalance for this key, so it is no longer asked.
-    pub trade_balance_refused: bool,
-}
+pub use policy::{BackoffPolicy, RefreshPolicy, backoff};
 
 /// The result of the latest refresh.
 #[derive(Debug, Clone)]
@@ -188,6 +77,9 @@ pub struct Account {
     client: KrakenClient,
     /// Shared public data: asset names.
     market: Arc<Market>,
+    /// Told after every change to what the exposition shows (see [`RequestMetrics::touch`]),
+    /// so a cached body is not served as current.
+    changes: Arc<RequestMetrics>,
     /// When to call.
     policy: RefreshPolicy,
     /// Audit and TradeBalance settings.
@@ -218,16 +110,18 @@ impl Drop for InFlightGuard<'_> {
 }
 
 impl Account {
-    /// An account that has not been refreshed yet.
+    /// An account that has not been refreshed yet. `changes` is touched after every refresh.
     pub fn new(
         client: KrakenClient,
         policy: RefreshPolicy,
         extras: Extras,
         market: Arc<Market>,
+        changes: Arc<RequestMetrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             client,
             market,
+            changes,
             policy,
             extras,
             state: Mutex::new(State::default()),
@@ -240,17 +134,12 @@ impl Account {
         self.client.account()
     }
 
-    /// The refresh policy.
-    pub fn policy(&self) -> &RefreshPolicy {
-        &self.policy
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a refresh has finished, successfully or not.
-    pub fn has_outcome(&self) -> bool {
+    pub(crate) fn has_outcome(&self) -> bool {
         self.lock().last_outcome.is_some()
     }
 
@@ -297,92 +186,104 @@ impl Account {
         let result = self.client.balances().await;
         let now = Instant::now();
         let held = self.record(result, now, &assets);
-        self.client.touch();
+        self.changes.touch();
         if let Some(held) = held {
             self.market.note_held(held);
             // The extra calls run in this same task, after the balance call, so calls with
             // this key never overlap and their nonces reach Kraken in order.
             self.audit_if_due().await;
             self.trade_balance_if_enabled(&assets).await;
-            self.client.touch();
+            self.changes.touch();
         }
     }
 
     /// Stores the outcome of a balance call; on success returns the held (code, asset) pairs.
     fn record(
         &self,
-        result: Result<crate::kraken::client::BalanceAnswer, KrakenError>,
+        result: Result<BalanceAnswer, KrakenError>,
         now: Instant,
-        assets: &crate::kraken::AssetTable,
+        assets: &AssetTable,
     ) -> Option<Vec<(String, String)>> {
-        let mut state = self.lock();
         match result {
-            Ok(answer) => {
-                let balances = answer
-                    .balances
-                    .into_iter()
-                    .map(|b| LabeledBalance {
-                        asset: assets.display_name(&b.code),
-                        code: b.code,
-                        total: b.total,
-                        hold: b.hold,
-                    })
-                    .collect();
-                state.snapshot = Some(Arc::new(Snapshot {
-                    balances,
-                    fetched_at: SystemTime::now(),
-                    fetched_instant: now,
-                    endpoint: answer.endpoint,
-                }));
-                tracing::debug!(
-                    account = %self.name(),
-                    endpoint = answer.endpoint,
-                    assets = state.snapshot.as_ref().map_or(0, |s| s.balances.len()),
-                    "balances refreshed"
-                );
-                if state.consecutive_failures > 0 {
-                    tracing::info!(account = %self.name(), "refresh succeeded again");
-                }
-                state.consecutive_failures = 0;
-                state.backoff_until = None;
-                state.last_outcome = Some(Outcome {
-                    at: now,
-                    error: None,
-                });
-                Some(
-                    state
-                        .snapshot
-                        .iter()
-                        .flat_map(|s| s.balances.iter())
-                        .map(|b| (b.code.clone(), b.asset.clone()))
-                        .collect(),
-                )
-            }
+            Ok(answer) => Some(self.record_success(answer, now, assets)),
             Err(error) => {
-                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                let wait = backoff(
-                    &error,
-                    state.consecutive_failures,
-                    self.policy.min_interval,
-                    self.policy.backoff,
-                );
-                state.backoff_until = Some(now + wait);
-                let reason = error.reason();
-                tracing::warn!(
-                    account = %self.name(),
-                    reason = %reason,
-                    error = %error,
-                    retry_in = ?wait,
-                    advice = reason.advice(),
-                    "refreshing balances failed"
-                );
-                state.last_outcome = Some(Outcome {
-                    at: now,
-                    error: Some((reason, error.to_string())),
-                });
+                self.record_failure(&error, now);
                 None
             }
         }
+    }
+
+    /// Stores a successful balance answer as the new snapshot; returns the held (code, asset)
+    /// pairs.
+    fn record_success(
+        &self,
+        answer: BalanceAnswer,
+        now: Instant,
+        assets: &AssetTable,
+    ) -> Vec<(String, String)> {
+        let balances: Vec<LabeledBalance> = answer
+            .balances
+            .into_iter()
+            .map(|b| LabeledBalance {
+                asset: assets.display_name(&b.code),
+                code: b.code,
+                total: b.total,
+                hold: b.hold,
+            })
+            .collect();
+        let held = balances
+            .iter()
+            .map(|b| (b.code.clone(), b.asset.clone()))
+            .collect();
+        tracing::debug!(
+            account = %self.name(),
+            endpoint = answer.endpoint.as_str(),
+            assets = balances.len(),
+            "balances refreshed"
+        );
+        let mut state = self.lock();
+        state.snapshot = Some(Arc::new(Snapshot {
+            balances,
+            fetched_at: SystemTime::now(),
+            fetched_instant: now,
+            endpoint: answer.endpoint,
+        }));
+        if state.consecutive_failures > 0 {
+            tracing::info!(account = %self.name(), "refresh succeeded again");
+        }
+        state.consecutive_failures = 0;
+        state.backoff_until = None;
+        state.last_outcome = Some(Outcome {
+            at: now,
+            error: None,
+        });
+        held
+    }
+
+    /// Stores a failed balance call and starts the backoff it calls for.
+    fn record_failure(&self, error: &KrakenError, now: Instant) {
+        let mut state = self.lock();
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        let wait = backoff(
+            error,
+            state.consecutive_failures,
+            self.policy.min_interval,
+            self.policy.backoff,
+        );
+        state.backoff_until = Some(now + wait);
+        let reason = error.reason();
+        tracing::warn!(
+            account = %self.name(),
+            reason = %reason,
+            error = %error,
+            retry_in = ?wait,
+            advice = reason.advice(),
+            "refreshing balances failed"
+        );
+        state.last_outcome = Some(Outcome {
+            at: now,
+            error: Some((reason, error.to_string())),
+        });
     }
 
     /// Audits the key's permissions when due. A key that can move funds or trade is logged as a
@@ -425,7 +326,7 @@ impl Account {
 
     /// Collects TradeBalance's equivalent balance when enabled. A refusal is reported once and
     /// stops the calls, instead of counting as an outage at every refresh.
-    async fn trade_balance_if_enabled(&self, assets: &crate::kraken::AssetTable) {
+    async fn trade_balance_if_enabled(&self, assets: &AssetTable) {
         let Some(quote) = &self.extras.trade_balance_quote else {
             return;
         };
@@ -502,13 +403,13 @@ impl Account {
 
     /// Refreshes now (joining one in flight), unless a backoff is in force, and waits for it.
     /// Used at start-up, by the background loop and by `check`.
-    pub async fn refresh_now(self: &Arc<Self>) {
+    pub(crate) async fn refresh_now(self: &Arc<Self>) {
         let receiver = self.start_refresh_if_due(Duration::ZERO);
         Self::wait(receiver, Instant::now() + Duration::from_secs(24 * 3600)).await;
     }
 
     /// Runs the background refresh loop until the task is dropped.
-    pub async fn run_background(self: Arc<Self>, interval: Duration) {
+    pub(crate) async fn run_background(self: Arc<Self>, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -547,112 +448,5 @@ impl Account {
             equivalent,
             trade_balance_refused: state.trade_balance_refused,
         }
-    }
-}
-
-/// How long to leave Kraken alone after the `failures`-th consecutive failure: Kraken's own
-/// "throttled until" when it gave one; otherwise the reason's base doubled per repeated
-/// failure, never shorter than the minimum interval, capped at `policy.max` (a lockout always
-/// waits its full base, since every attempt during one restarts Kraken's timer). Every wait but
-/// Kraken's own is multiplied by `policy.scale`.
-pub fn backoff(
-    error: &KrakenError,
-    failures: u32,
-    min_interval: Duration,
-    policy: BackoffPolicy,
-) -> Duration {
-    if let Some(retry_at) = error.retry_at() {
-        let wait = retry_at
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        return wait.clamp(min_interval, Duration::from_secs(3600));
-    }
-    let reason = error.reason();
-    let base = reason.backoff_base().mul_f64(policy.scale);
-    if reason == Reason::Lockout {
-        return base.max(min_interval);
-    }
-    let doubled = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    doubled.min(policy.max).max(min_interval)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn api(message: &str) -> KrakenError {
-        let (reason, retry_at) = crate::kraken::error::classify(message);
-        KrakenError::Api {
-            reason,
-            message: message.into(),
-            retry_at,
-        }
-    }
-
-    #[test]
-    fn amounts_print_with_krakens_precision_and_no_float_noise() {
-        assert_eq!(format_amount(1.2345678901 - 0.1), "1.1345678901");
-        assert_eq!(format_amount(25000.1234), "25000.1234");
-        assert_eq!(format_amount(0.0), "0");
-        assert_eq!(format_amount(-0.0), "0");
-        assert_eq!(format_amount(1500.0), "1500");
-        assert_eq!(format_amount(0.00000001), "0.00000001");
-    }
-
-    #[test]
-    fn backoff_doubles_per_failure_and_is_capped() {
-        let min = Duration::from_secs(10);
-        let err = KrakenError::Status { status: 502 };
-        let p = BackoffPolicy::default();
-        assert_eq!(backoff(&err, 1, min, p), Duration::from_secs(10));
-        assert_eq!(backoff(&err, 2, min, p), Duration::from_secs(10));
-        assert_eq!(backoff(&err, 3, min, p), Duration::from_secs(20));
-        assert_eq!(backoff(&err, 30, min, p), MAX_BACKOFF);
-        let rate = api("EAPI:Rate limit exceeded");
-        assert_eq!(backoff(&rate, 1, min, p), Duration::from_secs(30));
-        assert_eq!(backoff(&rate, 2, min, p), Duration::from_secs(60));
-        let fast = BackoffPolicy {
-            scale: 0.01,
-            max: Duration::from_secs(1),
-        };
-        assert_eq!(
-            backoff(&rate, 1, Duration::ZERO, fast),
-            Duration::from_millis(300)
-        );
-        assert_eq!(
-            backoff(&rate, 9, Duration::ZERO, fast),
-            Duration::from_secs(1)
-        );
-    }
-
-    #[test]
-    fn lockout_waits_minutes_and_auth_failures_never_retry_tightly() {
-        let min = Duration::from_secs(10);
-        let p = BackoffPolicy::default();
-        assert_eq!(
-            backoff(&api("EGeneral:Temporary lockout"), 1, min, p),
-            Duration::from_secs(900)
-        );
-        assert!(backoff(&api("EAPI:Invalid key"), 1, min, p) >= Duration::from_secs(60));
-        assert!(backoff(&api("EAPI:Invalid signature"), 1, min, p) >= Duration::from_secs(60));
-    }
-
-    #[test]
-    fn throttled_waits_until_the_time_kraken_gave() {
-        let until = SystemTime::now() + Duration::from_secs(120);
-        let secs = until
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let wait = backoff(
-            &api(&format!("EService:Throttled:{secs}")),
-            1,
-            Duration::from_secs(10),
-            BackoffPolicy::default(),
-        );
-        assert!(
-            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
     }
 }

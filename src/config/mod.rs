@@ -1,0 +1,610 @@
+//! One validated configuration, resolved once from flags, the config file, environment
+//! variables and credential files.
+//!
+//! Owns precedence (a flag given on the command line overrides the file, the file overrides the
+//! default), credential loading (environment variable or file) and every check of a
+//! credential's shape, of the accounts, the listen address, the telemetry path and the API URL.
+//! Must not: put any part of a credential into an error, a log line or `Debug` output; errors
+//! name the variable, file or field and the fix instead.
+
+//!
+//! # Layout
+//!
+//! - this file: the validated types ([`Config`] and its parts), [`ConfigError`], and
+//!   [`resolve`], which picks the mode (one account from flags, or accounts from the file);
+//! - [`file`](mod@file): the YAML schema as written;
+//! - `flags`: the settings shared by both modes, resolved flag over file over default;
+//! - `accounts`: the account of one-account mode, and every account of the file;
+//! - `credentials`: the one pipeline every credential goes through (find, read, check, decode);
+//! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path.
+
+pub mod file;
+
+mod accounts;
+mod credentials;
+mod flags;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::account::RefreshPolicy;
+use crate::cli::{Cli, Command, Flags, LogFormat, LogLevel};
+use crate::kraken::BalanceEndpoint;
+use crate::problem::{Problem, list};
+use crate::secret::Credentials;
+use file::FileConfig;
+
+/// Length of a decoded Kraken private key.
+pub const SECRET_LEN: usize = 64;
+
+/// Default base URL of Kraken's REST API.
+pub const DEFAULT_API_URL: &str = "https://api.kraken.com";
+
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default interval of the key-permission audit.
+pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Everything the exporter needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Run `check` once instead of serving.
+    pub check: bool,
+    /// Validate the configuration and exit (`--config.check`).
+    pub check_config: bool,
+    /// Use the built-in simulated Kraken; credentials are then `None`.
+    pub demo: bool,
+    /// The config file, when accounts come from one; re-read on reload.
+    pub config_file: Option<PathBuf>,
+    /// The accounts to export, in the order written.
+    pub accounts: Vec<AccountConfig>,
+    /// Base URL of Kraken's REST API, without trailing slash.
+    pub api_url: String,
+    /// Upper bound on one call.
+    pub timeout: Duration,
+    /// When Kraken is called.
+    pub policy: RefreshPolicy,
+    /// The key-permission audit.
+    pub audit: AuditConfig,
+    /// Prices in a quote currency.
+    pub valuation: ValuationConfig,
+    /// The HTTP front.
+    pub web: WebConfig,
+    /// Logging.
+    pub log_level: LogLevel,
+    /// Logging.
+    pub log_format: LogFormat,
+}
+
+/// One Kraken account.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// The `account` label.
+    pub name: String,
+    /// Key, secret and optional 2FA password; `None` in demo mode, where the simulated Kraken
+    /// generates them.
+    pub credentials: Option<Credentials>,
+    /// Which endpoint returns balances.
+    pub balance_endpoint: BalanceEndpoint,
+    /// Base URL for this account's private calls; `None` uses [`Config::api_url`].
+    pub api_url: Option<String>,
+    /// Where the nonce high-water mark is kept across restarts.
+    pub nonce_file: Option<PathBuf>,
+    /// Asset label → lowest acceptable balance (`kraken_balance_min`).
+    pub min_balance: BTreeMap<String, f64>,
+    /// Asset labels exported as 0 when Kraken omits them.
+    pub watch: Vec<String>,
+}
+
+impl AccountConfig {
+    /// Whether `other` talks to Kraken exactly as this one does (same key, secret, 2FA password,
+    /// endpoint and nonce file), so a reload can keep the running account, its nonces and its
+    /// cached balances.
+    pub fn same_connection(&self, other: &AccountConfig) -> bool {
+        let creds = |c: &Option<Credentials>| {
+            c.as_ref().map(|c| {
+                (
+                    c.key.expose().to_owned(),
+                    c.secret.expose().to_vec(),
+                    c.otp.as_ref().map(|o| o.expose().to_owned()),
+                )
+            })
+        };
+        self.name == other.name
+            && self.balance_endpoint == other.balance_endpoint
+            && self.api_url == other.api_url
+            && self.nonce_file == other.nonce_file
+            && creds(&self.credentials) == creds(&other.credentials)
+    }
+}
+
+/// The key-permission audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Whether keys are audited at all.
+    pub enabled: bool,
+    /// How often each key is audited again.
+    pub interval: Duration,
+}
+
+/// Prices in a quote currency.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ValuationConfig {
+    /// Kraken's short name of the quote currency (`USD`); `None` turns prices off.
+    pub quote: Option<String>,
+    /// Collect TradeBalance's equivalent balance per account.
+    pub trade_balance: bool,
+}
+
+/// The HTTP front.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Where to listen.
+    pub listen_address: SocketAddr,
+    /// Path of the exposition.
+    pub telemetry_path: String,
+    /// `--web.config.file`, when given.
+    pub config_file: Option<PathBuf>,
+    /// What that file configures (TLS, client certificates, basic auth, headers), loaded and
+    /// validated; applied at start-up only.
+    pub security: Option<Arc<crate::web::security::WebSecurity>>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` reloads; otherwise it answers 403.
+    pub enable_lifecycle: bool,
+}
+
+/// A configuration that cannot be used. Each message names the variable, file, field or flag at
+/// fault and the fix; none contains a credential. The process exits with status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A credential is missing or malformed.
+    #[error("{source_name}: {problem}")]
+    Credential {
+        /// Where the value came from (`environment variable KRAKEN_API_SECRET`, `file …`).
+        source_name: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// The key or secret is not set anywhere.
+    #[error(
+        "no {what} is set: set {env} or {env}_FILE (or --kraken.{flag}-file) to the {what} of a key with only the 'Funds: Query' permission, use --config.file, or run with --demo"
+    )]
+    Missing {
+        /// `API key` or `API private key`.
+        what: &'static str,
+        /// The environment variable.
+        env: &'static str,
+        /// The flag stem.
+        flag: &'static str,
+    },
+    /// A value and a file were both given for one credential.
+    #[error("both {env} and {env}_FILE are set: keep only one of them")]
+    Ambiguous {
+        /// The environment variable.
+        env: &'static str,
+    },
+    /// A flag value is unusable.
+    #[error("{flag} {problem}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {kind}; check the path given to --config.file")]
+    FileRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error kind.
+        kind: std::io::ErrorKind,
+    },
+    /// The config file has mistakes; all of them are listed.
+    #[error("config file {path}: {}", list(problems))]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Every mistake found.
+        problems: Vec<Problem>,
+    },
+    /// The web configuration file (`--web.config.file`) cannot be read or has mistakes.
+    #[error(transparent)]
+    WebConfig(#[from] crate::web::security::WebConfigError),
+}
+
+/// The environment, looked up by name; injected so tests control it.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Resolves the command line, the config file it names and the environment into a validated
+/// configuration.
+pub fn resolve(cli: Cli, env: Env<'_>) -> Result<Config, ConfigError> {
+    let check = matches!(cli.command, Some(Command::Check));
+    resolve_flags(&cli.flags, check, env)
+}
+
+/// Like [`resolve`], from flags alone (what a reload re-runs).
+pub fn resolve_flags(flags: &Flags, check: bool, env: Env<'_>) -> Result<Config, ConfigError> {
+    let mut config = match &flags.config_file {
+        Some(path) => resolve_file_mode(flags, path, env)?,
+        None => {
+            let account = accounts::from_flags(flags, env)?;
+            flags::base_config(flags, None, vec![account], &mut Vec::new())?
+        }
+    };
+    config.check = check;
+    Ok(config)
+}
+
+/// Accounts from the config file at `path`; every mistake in it is reported at once.
+fn resolve_file_mode(flags: &Flags, path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
+    let file = read_file(path)?;
+    refuse_single_account_flags(flags)?;
+    let mut problems = Vec::new();
+    let accounts = accounts::from_file(&file, path, flags.demo, env, &mut problems);
+    let mut config = flags::base_config(flags, Some(&file), accounts, &mut problems)?;
+    if !problems.is_empty() {
+        return Err(ConfigError::File {
+            path: path.to_owned(),
+            problems,
+        });
+    }
+    config.config_file = Some(path.to_owned());
+    Ok(config)
+}
+
+/// The flags of one-account mode have no meaning with a config file: each account sets its own.
+fn refuse_single_account_flags(flags: &Flags) -> Result<(), ConfigError> {
+    for (flag, given) in [
+        ("--kraken.api-key-file", flags.api_key_file.is_some()),
+        ("--kraken.api-secret-file", flags.api_secret_file.is_some()),
+        ("--kraken.api-otp-file", flags.api_otp_file.is_some()),
+        ("--kraken.account", flags.account.is_some()),
+        ("--kraken.nonce-file", flags.nonce_file.is_some()),
+        (
+            "--kraken.balance-endpoint",
+            flags.balance_endpoint.is_some(),
+        ),
+    ] {
+        if given {
+            return Err(ConfigError::Flag {
+                flag,
+                problem:
+                    "applies only without --config.file: set it per account in the file instead"
+                        .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::FileRead {
+        path: path.to_owned(),
+        kind: e.kind(),
+    })?;
+    file::parse(&text).map_err(|problem| ConfigError::File {
+        path: path.to_owned(),
+        problems: vec![problem],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    /// 64 bytes of 0x2a, base64.
+    const SECRET: &str =
+        "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==";
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn resolve_with(args: &[&str], pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["kraken_exporter"];
+        argv.extend_from_slice(args);
+        resolve(Cli::try_parse_from(argv).unwrap(), &env(pairs))
+    }
+
+    fn temp_file(contents: &[u8]) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "kraken-config-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        path
+    }
+
+    #[test]
+    fn defaults_resolve_with_credentials_from_the_environment() {
+        let config = resolve_with(
+            &[],
+            &[("KRAKEN_API_KEY", "key"), ("KRAKEN_API_SECRET", SECRET)],
+        )
+        .unwrap();
+        assert_eq!(config.accounts[0].name, "default");
+        assert_eq!(config.api_url, "https://api.kraken.com");
+        assert_eq!(config.web.listen_address.port(), crate::cli::DEFAULT_PORT);
+        assert_eq!(config.web.telemetry_path, "/metrics");
+        assert_eq!(config.policy.min_interval, Duration::from_secs(10));
+        assert_eq!(config.policy.stale_after, Duration::from_secs(300));
+        assert_eq!(config.policy.background_interval, None);
+        let creds = config.accounts[0].credentials.clone().unwrap();
+        assert_eq!(creds.secret.expose(), &[0x2a; 64][..]);
+        assert!(creds.otp.is_none());
+        assert!(!config.check);
+    }
+
+    #[test]
+    fn files_from_flags_and_variables_lose_their_trailing_newline() {
+        let key = temp_file(b"filekey\n");
+        let secret = temp_file(format!("{SECRET}\r\n").as_bytes());
+        let otp = temp_file(b"hunter2\n");
+        let config = resolve_with(
+            &[
+                "--kraken.api-key-file",
+                key.to_str().unwrap(),
+                "--kraken.api-otp-file",
+                otp.to_str().unwrap(),
+            ],
+            &[("KRAKEN_API_SECRET_FILE", secret.to_str().unwrap())],
+        )
+        .unwrap();
+        let creds = config.accounts[0].credentials.clone().unwrap();
+        assert_eq!(creds.key.expose(), "filekey");
+        assert_eq!(creds.secret.expose().len(), 64);
+        assert_eq!(creds.otp.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_2fa_password_may_hold_spaces_but_not_surrounding_ones() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let with = |otp: &'static str| {
+            let mut pairs = creds.to_vec();
+            pairs.push(("KRAKEN_API_OTP", otp));
+            resolve_with(&[], &pairs)
+        };
+        let config = with("correct horse battery").unwrap();
+        let otp = config.accounts[0].credentials.clone().unwrap().otp.unwrap();
+        assert_eq!(otp.expose(), "correct horse battery");
+        let message = with("hunter2 ").unwrap_err().to_string();
+        assert!(
+            message.contains("KRAKEN_API_OTP") && message.contains("whitespace"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn the_flag_file_overrides_the_variable() {
+        let key = temp_file(b"fromflag");
+        let config = resolve_with(
+            &["--kraken.api-key-file", key.to_str().unwrap()],
+            &[("KRAKEN_API_KEY", "fromenv"), ("KRAKEN_API_SECRET", SECRET)],
+        )
+        .unwrap();
+        assert_eq!(
+            config.accounts[0].credentials.clone().unwrap().key.expose(),
+            "fromflag"
+        );
+    }
+
+    fn refused(args: &[&str], pairs: &[(&str, &str)]) -> String {
+        resolve_with(args, pairs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn missing_and_ambiguous_credentials_name_the_variable_and_the_fix() {
+        let msg = refused(&[], &[("KRAKEN_API_SECRET", SECRET)]);
+        assert!(
+            msg.contains("KRAKEN_API_KEY") && msg.contains("--demo"),
+            "{msg}"
+        );
+        let msg = refused(&[], &[("KRAKEN_API_KEY", "k")]);
+        assert!(msg.contains("KRAKEN_API_SECRET_FILE"), "{msg}");
+        let msg = refused(
+            &[],
+            &[
+                ("KRAKEN_API_KEY", "k"),
+                ("KRAKEN_API_SECRET", SECRET),
+                ("KRAKEN_API_SECRET_FILE", "/x"),
+            ],
+        );
+        assert!(msg.contains("keep only one"), "{msg}");
+    }
+
+    #[test]
+    fn malformed_secrets_are_refused_without_showing_them() {
+        let cases: &[(&str, &str)] = &[
+            ("bm90IGJhc2U2NA$$$", "not valid base64"),
+            (
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg",
+                "missing its '=' padding",
+            ),
+            (
+                "\u{feff}KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "byte-order mark",
+            ),
+            (
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioq\u{200b}KioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "zero-width",
+            ),
+            (
+                "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+                "decodes to 32 bytes",
+            ),
+            (
+                "KioqKioq KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "whitespace inside",
+            ),
+            (
+                "b\"KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==\"",
+                "bytes literal",
+            ),
+            (
+                "\u{201c}KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==\u{201d}",
+                "quotes",
+            ),
+            (
+                "'KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg=='",
+                "quotes",
+            ),
+            (
+                " KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                "whitespace",
+            ),
+        ];
+        for (secret, expected) in cases {
+            let msg = refused(
+                &[],
+                &[("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", secret)],
+            );
+            assert!(msg.contains(expected), "{secret:?}: {msg}");
+            assert!(msg.contains("KRAKEN_API_SECRET"), "{msg}");
+            assert!(
+                !msg.contains("Kioq") && !msg.contains("AQEB") && !msg.contains("bm90"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_file_spells_balance_endpoints_as_the_flag_does() {
+        for name in ["auto", "balance-ex", "balance"] {
+            let flag = resolve_with(&["--demo", "--kraken.balance-endpoint", name], &[]).unwrap();
+            let file = temp_file(
+                format!("accounts:\n  - name: a\n    balance_endpoint: {name}\n").as_bytes(),
+            );
+            let from_file =
+                resolve_with(&["--demo", "--config.file", file.to_str().unwrap()], &[]).unwrap();
+            assert_eq!(
+                flag.accounts[0].balance_endpoint, from_file.accounts[0].balance_endpoint,
+                "{name}"
+            );
+        }
+        let file = temp_file(b"accounts:\n  - name: a\n    balance_endpoint: Balance\n");
+        let refused = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            refused.contains("is not one of auto, balance-ex, balance"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn both_modes_check_a_credential_with_the_same_words() {
+        let short = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let pairs = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", short)];
+        let one_account = refused(&[], &pairs);
+        let file = temp_file(
+            b"accounts:\n  - name: a\n    key_env: KRAKEN_API_KEY\n    secret_env: KRAKEN_API_SECRET\n",
+        );
+        let from_file = refused(&["--config.file", file.to_str().unwrap()], &pairs);
+        assert!(one_account.contains("decodes to 32 bytes"), "{one_account}");
+        // One-account mode writes `source: problem`; the file's list puts the field first.
+        let sentence = one_account.replacen(": ", " ", 1);
+        assert!(
+            from_file.contains(&format!("accounts[0] (a).secret_env: {sentence}")),
+            "{from_file}"
+        );
+        assert!(!from_file.contains("AQEB"), "{from_file}");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_names_the_file_and_the_flag() {
+        let msg = refused(
+            &["--kraken.api-secret-file", "/nonexistent/secret"],
+            &[("KRAKEN_API_KEY", "k")],
+        );
+        assert!(
+            msg.contains("/nonexistent/secret") && msg.contains("--kraken.api-secret-file"),
+            "{msg}"
+        );
+        assert!(msg.contains("cannot be read"), "{msg}");
+    }
+
+    #[test]
+    fn demo_needs_no_credentials() {
+        let config = resolve_with(&["--demo"], &[]).unwrap();
+        assert!(config.demo && config.accounts[0].credentials.is_none());
+    }
+
+    #[test]
+    fn check_subcommand_takes_global_flags_on_either_side() {
+        assert!(resolve_with(&["check", "--demo"], &[]).unwrap().check);
+        assert!(resolve_with(&["--demo", "check"], &[]).unwrap().check);
+    }
+
+    #[test]
+    fn web_and_url_flags_are_validated() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let config = resolve_with(
+            &[
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--kraken.api-url",
+                "http://127.0.0.1:8080/",
+            ],
+            &creds,
+        )
+        .unwrap();
+        assert_eq!(config.web.listen_address, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.api_url, "http://127.0.0.1:8080");
+        assert!(
+            refused(&["--web.listen-address", "nonsense"], &creds).contains("--web.listen-address")
+        );
+        assert!(
+            refused(&["--web.telemetry-path", "metrics"], &creds).contains("--web.telemetry-path")
+        );
+        assert!(
+            refused(&["--web.telemetry-path", "/-/ready"], &creds).contains("--web.telemetry-path")
+        );
+        assert!(
+            refused(&["--kraken.api-url", "http://kraken.example"], &creds).contains("use https")
+        );
+        assert!(refused(&["--kraken.api-url", "api.kraken.com"], &creds).contains("is not a URL"));
+        assert!(refused(&["--kraken.timeout", "0s"], &creds).contains("--kraken.timeout"));
+    }
+
+    #[test]
+    fn durations_are_parsed_from_flags() {
+        let config = resolve_with(
+            &[
+                "--demo",
+                "--refresh.min-interval",
+                "30s",
+                "--refresh.interval",
+                "1m",
+                "--refresh.stale-after",
+                "1h",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.policy.min_interval, Duration::from_secs(30));
+        assert_eq!(
+            config.policy.background_interval,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(config.policy.stale_after, Duration::from_secs(3600));
+        let mut argv = vec!["kraken_exporter", "--refresh.min-interval", "10"];
+        argv.push("--demo");
+        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains("without a unit"), "{err}");
+    }
+}

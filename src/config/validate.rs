@@ -1,0 +1,149 @@
+//! The checks of single settings: account names, API URLs, durations, the listen address, the
+//! telemetry path, the quote currency and the nonce file.
+//!
+//! Each check returns the value it accepts, or what is wrong and the fix, without the place:
+//! the caller knows whether the value came from a flag or a field of the config file.
+//! Must not: read the environment or credentials; the only file it looks at is the nonce file's
+//! directory (through [`crate::kraken::nonce::check_state_file`]).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::DEFAULT_PORT;
+use crate::kraken::BalanceEndpoint;
+
+/// Names become label values and `/probe?account=` arguments: keep them plain. Names starting
+/// with `_` are reserved (`_public` counts calls to Kraken's public endpoints).
+pub(super) fn account_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.starts_with('_') {
+        return Some(format!(
+            "{name:?} starts with _, which is reserved: choose another name"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some(format!(
+            "{name:?} may contain only letters, digits, '-', '_' and '.'"
+        ));
+    }
+    None
+}
+
+/// `balance_endpoint` of an account entry, spelled as the flag `--kraken.balance-endpoint`.
+pub(super) fn balance_endpoint(text: &str) -> Option<BalanceEndpoint> {
+    match text {
+        "auto" => Some(BalanceEndpoint::Auto),
+        "balance-ex" => Some(BalanceEndpoint::BalanceEx),
+        "balance" => Some(BalanceEndpoint::Balance),
+        _ => None,
+    }
+}
+
+/// Plain HTTP would send the key and signatures in clear text, so it is accepted only for a
+/// Kraken on this machine (the simulated one, or a local proxy that adds TLS). Returns the URL
+/// without trailing slash.
+pub(super) fn api_url(url: &str) -> Result<String, &'static str> {
+    let trimmed = url.trim_end_matches('/');
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return Err("is not a URL: write it like https://api.kraken.com");
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host: write it like https://api.kraken.com");
+    }
+    let host_name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    match scheme {
+        "https" => Ok(trimmed.to_owned()),
+        "http" if matches!(host_name, "127.0.0.1" | "localhost" | "[::1]") => {
+            Ok(trimmed.to_owned())
+        }
+        "http" => {
+            Err("uses plain http to another machine, which would expose the API key: use https")
+        }
+        _ => Err("must start with https://"),
+    }
+}
+
+/// `--kraken.timeout`.
+pub(super) fn timeout(timeout: Duration) -> Result<(), &'static str> {
+    if timeout.is_zero() {
+        return Err("must be longer than 0s (for example 10s)");
+    }
+    Ok(())
+}
+
+/// `--refresh.interval` (background mode), when given.
+pub(super) fn background_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval.is_zero() {
+        return Err("must be longer than 0s (for example 30s); leave it out to refresh on scrape");
+    }
+    Ok(())
+}
+
+/// `--refresh.assets-interval`.
+pub(super) fn assets_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval < Duration::from_secs(60) {
+        return Err("must be at least 1m: the asset list changes rarely");
+    }
+    Ok(())
+}
+
+/// `--audit.interval`.
+pub(super) fn audit_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval < Duration::from_secs(60) {
+        return Err("must be at least 1m: permissions rarely change, and each audit costs calls");
+    }
+    Ok(())
+}
+
+/// `--valuation.quote`: Kraken's short name of an asset.
+pub(super) fn quote(quote: &str) -> Result<(), String> {
+    if quote.is_empty() || !quote.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+        return Err(format!(
+            "{quote:?} is not an asset name: use Kraken's short name, like USD or EUR"
+        ));
+    }
+    Ok(())
+}
+
+/// `:port` listens on every interface, IPv6 and IPv4, as Go exporters do: `[::]`, which Linux
+/// serves dual-stack; `main` falls back to `0.0.0.0` where IPv6 is unavailable.
+pub(super) fn listen_address(address: &str) -> Result<SocketAddr, String> {
+    let full = if address.starts_with(':') {
+        format!("[::]{address}")
+    } else {
+        address.to_owned()
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            format!(
+                "{address:?} is not host:port or :port (for example :{DEFAULT_PORT} or 127.0.0.1:{DEFAULT_PORT})"
+            )
+        })
+}
+
+/// `--web.telemetry-path`: must not hide the other routes.
+pub(super) fn telemetry_path(path: &str) -> Result<(), String> {
+    if path.len() < 2 || !path.starts_with('/') || path.starts_with("/-/") || path == "/probe" {
+        return Err(format!(
+            "{path:?} must start with / and must not be /, /probe or a /-/ path"
+        ));
+    }
+    Ok(())
+}
+
+/// A nonce file must be usable before the first call spends a nonce.
+pub(super) fn nonce_file(path: &Path) -> Result<(), String> {
+    crate::kraken::nonce::check_state_file(path).map_err(|error| error.to_string())
+}

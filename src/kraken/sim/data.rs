@@ -1,0 +1,130 @@
+//! The simulated exchange's data: assets, pairs, prices, withdrawal methods, default balances,
+//! and the slow drift of `--demo`.
+//!
+//! Owns the tables every answer is built from and the lookups on them.
+//! Must not: know about requests, answers or state; it is the leaf of the simulator.
+
+use std::collections::HashMap;
+
+/// Relative amplitude of the drift applied to balances when `moving` is set.
+pub(super) const DRIFT_AMPLITUDE: f64 = 0.05;
+
+/// Seconds per radian of the drift: one full swing takes about six minutes.
+pub(super) const DRIFT_PERIOD_SECS: f64 = 60.0;
+
+/// What `GET /0/public/Assets` lists: (Kraken code, altname). Covers legacy X/Z prefixes,
+/// unprefixed codes and the staking/rewards suffixes seen in real accounts.
+pub(super) const ASSETS: &[(&str, &str)] = &[
+    ("XXBT", "XBT"),
+    ("XETH", "ETH"),
+    ("XXDG", "XDG"),
+    ("XXRP", "XRP"),
+    ("ZUSD", "USD"),
+    ("ZEUR", "EUR"),
+    ("ZGBP", "GBP"),
+    ("DOT", "DOT"),
+    ("DOT.S", "DOT.S"),
+    ("DOT28.S", "DOT28.S"),
+    ("ETH2.S", "ETH2.S"),
+    ("USD.M", "USD.M"),
+    ("XBT.M", "XBT.M"),
+    ("USDC", "USDC"),
+    ("USDT", "USDT"),
+];
+
+/// What `GET /0/public/AssetPairs` lists: (canonical name, altname, base code, quote code).
+/// Every asset with a price has a USD pair; the others quote in EUR, GBP, XBT or ETH, and
+/// `ZEURZUSD` is the only pair between EUR and USD, as on Kraken (no `ZUSDZEUR`).
+pub(super) const PAIRS: &[(&str, &str, &str, &str)] = &[
+    ("XXBTZUSD", "XBTUSD", "XXBT", "ZUSD"),
+    ("XXBTZEUR", "XBTEUR", "XXBT", "ZEUR"),
+    ("XXBTZGBP", "XBTGBP", "XXBT", "ZGBP"),
+    ("XETHZUSD", "ETHUSD", "XETH", "ZUSD"),
+    ("XETHZEUR", "ETHEUR", "XETH", "ZEUR"),
+    ("XETHXXBT", "ETHXBT", "XETH", "XXBT"),
+    ("DOTUSD", "DOTUSD", "DOT", "ZUSD"),
+    ("DOTEUR", "DOTEUR", "DOT", "ZEUR"),
+    ("DOTXBT", "DOTXBT", "DOT", "XXBT"),
+    ("DOTETH", "DOTETH", "DOT", "XETH"),
+    ("ZEURZUSD", "EURUSD", "ZEUR", "ZUSD"),
+    ("ZGBPZUSD", "GBPUSD", "ZGBP", "ZUSD"),
+    ("USDCUSD", "USDCUSD", "USDC", "ZUSD"),
+    ("USDCEUR", "USDCEUR", "USDC", "ZEUR"),
+    ("USDTZUSD", "USDTUSD", "USDT", "ZUSD"),
+    ("XXDGZUSD", "XDGUSD", "XXDG", "ZUSD"),
+    ("XXDGZEUR", "XDGEUR", "XXDG", "ZEUR"),
+    ("XXDGXXBT", "XDGXBT", "XXDG", "XXBT"),
+    ("XXRPZUSD", "XRPUSD", "XXRP", "ZUSD"),
+    ("XXRPZEUR", "XRPEUR", "XXRP", "ZEUR"),
+    ("XXRPXXBT", "XRPXBT", "XXRP", "XXBT"),
+];
+
+/// USD value of one unit of each asset; the default price of a pair is `usd(base) / usd(quote)`,
+/// so EUR, GBP and cross pairs agree with the USD ones until a test sets a price.
+pub(super) const USD_VALUES: &[(&str, f64)] = &[
+    ("ZUSD", 1.0),
+    ("XXBT", 65_000.0),
+    ("XETH", 3_500.0),
+    ("DOT", 7.5),
+    ("ZEUR", 1.08),
+    ("ZGBP", 1.27),
+    ("XXDG", 0.15),
+    ("XXRP", 0.6),
+    ("USDC", 1.0),
+    ("USDT", 1.0),
+];
+
+/// Added to a pair's index for its drift phase, so prices do not move in lockstep with balances.
+pub(super) const PRICE_DRIFT_PHASE: usize = 100;
+
+/// Withdrawal methods WithdrawMethods lists for a key that may withdraw.
+pub(super) const WITHDRAW_METHODS: &[(&str, &str, &str, &str)] = &[
+    ("XXBT", "Bitcoin", "Bitcoin", "0.0004"),
+    ("XETH", "Ether", "Ethereum", "0.004"),
+    ("ZEUR", "SEPA", "", "1.00"),
+];
+
+/// Balances served until [`super::SimKraken::set_balances`] is called: (code, balance, hold_trade).
+/// Includes a zero balance and staked/rewards codes so the demo shows every case.
+pub(super) const DEFAULT_BALANCES: &[(&str, f64, f64)] = &[
+    ("XXBT", 1.2345678901, 0.1),
+    ("XETH", 12.5, 0.0),
+    ("ZUSD", 25000.1234, 1500.0),
+    ("ZEUR", 0.0, 0.0),
+    ("DOT.S", 300.75, 0.0),
+    ("ETH2.S", 3.2, 0.0),
+    ("USD.M", 1000.5, 0.0),
+    ("XXDG", 4200.0, 0.0),
+];
+
+/// Each pair's default price: `usd(base) / usd(quote)`.
+pub(super) fn default_prices() -> HashMap<String, f64> {
+    PAIRS
+        .iter()
+        .map(|&(name, _, base, quote)| (name.to_owned(), usd_value(base) / usd_value(quote)))
+        .collect()
+}
+
+/// `balance` moved by at most ±5 % along a slow sine, phase-shifted per asset so they do not move
+/// in lockstep. A positive balance stays positive; zero stays zero.
+pub(super) fn drifted(balance: f64, index: usize, elapsed_secs: f64) -> f64 {
+    balance * (1.0 + DRIFT_AMPLITUDE * (elapsed_secs / DRIFT_PERIOD_SECS + index as f64).sin())
+}
+
+/// The canonical name of a pair given by canonical name or altname.
+pub(super) fn canonical_pair(name: &str) -> Option<&'static str> {
+    PAIRS
+        .iter()
+        .find(|p| p.0 == name || p.1 == name)
+        .map(|p| p.0)
+}
+
+/// USD value of one unit of a code in [`USD_VALUES`]; 0 for codes with no value.
+pub(super) fn usd_value(code: &str) -> f64 {
+    USD_VALUES.iter().find(|v| v.0 == code).map_or(0.0, |v| v.1)
+}
+
+/// Kraken's short name of a code in [`ASSETS`], or the code itself.
+pub(super) fn asset_altname(code: &str) -> &str {
+    ASSETS.iter().find(|a| a.0 == code).map_or(code, |a| a.1)
+}

@@ -1,0 +1,316 @@
+//! A simulated Kraken REST API, served in-process on `127.0.0.1`.
+//!
+//! Owns the fake exchange behind `--demo` and behind every integration test: balances, asset
+//! metadata, trading pairs and their prices, the key's permissions, per-key authentication (API
+//! key, signature, nonce, static 2FA password), Kraken's per-key rate counter, and fault
+//! injection (hangs, trickled bodies, HTML error pages, truncated JSON, Kraken error envelopes).
+//! The exporter reaches it through its real HTTP client, so on the wire it answers like Kraken:
+//! API errors arrive with HTTP 200 in the `{"error":[...]}` envelope, amounts are decimal strings
+//! with 10 decimals, and every answer is `application/json` (except injected HTML error pages,
+//! which carry `text/html` like the proxies that send them).
+//!
+//! Must not: contact the network beyond its own `127.0.0.1` listener, read real credentials, or
+//! outlive its handle (dropping [`SimKraken`] stops it).
+//!
+//! Order in which a call is handled, chosen to stay simple and predictable in tests:
+//! 1. The call is counted in [`SimKraken::calls`] (for known methods only) and an injected fault,
+//!    if any, is taken.
+//! 2. The configured latency is slept.
+//! 3. A taken fault answers now: it skips every check and never touches the nonce or the rate
+//!    counter, even when the request was correctly signed.
+//! 4. Public methods must be `GET`, private ones `POST` (otherwise HTTP 405).
+//! 5. Private calls are checked in order: `API-Key` → `API-Sign` present → nonce parses →
+//!    signature matches → nonce increases → `otp`. Every failure answers an error and leaves the
+//!    last nonce unchanged. A call that passes is authenticated: its nonce becomes the last nonce.
+//! 6. The rate counter is charged 1 per authenticated call, including calls it then refuses with
+//!    `EAPI:Rate limit exceeded` (as Kraken does); calls refused earlier cost nothing.
+//! 7. `BalanceEx` with `balance_ex_enabled: false` answers `EGeneral:Permission denied`.
+//! 8. `GetApiKeyInfo` with `api_key_info_enabled: false` answers `EGeneral:Unknown method` before
+//!    any check (a Kraken that predates the method), so it consumes no nonce.
+//! 9. `WithdrawMethods` answers `EGeneral:Permission denied` unless one of
+//!    [`SimOptions::permissions`] contains "withdraw"; `TradeBalance` answers it unless
+//!    `trade_balance_enabled`. The permissions govern nothing else: Balance and BalanceEx work for
+//!    any key, so a test of the audit never breaks the balances.
+//!
+//! Public endpoints: `Assets`, `AssetPairs`, `Ticker` (`?pair=A,B`, by canonical name or
+//! altname, answered under the canonical name; one unknown pair fails the whole call with
+//! `EQuery:Unknown asset pair`, no `pair` lists every pair) and `Time`.
+//!
+//! On shutdown every open connection is closed, which is also how a [`Fault::Hang`] or
+//! [`Fault::Trickle`] ends.
+//!
+//! Files, each importing only those listed after it: `server.rs` accepts connections and routes
+//! each request in the order above; `answers.rs` writes each method's answer in Kraken's
+//! format; `state.rs` is what the sim remembers (balances, prices, faults, call counts, the
+//! key's nonce and rate counter); `auth.rs` checks key, signature, nonce and 2FA password and
+//! keeps the rate counter; `faults.rs` holds injected faults and the answers they produce;
+//! `response.rs` frames answers on the wire; `data.rs` holds the exchange's tables.
+
+mod answers;
+mod auth;
+mod data;
+mod faults;
+mod response;
+mod server;
+mod state;
+#[cfg(test)]
+mod testing;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use self::state::{Shared, SimState};
+use crate::kraken::endpoint::Endpoint;
+use crate::secret::Credentials;
+
+pub use faults::Fault;
+
+/// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
+/// keys sit on and the one `--demo` imitates.
+pub const STARTER_RATE_LIMIT: (f64, f64) = (15.0, 0.33);
+
+/// How the simulated exchange behaves; each test picks the variation it exercises.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Credentials the sim accepts; None generates a random key (56-char base64-ish text) and a
+    /// random 64-byte secret. With `Some` and an `otp`, the sim requires that otp on every call.
+    pub credentials: Option<Credentials>,
+    /// Per-key rate limit counter like Kraken's (max, decay per second); None disables it.
+    /// [`STARTER_RATE_LIMIT`] is `(15.0, 0.33)`.
+    pub rate_limit: Option<(f64, f64)>,
+    /// Delay added before every answer (simulated network latency).
+    pub latency: Duration,
+    /// Balances drift slowly over time (demo); false keeps them exactly as set (tests, golden
+    /// files).
+    pub moving: bool,
+    /// Whether the sim answers BalanceEx (false answers it with `EGeneral:Permission denied`, like
+    /// a key/region where it is refused).
+    pub balance_ex_enabled: bool,
+    /// The key's permissions as GetApiKeyInfo lists them (Kraken's codes, such as `query-funds`).
+    /// WithdrawMethods succeeds only when one of them contains "withdraw" but not "address"
+    /// (e.g. `withdraw-funds`), like a key with "Funds: Withdraw". Default: `["query-funds"]`,
+    /// the one permission an exporter needs.
+    pub permissions: Vec<String>,
+    /// Whether the sim knows GetApiKeyInfo; false answers it with `EGeneral:Unknown method`, like
+    /// a Kraken that predates the method, so the audit has to probe instead.
+    pub api_key_info_enabled: bool,
+    /// Whether the key may call TradeBalance; false (the default) answers it with
+    /// `EGeneral:Permission denied`, since Kraken documents its permission two ways and a
+    /// Query-only key may well be refused.
+    pub trade_balance_enabled: bool,
+}
+
+impl Default for SimOptions {
+    /// The plainest exchange: generated credentials, no rate limit, no latency, fixed balances and
+    /// prices, BalanceEx and GetApiKeyInfo available, a key that may only query funds.
+    fn default() -> Self {
+        Self {
+            credentials: None,
+            rate_limit: None,
+            latency: Duration::ZERO,
+            moving: false,
+            balance_ex_enabled: true,
+            permissions: vec!["query-funds".into()],
+            api_key_info_enabled: true,
+            trade_balance_enabled: false,
+        }
+    }
+}
+
+/// A running simulated Kraken. Not `Clone`: dropping the handle stops the server, so share it
+/// behind an `Arc` when several owners need it.
+pub struct SimKraken {
+    /// State shared with the connection tasks.
+    shared: Arc<Shared>,
+    /// Where the listener is bound, for [`SimKraken::url`].
+    addr: SocketAddr,
+    /// Flipped to `true` once to stop the accept loop and close every connection.
+    shutdown: watch::Sender<bool>,
+}
+
+impl SimKraken {
+    /// Binds 127.0.0.1:0 and serves until dropped or `shutdown`. A random port lets tests run in
+    /// parallel without colliding.
+    pub async fn start(options: SimOptions) -> std::io::Result<SimKraken> {
+        let credentials = options
+            .credentials
+            .clone()
+            .unwrap_or_else(auth::generate_credentials);
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            credentials,
+            rate_limit: options.rate_limit,
+            latency: options.latency,
+            moving: options.moving,
+            balance_ex_enabled: options.balance_ex_enabled,
+            permissions: options.permissions,
+            api_key_info_enabled: options.api_key_info_enabled,
+            trade_balance_enabled: options.trade_balance_enabled,
+            started: Instant::now(),
+            state: Mutex::new(SimState::new()),
+        });
+        tokio::spawn(server::accept_loop(
+            listener,
+            Arc::clone(&shared),
+            shutdown_rx,
+        ));
+        Ok(SimKraken {
+            shared,
+            addr,
+            shutdown,
+        })
+    }
+
+    /// Base URL like "http://127.0.0.1:PORT" (no trailing slash); the client appends
+    /// "/0/private/BalanceEx" etc., exactly as it does for `https://api.kraken.com`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The credentials it accepts (the generated ones in demo), so the exporter can be configured
+    /// to talk to it.
+    pub fn credentials(&self) -> Credentials {
+        self.shared.credentials.clone()
+    }
+
+    /// Replace all balances: (raw Kraken code, balance, hold_trade). Lets a test pin exactly what
+    /// the exporter must expose.
+    pub fn set_balances(&self, balances: Vec<(String, f64, f64)>) {
+        self.shared.state().balances = balances;
+    }
+
+    /// Sets the last trade price of one pair, named by its canonical name (`XXBTZUSD`) or altname
+    /// (`XBTUSD`), so a test can pin what valuation must compute. Only that pair changes: the EUR
+    /// and cross pairs keep their prices.
+    ///
+    /// # Panics
+    /// If the sim does not list the pair (see the module docs): a test asking for one is wrong.
+    pub fn set_price(&self, pair: &str, price: f64) {
+        let canonical = data::canonical_pair(pair)
+            .unwrap_or_else(|| panic!("the simulated Kraken lists no pair {pair:?}"));
+        self.shared
+            .state()
+            .prices
+            .insert(canonical.to_owned(), price);
+    }
+
+    /// Injects a fault for `endpoint` for the next `times` calls (None = until cleared; `Some(0)`
+    /// removes it). A fault injected for a method replaces the previous one for that method, and
+    /// wins over one injected with [`SimKraken::inject_all`].
+    pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
+        self.shared.state().faults.set(Some(endpoint), fault, times);
+    }
+
+    /// Injects a fault for every method without a fault of its own, for the next `times` calls
+    /// (None = until cleared; `Some(0)` removes it).
+    pub fn inject_all(&self, fault: Fault, times: Option<u32>) {
+        self.shared.state().faults.set(None, fault, times);
+    }
+
+    /// Removes every injected fault, returning the sim to normal service.
+    pub fn clear_faults(&self) {
+        self.shared.state().faults.clear();
+    }
+
+    /// How many requests reached the sim for a method, counted whether or not they succeeded
+    /// (including faulted ones and ones rejected for bad auth). Lets tests prove caching and
+    /// coalescing.
+    pub fn calls(&self, endpoint: Endpoint) -> u64 {
+        self.shared
+            .state()
+            .calls
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Last nonce accepted for the key (None before the first), to check the client's nonce
+    /// source and that rejected calls do not consume a nonce.
+    pub fn last_nonce(&self) -> Option<u64> {
+        self.shared.state().key.last_nonce
+    }
+
+    /// Stops accepting and closes every open connection (ending hangs and trickles). Idempotent;
+    /// Drop also stops it.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+impl Drop for SimKraken {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_is_idempotent_and_stops_accepting() {
+        let sim = start(SimOptions::default()).await;
+        let url = format!("{}/0/public/Time", sim.url());
+        assert!(http().get(&url).send().await.is_ok());
+        sim.shutdown();
+        sim.shutdown();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+        assert!(fresh.get(&url).send().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_handle_stops_the_server() {
+        let sim = start(SimOptions::default()).await;
+        let url = format!("{}/0/public/Time", sim.url());
+        drop(sim);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(http().get(&url).send().await.is_err());
+    }
+
+    #[test]
+    fn sim_kraken_can_be_shared_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SimKraken>();
+    }
+
+    #[tokio::test]
+    async fn calls_counts_every_request_that_reaches_a_method() {
+        let sim = start_with_key(None).await;
+        call(&sim, Endpoint::BalanceEx, 1).await;
+        call(&sim, Endpoint::BalanceEx, 1).await; // invalid nonce
+        let mut bad_key = Call::new(&sim, Endpoint::BalanceEx, 2);
+        bad_key.key = "nobody".into();
+        bad_key.send(&sim).await;
+        sim.inject(Endpoint::Balance, Fault::NoResult, Some(1));
+        call(&sim, Endpoint::Balance, 3).await;
+        http()
+            .get(format!("{}/0/public/Assets", sim.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sim.calls(Endpoint::BalanceEx), 3);
+        assert_eq!(sim.calls(Endpoint::Balance), 1);
+        assert_eq!(sim.calls(Endpoint::Assets), 1);
+        assert_eq!(sim.calls(Endpoint::TradeBalance), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "lists no pair")]
+    fn setting_the_price_of_an_unknown_pair_is_a_test_bug() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.block_on(start(SimOptions::default()));
+        sim.set_price("NOPEUSD", 1.0);
+    }
+}

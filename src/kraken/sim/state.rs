@@ -1,0 +1,131 @@
+//! What the simulated Kraken is and what it remembers: its configuration, balances, prices,
+//! injected faults, call counts and what Kraken keeps per key.
+//!
+//! Owns [`Shared`] (shared by the handle and every connection task), the state behind its one
+//! mutex, and the balances and prices as served right now (drifted in `--demo`).
+//! Must not: hold its mutex across an await.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::auth::{KeyState, may_withdraw};
+use super::data::{DEFAULT_BALANCES, PAIRS, PRICE_DRIFT_PHASE, default_prices, drifted};
+use super::faults::{Fault, Faults};
+use crate::kraken::endpoint::Endpoint;
+use crate::secret::Credentials;
+
+/// Configuration and mutable state shared by the handle and every connection task.
+pub(super) struct Shared {
+    /// The only credentials accepted.
+    pub(super) credentials: Credentials,
+    /// (max, decay per second) of the rate counter, if enabled.
+    pub(super) rate_limit: Option<(f64, f64)>,
+    /// Sleep before each answer.
+    pub(super) latency: Duration,
+    /// Whether balances drift with time.
+    pub(super) moving: bool,
+    /// Whether BalanceEx is answered or refused.
+    pub(super) balance_ex_enabled: bool,
+    /// The key's raw permission names.
+    pub(super) permissions: Vec<String>,
+    /// Whether GetApiKeyInfo is a known method.
+    pub(super) api_key_info_enabled: bool,
+    /// Whether TradeBalance is answered or refused.
+    pub(super) trade_balance_enabled: bool,
+    /// Origin of the drift when `moving`.
+    pub(super) started: Instant,
+    /// Everything that changes; never held across an await.
+    pub(super) state: Mutex<SimState>,
+}
+
+impl Shared {
+    /// Locks the state; a panic in another holder cannot corrupt plain counters, so poisoning is
+    /// ignored.
+    pub(super) fn state(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Shared {
+    /// Balances as served right now: as set, or drifted when `moving`.
+    pub(super) fn current_balances(&self) -> Vec<(String, f64, f64)> {
+        let balances = self.state().balances.clone();
+        if !self.moving {
+            return balances;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        balances
+            .into_iter()
+            .enumerate()
+            .map(|(index, (code, balance, hold))| (code, drifted(balance, index, elapsed), hold))
+            .collect()
+    }
+
+    /// Prices as served right now: as set, or drifted when `moving`, each pair on its own phase.
+    pub(super) fn current_prices(&self) -> HashMap<String, f64> {
+        let prices = self.state().prices.clone();
+        if !self.moving {
+            return prices;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        prices
+            .into_iter()
+            .map(|(pair, price)| {
+                let index = PAIRS.iter().position(|p| p.0 == pair).unwrap_or(0);
+                let price = drifted(price, PRICE_DRIFT_PHASE + index, elapsed);
+                (pair, price)
+            })
+            .collect()
+    }
+}
+
+impl Shared {
+    /// Whether the key may call `endpoint` once authenticated: BalanceEx unless disabled,
+    /// TradeBalance only when enabled, WithdrawMethods only for a key that may withdraw.
+    pub(super) fn permits(&self, endpoint: Endpoint) -> bool {
+        match endpoint {
+            Endpoint::BalanceEx => self.balance_ex_enabled,
+            Endpoint::TradeBalance => self.trade_balance_enabled,
+            Endpoint::WithdrawMethods => may_withdraw(&self.permissions),
+            _ => true,
+        }
+    }
+}
+
+/// The mutable part of the simulated exchange.
+pub(super) struct SimState {
+    /// (code, balance, hold_trade) as set, before any drift.
+    pub(super) balances: Vec<(String, f64, f64)>,
+    /// Last trade price per canonical pair name, as set, before any drift.
+    pub(super) prices: HashMap<String, f64>,
+    /// Injected faults.
+    pub(super) faults: Faults,
+    /// Requests seen per method.
+    pub(super) calls: HashMap<Endpoint, u64>,
+    /// What Kraken remembers about the key: last nonce, rate counter.
+    pub(super) key: KeyState,
+}
+
+impl SimState {
+    pub(super) fn new() -> Self {
+        Self {
+            balances: DEFAULT_BALANCES
+                .iter()
+                .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
+                .collect(),
+            prices: default_prices(),
+            faults: Faults::default(),
+            calls: HashMap::new(),
+            key: KeyState::new(Instant::now()),
+        }
+    }
+
+    /// Counts a call and takes the fault that applies to it, if any.
+    pub(super) fn record_call(&mut self, endpoint: Endpoint) -> Option<Fault> {
+        *self.calls.entry(endpoint).or_insert(0) += 1;
+        self.faults.take(endpoint)
+    }
+}

@@ -1,0 +1,96 @@
+//! What the exporter knows about an account, as the renderer, the landing page and `check` see
+//! it: balances with both their names, the latest snapshot, and the status of one account.
+//!
+//! Owns these plain types and how an amount is printed for people.
+//! Must not: import anything above the wire layer (metrics, account state, exporter, web front,
+//! configuration); it is the leaf every one of them reads, so none of them has to import another
+//! to share it.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::audit::KeyAudit;
+use crate::kraken::{Endpoint, Reason};
+
+/// One asset's balance with both its names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledBalance {
+    /// Kraken's short name (`XBT`), or the raw code when Kraken does not list it.
+    pub asset: String,
+    /// The raw code Kraken returned (`XXBT`).
+    pub code: String,
+    /// Total balance.
+    pub total: f64,
+    /// Held by open orders; `None` when the Balance endpoint answered.
+    pub hold: Option<f64>,
+}
+
+impl LabeledBalance {
+    /// What can be withdrawn or traded: total minus hold, when the hold is known.
+    pub fn available(&self) -> Option<f64> {
+        self.hold.map(|hold| self.total - hold)
+    }
+}
+
+/// An amount for people: at most 10 decimals (Kraken's precision), trailing zeros dropped, so
+/// `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
+pub(crate) fn format_amount(value: f64) -> String {
+    let text = format!("{value:.10}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The balances of one successful refresh.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// One entry per asset, sorted by code.
+    pub balances: Vec<LabeledBalance>,
+    /// Wall-clock time of the refresh, for `kraken_last_success_timestamp_seconds`.
+    pub fetched_at: SystemTime,
+    /// Monotonic time of the refresh, for the staleness limit.
+    pub fetched_instant: Instant,
+    /// Which endpoint answered ([`Endpoint::BalanceEx`] or [`Endpoint::Balance`]); see
+    /// [`Endpoint::reports_holds`].
+    pub endpoint: Endpoint,
+}
+
+/// What a scrape or the landing page shows about one account.
+#[derive(Debug, Clone)]
+pub struct AccountStatus {
+    /// The `account` label.
+    pub name: String,
+    /// The latest refresh succeeded and this scrape did not give up waiting for one.
+    pub up: bool,
+    /// When the latest successful refresh happened.
+    pub last_success: Option<SystemTime>,
+    /// Reason and message of the latest failed refresh, if the latest refresh failed.
+    pub last_error: Option<(Reason, String)>,
+    /// The balances to export; `None` before the first success and once they are stale.
+    pub balances: Option<Arc<Snapshot>>,
+    /// What the key may do, from the latest successful audit.
+    pub audit: Option<KeyAudit>,
+    /// Kraken's equivalent balance (TradeBalance `eb`) as (quote altname, value), when collected
+    /// and not stale.
+    pub equivalent: Option<(String, f64)>,
+    /// Kraken refused TradeBalance for this key, so it is no longer asked.
+    pub trade_balance_refused: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_print_with_krakens_precision_and_no_float_noise() {
+        assert_eq!(format_amount(1.2345678901 - 0.1), "1.1345678901");
+        assert_eq!(format_amount(25000.1234), "25000.1234");
+        assert_eq!(format_amount(0.0), "0");
+        assert_eq!(format_amount(-0.0), "0");
+        assert_eq!(format_amount(1500.0), "1500");
+        assert_eq!(format_amount(0.00000001), "0.00000001");
+    }
+}

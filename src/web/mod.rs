@@ -1,0 +1,22 @@
+//! The HTTP front: the exposition, `/probe`, the landing page, health, readiness and reload,
+//! over plain HTTP or TLS, with the web configuration file applied.
+//!
+//! # Layout
+//!
+//! - `server`: `run`, the accept loop, connection slots and timeouts, request bounds, and
+//!   graceful shutdown;
+//! - `routes`: what each path answers, and [`scrape_wait`];
+//! - `landing`: the HTML page at `/`;
+//! - [`security`]: `--web.config.file` (TLS, basic auth, rate limit, headers).
+//!
+//! Must not: call Kraken directly (it asks [`crate::exporter::Exporter`], which asks each
+//! [`crate::account::Account`] for a status), or answer anything but 200 on the metrics path
+//! because Kraken failed.
+
+mod landing;
+mod routes;
+pub mod security;
+mod server;
+
+pub use routes::scrape_wait;
+pub(crate) use server::run;
