@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 /// The set is closed so dashboards and alert rules can list every value. Kraken's error strings
 /// are matched by prefix ([`classify`]); an HTTP status other than 200 is classified by its body
 /// when the body is Kraken's error envelope, else by the status ([`reason_for_status`]). The
-/// README's reason table lists the same strings.
+/// reason table in `docs/metrics.md` lists the same strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     /// `EAPI:Invalid key`: the key is unknown, revoked, or was pasted with extra characters.
