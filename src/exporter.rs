@@ -23,6 +23,7 @@ use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
 use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
+use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 
 /// Background tasks of one account; aborted when the last account set holding them is dropped.
@@ -302,6 +303,7 @@ impl Exporter {
             only,
             &self.requests,
             &self.build,
+            whole.then(ProcessStats::read).flatten().as_ref(),
             capacity,
         );
         if whole {
