@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::account::Account;
 use crate::config::AccountConfig;
@@ -170,8 +171,11 @@ impl Exporter {
         Arc::clone(&self.set.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Replaces the account set; scrapes in progress finish with the old one.
+    /// Replaces the account set; scrapes in progress finish with the old one. Assets held only
+    /// by removed accounts are no longer priced.
     pub fn replace(&self, set: AccountSet) {
+        set.market
+            .retain_holders(|name| set.accounts.iter().any(|a| a.config.name == name));
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         self.requests.touch();
     }

@@ -10,9 +10,10 @@
 pub mod policy;
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::audit::{self, KeyAudit};
 use crate::kraken::client::BalanceAnswer;
@@ -188,7 +189,7 @@ impl Account {
         let held = self.record(result, now, &assets);
         self.changes.touch();
         if let Some(held) = held {
-            self.market.note_held(held);
+            self.market.note_held(self.name(), held);
             // The extra calls run in this same task, after the balance call, so calls with
             // this key never overlap and their nonces reach Kraken in order.
             self.audit_if_due().await;
@@ -360,7 +361,6 @@ impl Account {
         let Some(mut receiver) = receiver else {
             return true;
         };
-        let deadline = tokio::time::Instant::from_std(deadline);
         matches!(
             tokio::time::timeout_at(deadline, receiver.changed()).await,
             Ok(Ok(()))
