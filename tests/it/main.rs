@@ -46,6 +46,38 @@ pub struct Served {
     shutdown: Option<oneshot::Sender<()>>,
     /// The serving task.
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Under paused time, the task that keeps the clock moving (see [`paced_clock`]).
+    clock: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How far a paused clock moves at most while the runtime waits for anything.
+const CLOCK_STEP: Duration = Duration::from_millis(1);
+
+/// Whether the test runs on paused time (`#[tokio::test(start_paused = true)]`): a paused clock
+/// does not move while the thread sleeps.
+pub fn clock_is_paused() -> bool {
+    let before = tokio::time::Instant::now();
+    std::thread::sleep(Duration::from_micros(200));
+    tokio::time::Instant::now() == before
+}
+
+/// Under paused time, a timer that fires every [`CLOCK_STEP`], so the clock never jumps by more
+/// than that while the runtime waits.
+///
+/// Tokio advances a paused clock whenever the runtime has nothing to run, straight to the next
+/// timer, and a socket the kernel has already filled does not stop it: without this, a scrape
+/// waiting on the simulated Kraken over loopback would see the clock leap to its own deadline
+/// (or the client's timeout) and fail for no reason. With it, waiting on I/O costs at most a
+/// millisecond of test time per turn, while sleeps, backoffs, deadlines and timeouts of seconds
+/// pass in a few milliseconds of real time. Tests jump further with `tokio::time::advance`.
+pub fn paced_clock() -> Option<tokio::task::JoinHandle<()>> {
+    clock_is_paused().then(|| {
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(CLOCK_STEP).await;
+            }
+        })
+    })
 }
 
 impl Served {
@@ -85,6 +117,7 @@ impl Served {
             addr,
             shutdown: Some(tx),
             task,
+            clock: paced_clock(),
         }
     }
 }
@@ -183,6 +216,9 @@ impl Served {
             let _ = tx.send(());
         }
         (&mut self.task).await.unwrap().unwrap();
+        if let Some(clock) = self.clock.take() {
+            clock.abort();
+        }
     }
 }
 
