@@ -2,8 +2,9 @@
 //!
 //! Owns the swap of the account set on reload, the watched-asset zeros, and the assembly of one
 //! scrape (all accounts for `/metrics`, one for `/probe`).
-//! Must not: read configuration or talk HTTP; [`crate::app`] builds account sets and
-//! [`crate::web`] serves what this renders.
+//! Must not: read configuration or talk HTTP ([`crate::app`] builds account sets and
+//! [`crate::web`] serves what this renders), or read `std::time::Instant` (deadlines and the
+//! body cache run on tokio's clock, so tests can pause it).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,9 +2,12 @@
 //! valuation) trading pairs and prices.
 //!
 //! Owns the schedule of public calls: the Assets list (and AssetPairs) every few hours, prices
-//! at most once per refresh interval, each fetched by one caller at a time.
-//! Must not: call a private endpoint, or make a scrape wait for a price (scrapes are served the
-//! latest price book while a new one is fetched in the background).
+//! once per minimum interval (sooner, but never within a second of the previous refresh, for an
+//! asset an account has just reported), each fetched by one caller at a time; and which assets
+//! are priced: those the accounts held at their latest successful refresh.
+//! Must not: call a private endpoint, make a scrape wait for a price (scrapes are served the
+//! latest price book while a new one is fetched in the background), or read
+//! `std::time::Instant` (its clock is tokio's, so tests can pause it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,8 +4,9 @@
 //! audit and TradeBalance when due), single-flight (concurrent scrapes share one call), the
 //! optional background loop, and the staleness limit after which balances are dropped. The
 //! settings and the backoff are in [`policy`]; the status it reports is [`crate::status`].
-//! Must not: parse Kraken bodies or render metrics. A refresh runs in its own task, so a scrape
-//! that gives up waiting never cancels a call in flight.
+//! Must not: parse Kraken bodies or render metrics, or read `std::time::Instant` (its clock is
+//! tokio's, so tests can pause it). A refresh runs in its own task, so a scrape that gives up
+//! waiting never cancels a call in flight.
 
 pub mod policy;
 
