@@ -344,3 +344,103 @@ pub(crate) fn with_watched(
     }));
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{Extras, RefreshPolicy};
+    use crate::kraken::client::http_client;
+    use crate::kraken::nonce::{NonceSource, SystemClock};
+    use crate::kraken::sim::{SimKraken, SimOptions};
+    use crate::kraken::{BalanceEndpoint, ClientOptions, KrakenClient};
+
+    const STALE_AFTER: Duration = Duration::from_secs(10);
+
+    /// A background-mode exporter of one account on the simulated Kraken, refreshed once.
+    async fn background_exporter(sim: &SimKraken) -> Exporter {
+        let metrics = Arc::new(RequestMetrics::new());
+        let options = ClientOptions {
+            api_url: sim.url(),
+            timeout: Duration::from_secs(5),
+            balance_endpoint: BalanceEndpoint::Auto,
+        };
+        let http = http_client(options.timeout).unwrap();
+        let public = KrakenClient::public(
+            http.clone(),
+            options.clone(),
+            "_public".into(),
+            metrics.clone(),
+        );
+        let market = Market::new(public, Duration::from_secs(3600), None, metrics.clone());
+        let client = KrakenClient::new(
+            http,
+            options,
+            sim.credentials(),
+            NonceSource::new(Box::new(SystemClock)),
+            "default".into(),
+            metrics.clone(),
+        );
+        let policy = RefreshPolicy {
+            background_interval: Some(Duration::from_secs(3600)),
+            stale_after: STALE_AFTER,
+            ..RefreshPolicy::default()
+        };
+        let account = Account::new(
+            client,
+            policy,
+            Extras::default(),
+            Arc::clone(&market),
+            metrics.clone(),
+        );
+        account.refresh_now().await;
+        let config = AccountConfig {
+            name: "default".into(),
+            credentials: None,
+            balance_endpoint: BalanceEndpoint::Auto,
+            api_url: None,
+            nonce_file: None,
+            min_balance: BTreeMap::new(),
+            watch: Vec::new(),
+        };
+        let set = AccountSet {
+            accounts: vec![ExportedAccount {
+                account,
+                config,
+                tasks: Arc::new(Tasks::default()),
+            }],
+            market,
+        };
+        Exporter::new(set, metrics, "/metrics".into(), false, true, None, false)
+    }
+
+    fn shows_balances(body: &Bytes) -> bool {
+        String::from_utf8_lossy(body).contains("kraken_balance{")
+    }
+
+    /// Time is paused: the cached body's lifetime and the staleness limit are crossed exactly.
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_body_is_reused_for_at_most_its_lifetime() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = crate::account::tests::pace_the_clock();
+        let exporter = background_exporter(&sim).await;
+        let fetched = Instant::now();
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        // Rendered half a second before the balances go stale.
+        tokio::time::advance(STALE_AFTER - Duration::from_millis(500)).await;
+        let first = exporter.render(deadline(), None).await;
+        assert!(shows_balances(&first));
+        // Stale now, but nothing changed and the cached body is younger than CACHE_FOR.
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(fetched.elapsed() > STALE_AFTER);
+        let cached = exporter.render(deadline(), None).await;
+        assert_eq!(cached, first, "served from the cache");
+        // Past CACHE_FOR the body is rendered again, and the stale balances are gone.
+        tokio::time::advance(CACHE_FOR).await;
+        let fresh = exporter.render(deadline(), None).await;
+        assert!(
+            !shows_balances(&fresh),
+            "{}",
+            String::from_utf8_lossy(&fresh)
+        );
+    }
+}

@@ -453,7 +453,7 @@ impl Account {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::kraken::client::http_client;
     use crate::kraken::nonce::{NonceSource, SystemClock};
@@ -495,10 +495,10 @@ mod tests {
         Account::new(client, policy, Extras::default(), market, metrics)
     }
 
-    /// Time is paused: this timer keeps the clock from leaping to a scrape's deadline while the
-    /// runtime waits on loopback I/O (tokio advances a paused clock to the next timer whenever
-    /// it has nothing to run).
-    fn pace_the_clock() -> tokio::task::JoinHandle<()> {
+    /// Time is paused, and tokio moves a paused clock to the next timer whenever nothing is
+    /// runnable: this timer keeps each such move to a millisecond, so an answer still in flight
+    /// on loopback never lets a scrape's deadline fire early.
+    pub(crate) fn pace_the_clock() -> tokio::task::JoinHandle<()> {
         tokio::spawn(async {
             loop {
                 tokio::time::sleep(Duration::from_millis(1)).await;

@@ -61,15 +61,15 @@ pub fn clock_is_paused() -> bool {
     tokio::time::Instant::now() == before
 }
 
-/// Under paused time, a timer that fires every [`CLOCK_STEP`], so the clock never jumps by more
-/// than that while the runtime waits.
+/// Under paused time, a timer that fires every [`CLOCK_STEP`], so the clock never moves by more
+/// than that at once while the runtime waits.
 ///
-/// Tokio advances a paused clock whenever the runtime has nothing to run, straight to the next
-/// timer, and a socket the kernel has already filled does not stop it: without this, a scrape
-/// waiting on the simulated Kraken over loopback would see the clock leap to its own deadline
-/// (or the client's timeout) and fail for no reason. With it, waiting on I/O costs at most a
-/// millisecond of test time per turn, while sleeps, backoffs, deadlines and timeouts of seconds
-/// pass in a few milliseconds of real time. Tests jump further with `tokio::time::advance`.
+/// Tokio advances a paused clock whenever no task is runnable and polling the sockets woke
+/// nothing, straight to the next timer. In-process loopback I/O normally wakes a task first, but
+/// an answer the kernel has not delivered yet would let the clock leap to a scrape's deadline or
+/// a client's timeout, and fail a test for no reason. Paced, such a leap costs a millisecond,
+/// while sleeps, backoffs, deadlines and timeouts of seconds still pass in a few milliseconds of
+/// real time. Tests jump further at will with `tokio::time::advance`.
 pub fn paced_clock() -> Option<tokio::task::JoinHandle<()>> {
     clock_is_paused().then(|| {
         tokio::spawn(async {
