@@ -1,10 +1,27 @@
 //! Records what `--version` and `kraken_exporter_build_info` report: the git revision, the build
-//! date, the compiler and the target.
+//! date, the compiler and the target; and which external tools the tests can use.
+//!
+//! Tests that run `promtool`, `amtool`, `prometheus` or `alertmanager` are marked
+//! `#[cfg_attr(missing_<tool>, ignore = "...")]`: when a tool is not on `PATH` at build time
+//! they show as *ignored* in the test summary instead of passing silently. With `CI=true` no
+//! tool is ever reported missing, so CI runs those tests and they fail naming the package to
+//! install when the tool is absent.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Each tool a test needs, with the executable names it goes by (Debian calls Alertmanager
+/// `prometheus-alertmanager`).
+const TOOLS: [(&str, &[&str]); 4] = [
+    ("promtool", &["promtool"]),
+    ("amtool", &["amtool"]),
+    ("prometheus", &["prometheus"]),
+    ("alertmanager", &["alertmanager", "prometheus-alertmanager"]),
+];
+
 fn main() {
+    detect_tools();
     let revision = std::env::var("KRAKEN_EXPORTER_REVISION")
         .ok()
         .or_else(|| {
@@ -51,6 +68,30 @@ fn main() {
     println!("cargo:rustc-env=KRAKEN_EXPORTER_RUSTC={rustc_version}");
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
     println!("cargo:rustc-env=KRAKEN_EXPORTER_TARGET={target}");
+}
+
+/// Sets `missing_<tool>` for every tool absent from `PATH`, unless `CI=true`.
+fn detect_tools() {
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=CI");
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<_> = std::env::split_paths(&path).collect();
+    for (tool, names) in TOOLS {
+        println!("cargo::rustc-check-cfg=cfg(missing_{tool})");
+        let found = dirs
+            .iter()
+            .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+            .any(|candidate| is_executable(&candidate));
+        if !found && !in_ci {
+            println!("cargo:rustc-cfg=missing_{tool}");
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian, UTC).

@@ -922,12 +922,12 @@ fn serve(bench: &Bench, opts: &Opts) -> Result<(), String> {
     let seconds = opts.number("duration", 2);
     let reps = opts.number("reps", 3) as usize;
     println!(
-        "\n## serve: /metrics from the snapshot (background refresh, interval 1h); wrk {seconds}s × {reps} runs each, medians\n"
+        "\n## serve: /metrics from the snapshot (background refresh, interval 1h; on-scrape with the default min-interval 10s); wrk {seconds}s × {reps} runs each, medians\n"
     );
     println!(
-        "| assets | conns | body exporter / python | exporter req/s | p50 ms | p99 ms | limit req/s | p50 ms | p99 ms | python req/s | p50 ms | p99 ms | exporter/limit | exporter/python |"
+        "| assets | conns | body exporter / python | exporter req/s | p50 ms | p99 ms | on-scrape req/s | p50 ms | p99 ms | limit req/s | p50 ms | p99 ms | python req/s | p50 ms | p99 ms | exporter/limit | on-scrape/limit | exporter/python |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for assets in asset_counts {
         let balances = common::balances(assets);
         let fleet = bench.fleet(
@@ -940,6 +940,17 @@ fn serve(bench: &Bench, opts: &Opts) -> Result<(), String> {
         )?;
         let mut exporter = bench.spawn_exporter(&fleet.config, &[])?;
         exporter.wait_ready(Duration::from_secs(30))?;
+        // The default mode: refreshes start on scrape, at most once per 10 s.
+        let on_scrape_fleet = bench.fleet(
+            &format!("serve-on-scrape-{assets}"),
+            1,
+            &SimOptions::default(),
+            Some(&balances),
+            "",
+            "",
+        )?;
+        let mut on_scrape = bench.spawn_exporter(&on_scrape_fleet.config, &[])?;
+        on_scrape.wait_ready(Duration::from_secs(30))?;
         // Let the first refresh's key audit land, so the exposition is the steady one.
         std::thread::sleep(Duration::from_millis(300));
         let body = exporter.metrics()?;
@@ -957,6 +968,11 @@ fn serve(bench: &Bench, opts: &Opts) -> Result<(), String> {
             Contender {
                 name: "exporter",
                 url: exporter.url(),
+                _process: None,
+            },
+            Contender {
+                name: "on-scrape",
+                url: on_scrape.url(),
                 _process: None,
             },
             Contender {
@@ -986,14 +1002,17 @@ fn serve(bench: &Bench, opts: &Opts) -> Result<(), String> {
                     runs[i].push(run);
                 }
             }
-            let [e, l, p] = [0, 1, 2].map(|i| median_run(&runs[i]));
+            let [e, o, l, p] = [0, 1, 2, 3].map(|i| median_run(&runs[i]));
             println!(
-                "| {assets} | {connections} | {} / {} B | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0}% | {:.1}× |",
+                "| {assets} | {connections} | {} / {} B | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0}% | {:.0}% | {:.1}× |",
                 body.len(),
                 python_body.len(),
                 e.rps,
                 e.p50,
                 e.p99,
+                o.rps,
+                o.p50,
+                o.p99,
                 l.rps,
                 l.p50,
                 l.p99,
@@ -1001,11 +1020,13 @@ fn serve(bench: &Bench, opts: &Opts) -> Result<(), String> {
                 p.p50,
                 p.p99,
                 100.0 * e.rps / l.rps,
+                100.0 * o.rps / l.rps,
                 e.rps / p.rps
             );
         }
         drop(contenders);
         drop(exporter);
+        drop(on_scrape);
     }
     Ok(())
 }

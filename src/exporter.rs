@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::account::Account;
+use crate::account::{Account, PendingScrape};
 use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
@@ -201,42 +201,63 @@ impl Exporter {
     }
 
     /// The exposition for one scrape: every account, or only `only` (`/probe`). Refreshes what
-    /// is due, waiting at most until `deadline`; accounts refresh concurrently. In background
-    /// mode, where scrapes never start a call, `/metrics` reuses the previous body while nothing
-    /// it shows has changed (for at most a second, so time-driven changes show too).
+    /// is due, waiting at most until `deadline`; accounts refresh concurrently. A `/metrics`
+    /// scrape that starts or joins no refresh (every scrape in background mode, and in on-scrape
+    /// mode every scrape within the minimum interval) reuses the previous body while nothing it
+    /// shows has changed (for at most a second, so time-driven changes show too).
     pub async fn render(&self, deadline: Instant, only: Option<&str>) -> Bytes {
-        if !self.background || only.is_some() {
-            return Bytes::from(self.render_now(deadline, only).await);
-        }
-        let generation = self.requests.generation();
-        if let Some(cached) = self
-            .cached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            && cached.generation == generation
-            && Instant::now() < cached.until
-        {
-            return cached.body.clone();
-        }
-        let body = Bytes::from(self.render_now(deadline, only).await);
-        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedBody {
-            generation,
-            until: Instant::now() + CACHE_FOR,
-            body: body.clone(),
-        });
-        body
-    }
-
-    /// Renders the exposition from the current state.
-    async fn render_now(&self, deadline: Instant, only: Option<&str>) -> Vec<u8> {
         let set = self.accounts();
         let chosen: Vec<&ExportedAccount> = set
             .accounts
             .iter()
             .filter(|a| only.is_none_or(|name| a.config.name == name))
             .collect();
-        let pending: Vec<_> = chosen.iter().map(|a| a.account.begin_scrape()).collect();
+        let pending: Vec<PendingScrape> = chosen.iter().map(|a| a.account.begin_scrape()).collect();
+        let whole = only.is_none();
+        if whole && !self.background {
+            set.market.refresh_prices_if_due();
+        }
+        // A scrape that waits for no refresh shows only what is already known: while nothing
+        // changed (same generation), the body rendered last time is that same exposition.
+        let reusable = whole && pending.iter().all(PendingScrape::is_idle);
+        let generation = self.requests.generation();
+        if reusable && let Some(body) = self.cached_body(generation) {
+            return body;
+        }
+        let body = Bytes::from(
+            self.render_now(&set, &chosen, pending, deadline, only)
+                .await,
+        );
+        if reusable {
+            *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedBody {
+                generation,
+                until: Instant::now() + CACHE_FOR,
+                body: body.clone(),
+            });
+        }
+        body
+    }
+
+    /// The cached `/metrics` body, if it was rendered at `generation` and is still current.
+    fn cached_body(&self, generation: u64) -> Option<Bytes> {
+        self.cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|cached| cached.generation == generation && Instant::now() < cached.until)
+            .map(|cached| cached.body.clone())
+    }
+
+    /// Renders the exposition of `chosen` from the current state, waiting for their pending
+    /// refreshes at most until `deadline`.
+    async fn render_now(
+        &self,
+        set: &AccountSet,
+        chosen: &[&ExportedAccount],
+        pending: Vec<PendingScrape>,
+        deadline: Instant,
+        only: Option<&str>,
+    ) -> Vec<u8> {
         let mut statuses = Vec::with_capacity(chosen.len());
         for (exported, pending) in chosen.iter().zip(pending) {
             statuses.push(exported.account.finish_scrape(pending, deadline).await);
@@ -251,9 +272,6 @@ impl Exporter {
             })
             .collect();
         let whole = only.is_none();
-        if whole && !self.background {
-            set.market.refresh_prices_if_due();
-        }
         // Prices belong to no account: only /metrics carries them, so several /probe targets
         // never duplicate them.
         let prices = whole.then(|| set.market.current_prices()).flatten();

@@ -73,6 +73,14 @@ const AUDIT_RETRY: Duration = Duration::from_secs(5 * 60);
 #[derive(Debug)]
 pub struct PendingScrape(Option<watch::Receiver<u64>>);
 
+impl PendingScrape {
+    /// Whether the scrape has no refresh to wait for, so what it shows is only what is known
+    /// already (the exporter may then serve a body rendered earlier from the same state).
+    pub fn is_idle(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 /// One Kraken account: its client, its policy and what is known about it.
 pub struct Account {
     /// The client signing this account's calls.

@@ -5,7 +5,7 @@
 //!
 //! Kraken rejects a nonce that is not greater than the last one it accepted for the key, and a
 //! key that once accepted a larger scale rejects smaller ones forever, so the scale is fixed here
-//! and documented in the README. The next nonce is `max(now_ms, last + 1)`: it follows the clock
+//! and documented in docs/operations.md. The next nonce is `max(now_ms, last + 1)`: it follows the clock
 //! while the clock moves forward and counts up from the last value while the clock stands still or
 //! steps back. An optional state file carries the high-water mark across restarts, so a restart
 //! after the clock stepped back still continues above the nonces the key already used.

@@ -1470,24 +1470,14 @@ async fn sighup_reloads_the_config_file() {
 }
 
 /// `promtool check metrics` accepts the exposition, with balances (demo) and without them
-/// (every balance call failing). Without promtool the test is skipped, except in CI.
+/// (every balance call failing). Ignored where promtool is missing, except in CI.
 #[tokio::test]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
 async fn promtool_accepts_the_exposition() {
-    let found = std::process::Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is not installed: install Debian's prometheus package (apt-get install -y prometheus) on the CI runner"
-        );
-        eprintln!("SKIPPED: promtool not installed (apt-get install -y prometheus)");
-        return;
-    }
-
+    let promtool = crate::rules::require_tool(&["promtool"], "prometheus");
     let demo = spawn_serving(&["--demo"], &[]).await;
     demo.wait_ready().await;
     let with_balances = demo.get("/metrics", &[]).await;
@@ -1528,7 +1518,7 @@ async fn promtool_accepts_the_exposition() {
     let dir = TempDir::new();
     for (name, exposition) in [("demo", with_balances), ("failing", without_balances)] {
         let file = dir.file(name, exposition.body.as_bytes(), 0o600);
-        let output = std::process::Command::new("promtool")
+        let output = std::process::Command::new(&promtool)
             .args(["check", "metrics"])
             .stdin(std::fs::File::open(&file).unwrap())
             .output()

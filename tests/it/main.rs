@@ -4,8 +4,10 @@
 
 mod accounts;
 mod binary;
+mod docs;
 mod e2e;
 mod faults;
+mod mixin;
 mod props;
 mod rules;
 mod scrape;

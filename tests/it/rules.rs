@@ -3,8 +3,9 @@
 //! configurations, the generated PrometheusRule, the Grafana dashboard, the runbook anchors of
 //! the alerts, and the files the Docker examples mount.
 //!
-//! Tests that need `promtool` or `amtool` print a loud `SKIPPED` and pass when the tool is
-//! missing, unless `CI=true`, where they fail and name the Debian package to install.
+//! Tests that need `promtool` or `amtool` are ignored (and counted as such in the test summary)
+//! when the tool was not on `PATH` at build time, except with `CI=true`, where they run and fail
+//! naming the Debian package to install.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,10 +13,6 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
-
-/// Where every alert's `runbook_url` points, followed by `#<anchor>`.
-const RUNBOOK_BASE: &str =
-    "https://github.com/kraken-exporter/kraken-exporter/blob/main/docs/runbook.md#";
 
 /// Permissions that let a key move or risk funds; the dashboard must show them in red.
 const RISKY_PERMISSIONS: &str = "funds_withdraw|orders_create|orders_cancel";
@@ -25,28 +22,21 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Finds the first of `names` on `PATH`. When none is there: with `CI=true` the test fails,
-/// naming the Debian package that ships it; otherwise a loud `SKIPPED` goes to standard error
-/// and `None` tells the test to return.
-pub fn require_tool(names: &[&str], package: &str) -> Option<PathBuf> {
+/// Finds the first of `names` on `PATH`, or fails the test naming the Debian package that ships
+/// it. Tests that call this carry `#[cfg_attr(missing_<tool>, ignore = ...)]` (set by
+/// `build.rs`), so without the tool they are reported as ignored rather than run; this failure
+/// is what CI (`CI=true`, where nothing is ignored) or `--include-ignored` shows instead.
+pub fn require_tool(names: &[&str], package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
+    std::env::split_paths(&path)
         .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
-        .find(|candidate| is_executable(candidate));
-    if found.is_none() {
-        let name = names[0];
-        if std::env::var("CI").as_deref() == Ok("true") {
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| {
             panic!(
-                "{name} is not installed, and CI=true requires it: apt-get install -y {package}"
-            );
-        }
-        eprintln!(
-            "\n**********************************************************************\n\
-             SKIPPED: {name} not installed (apt-get install -y {package})\n\
-             **********************************************************************\n"
-        );
-    }
-    found
+                "{} is not installed: apt-get install -y {package}",
+                names.join(" or ")
+            )
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -118,10 +108,12 @@ pub fn alert_rules() -> Vec<Yaml> {
 }
 
 #[test]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
 fn promtool_accepts_the_rule_files() {
-    let Some(promtool) = require_tool(&["promtool"], "prometheus") else {
-        return;
-    };
+    let promtool = require_tool(&["promtool"], "prometheus");
     let alerts = repo_path("examples/prometheus/alerts.yml");
     let recording = repo_path("examples/prometheus/recording.yml");
     run_ok(
@@ -136,10 +128,12 @@ fn promtool_accepts_the_rule_files() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
 fn promtool_unit_tests_of_the_rules_pass() {
-    let Some(promtool) = require_tool(&["promtool"], "prometheus") else {
-        return;
-    };
+    let promtool = require_tool(&["promtool"], "prometheus");
     let alerts = repo_path("examples/prometheus/tests/alerts_test.yml");
     let recording = repo_path("examples/prometheus/tests/recording_test.yml");
     run_ok(
@@ -154,20 +148,24 @@ fn promtool_unit_tests_of_the_rules_pass() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
 fn promtool_accepts_the_example_prometheus_config_and_its_rule_files() {
-    let Some(promtool) = require_tool(&["promtool"], "prometheus") else {
-        return;
-    };
+    let promtool = require_tool(&["promtool"], "prometheus");
     let config = repo_path("examples/prometheus.yml");
     let out = run_ok(&promtool, &["check", "config", config.to_str().unwrap()]);
     assert!(out.contains("2 rule files found"), "{out}");
 }
 
 #[test]
+#[cfg_attr(
+    missing_amtool,
+    ignore = "needs amtool (apt-get install prometheus-alertmanager)"
+)]
 fn amtool_accepts_the_example_alertmanager_config() {
-    let Some(amtool) = require_tool(&["amtool"], "prometheus-alertmanager") else {
-        return;
-    };
+    let amtool = require_tool(&["amtool"], "prometheus-alertmanager");
     let config = repo_path("examples/alertmanager.yml");
     run_ok(&amtool, &["check-config", config.to_str().unwrap()]);
 }
@@ -205,6 +203,7 @@ fn every_alert_is_unit_tested_firing_and_not_firing() {
 fn alerts_follow_the_mixin_style_and_link_to_existing_runbook_sections() {
     let runbook = std::fs::read_to_string(repo_path("docs/runbook.md")).unwrap();
     let anchors = heading_anchors(&runbook);
+    let runbook_base = format!("{}#", crate::mixin::config().runbook_url);
     let rules = alert_rules();
     assert!(rules.len() >= 9, "{} alerts", rules.len());
     for rule in &rules {
@@ -229,8 +228,8 @@ fn alerts_follow_the_mixin_style_and_link_to_existing_runbook_sections() {
             );
         }
         let url = rule["annotations"]["runbook_url"].as_str().unwrap();
-        let anchor = url.strip_prefix(RUNBOOK_BASE).unwrap_or_else(|| {
-            panic!("{name}: runbook_url {url} does not start with {RUNBOOK_BASE}")
+        let anchor = url.strip_prefix(&runbook_base).unwrap_or_else(|| {
+            panic!("{name}: runbook_url {url} does not start with {runbook_base} (runbook_url of mixin/config.yml)")
         });
         assert!(
             anchors.contains(anchor),
@@ -240,7 +239,7 @@ fn alerts_follow_the_mixin_style_and_link_to_existing_runbook_sections() {
 }
 
 /// The anchors GitHub gives the headings of a Markdown text (outside code blocks).
-fn heading_anchors(markdown: &str) -> BTreeSet<String> {
+pub fn heading_anchors(markdown: &str) -> BTreeSet<String> {
     let mut in_code = false;
     let mut anchors = BTreeSet::new();
     for line in markdown.lines() {
@@ -289,12 +288,12 @@ fn prometheusrule_holds_exactly_the_groups_of_the_rule_files() {
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
-        "run examples/kubernetes/generate-prometheusrule.sh"
+        "run scripts/generate-mixin.sh"
     );
     for (name, group) in &expected {
         assert_eq!(
             &actual[name], group,
-            "group {name} differs: run examples/kubernetes/generate-prometheusrule.sh"
+            "group {name} differs: run scripts/generate-mixin.sh"
         );
     }
 }
@@ -302,12 +301,11 @@ fn prometheusrule_holds_exactly_the_groups_of_the_rule_files() {
 #[test]
 fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
     let dashboard = dashboard();
-    let inputs = dashboard["__inputs"].as_array().expect("__inputs");
+    let text = std::fs::read_to_string(repo_path("grafana/kraken-exporter.json")).unwrap();
+    // Provisioning does not substitute import-time inputs: a ${DS_...} would stay literal.
     assert!(
-        inputs
-            .iter()
-            .any(|i| i["type"] == "datasource" && i["pluginId"] == "prometheus"),
-        "no Prometheus data source input: {inputs:?}"
+        dashboard.get("__inputs").is_none() && !text.contains("${DS_"),
+        "the dashboard must not depend on an import-time ${{DS_...}} input"
     );
     let variables = dashboard["templating"]["list"].as_array().unwrap();
     let variable = |name: &str| {
@@ -319,20 +317,29 @@ fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
     let datasource = variable("datasource");
     assert_eq!(datasource["type"], "datasource");
     assert_eq!(datasource["query"], "prometheus");
-    for name in ["job", "instance", "account", "asset"] {
+    assert_eq!(datasource["current"]["value"], "default");
+    for name in ["job", "instance", "account", "asset", "quote"] {
         let v = variable(name);
         assert_eq!(v["type"], "query", "${name}");
         assert_eq!(v["multi"], true, "${name} is multi-value");
         assert_eq!(v["includeAll"], true, "${name} has All");
         assert_eq!(v["allValue"], ".*", "${name}: All must be a regex");
         assert_eq!(v["datasource"]["uid"], "${datasource}", "${name}");
-        assert_eq!(
-            v["query"], v["definition"],
-            "${name}: the end-to-end test runs the definition"
+        assert!(
+            v["query"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("label_values(")),
+            "${name}: a label_values() query, which the end-to-end test runs"
         );
     }
+    let job_selector = crate::mixin::config().job_selector;
     assert_eq!(
-        variable("account")["definition"],
+        variable("job")["query"],
+        format!("label_values(up{{{job_selector}}}, job)"),
+        "the job list comes from up, so a dead exporter stays selectable"
+    );
+    assert_eq!(
+        variable("account")["query"],
         r#"label_values(kraken_up{job=~"$job",instance=~"$instance"}, account)"#
     );
 
@@ -345,7 +352,7 @@ fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
     }
 
     let panels = dashboard_panels(&dashboard);
-    assert!(panels.len() >= 10, "{} panels", panels.len());
+    assert!(panels.len() >= 12, "{} panels", panels.len());
     let mut ids = BTreeSet::new();
     for panel in &panels {
         let title = panel["title"].as_str().unwrap_or_default();
@@ -353,6 +360,9 @@ fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
             ids.insert(panel["id"].as_i64()),
             "duplicate panel id in {title}"
         );
+        if panel["type"] == "alertlist" {
+            continue;
+        }
         assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
         let targets = panel["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "{title} has no query");
@@ -364,6 +374,101 @@ fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
             assert!(target["refId"].is_string(), "{title}: {target}");
         }
     }
+}
+
+/// The Grafana version the compose file runs, which `__requires` must name: schemaVersion 39 is
+/// what it writes.
+#[test]
+fn dashboard_requires_the_grafana_it_is_written_for() {
+    let dashboard = dashboard();
+    let compose = yaml_file("examples/docker-compose.yml");
+    let image = compose["services"]["grafana"]["image"].as_str().unwrap();
+    let tag = image.rsplit_once(':').unwrap().1;
+    let requires = dashboard["__requires"].as_array().unwrap();
+    let grafana = requires.iter().find(|r| r["id"] == "grafana").unwrap();
+    assert_eq!(grafana["version"], tag, "__requires vs {image}");
+    assert_eq!(
+        dashboard["schemaVersion"], 39,
+        "Grafana {tag} writes schemaVersion 39"
+    );
+    let panel_types: BTreeSet<&str> = dashboard_panels(&dashboard)
+        .iter()
+        .filter_map(|p| p["type"].as_str())
+        .collect();
+    let required: BTreeSet<&str> = requires
+        .iter()
+        .filter(|r| r["type"] == "panel")
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(
+        required, panel_types,
+        "__requires lists exactly the panel types used"
+    );
+}
+
+#[test]
+fn every_dashboard_query_follows_the_job_and_instance_variables() {
+    let dashboard = dashboard();
+    let mut checked = 0;
+    for panel in dashboard_panels(&dashboard) {
+        let title = panel["title"].as_str().unwrap_or_default();
+        if panel["type"] == "alertlist" {
+            let filter = panel["options"]["alertInstanceLabelFilter"]
+                .as_str()
+                .unwrap();
+            assert!(
+                filter.contains(r#"job=~"$job""#) && filter.contains(r#"instance=~"$instance""#),
+                "{title}: {filter}"
+            );
+            continue;
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (name, matchers) in crate::mixin::selectors(expr) {
+                assert!(
+                    matchers.contains(r#"job=~"$job""#)
+                        && matchers.contains(r#"instance=~"$instance""#),
+                    "panel {title:?}: {name}{matchers} ignores $job or $instance"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} selectors checked");
+}
+
+#[test]
+fn dashboard_shows_whether_each_exporter_is_up_and_lists_firing_alerts() {
+    let dashboard = dashboard();
+    let panels = dashboard_panels(&dashboard);
+    let job_selector = crate::mixin::config().job_selector;
+    let up = panels
+        .iter()
+        .find(|p| {
+            p["targets"].as_array().into_iter().flatten().any(|t| {
+                t["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&format!("up{{{job_selector},")))
+            })
+        })
+        .expect("a panel on up{<job selector>}");
+    assert_eq!(up["type"], "stat");
+    let defaults = &up["fieldConfig"]["defaults"];
+    assert_eq!(
+        defaults["thresholds"]["steps"][0]["color"], "red",
+        "0 is red"
+    );
+    assert_eq!(defaults["thresholds"]["steps"][1]["value"], 1);
+    assert_eq!(up["options"]["colorMode"], "background");
+    let alerts = panels
+        .iter()
+        .find(|p| p["type"] == "alertlist")
+        .expect("an alert list panel");
+    assert_eq!(
+        alerts["options"]["alertName"], "Kraken",
+        "every alert is named Kraken*"
+    );
+    assert_eq!(alerts["options"]["stateFilter"]["firing"], true);
 }
 
 /// Every data source uid (or legacy data source name) the dashboard refers to.
@@ -399,8 +504,8 @@ fn dashboard_shows_amounts_values_and_risky_permissions_as_such() {
     let exprs = |panel: &Json| -> String {
         panel["targets"]
             .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .filter_map(|t| t["expr"].as_str())
             .collect::<Vec<_>>()
             .join("\n")
@@ -412,10 +517,17 @@ fn dashboard_shows_amounts_values_and_risky_permissions_as_such() {
         let defaults = &panel["fieldConfig"]["defaults"];
         let unit = defaults["unit"].as_str().unwrap_or_default();
         if exprs.contains("kraken_balance_value") {
+            // Grafana cannot take a unit from a variable: the quote is named in the title (the
+            // $quote variable) and in every series name (the quote label), never hard-coded.
             assert!(
-                unit.starts_with("currency"),
-                "{title}: values need a currency unit, not {unit:?}"
+                !unit.starts_with("currency") && title.contains("$quote"),
+                "{title}: the quote currency must follow $quote, not a fixed unit {unit:?}"
             );
+            assert!(exprs.contains(r#"quote=~"$quote""#), "{title}: {exprs}");
+            for target in panel["targets"].as_array().unwrap() {
+                let legend = target["legendFormat"].as_str().unwrap_or_default();
+                assert!(legend.contains("{{quote}}"), "{title}: legend {legend:?}");
+            }
             seen.insert("value");
         } else if (exprs.contains("kraken_balance{") || exprs.contains("kraken_balance_hold{"))
             && unit != "percentunit"
@@ -520,4 +632,75 @@ fn the_example_probe_job_scrapes_the_accounts_of_the_example_config() {
         "the /probe targets of examples/prometheus.yml must be the account names of \
          examples/kraken_exporter.yml: /probe refuses any other name"
     );
+}
+
+/// The one-line alert of the README, taken from its `promql` block.
+fn readme_alert_expression() -> String {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let start = readme
+        .find("```promql\n")
+        .expect("README.md has a ```promql block with the one-line alert");
+    let body = &readme[start + "```promql\n".len()..];
+    let expr = body[..body.find("```").unwrap()].trim().to_owned();
+    assert!(
+        expr.contains("kraken_balance")
+            && expr.contains("kraken_balance_min")
+            && !expr.contains('\n'),
+        "README's alert example: {expr}"
+    );
+    expr
+}
+
+/// The README's alert, evaluated by promtool on the series of an exporter scraped twice (by
+/// `/metrics` and by `/probe`, as examples/prometheus.yml does): it must fire once per target
+/// and never fail with "many-to-many matching not allowed".
+#[test]
+#[cfg_attr(
+    missing_promtool,
+    ignore = "needs promtool (apt-get install prometheus)"
+)]
+fn the_readme_alert_stays_one_to_one_when_both_metrics_and_probe_are_scraped() {
+    let promtool = require_tool(&["promtool"], "prometheus");
+    let expr = readme_alert_expression();
+    let dir = std::env::temp_dir().join(format!(
+        "kraken-readme-alert-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = format!(
+        "groups:\n  - name: readme\n    rules:\n      - alert: ReadmeBalanceBelowMinimum\n        expr: '{}'\n",
+        expr.replace('\'', "''")
+    );
+    std::fs::write(dir.join("readme.yml"), rules).unwrap();
+    let mut series = String::new();
+    let mut expected = String::new();
+    for (job, instance) in [("kraken", "exporter:10987"), ("kraken-probe", "main")] {
+        for (asset, code) in [("XBT", "XXBT"), ("XBT", "XXBT.M")] {
+            let balance_asset = if code.ends_with(".M") { "XBT.M" } else { asset };
+            series.push_str(&format!(
+                "      - series: 'kraken_balance{{job=\"{job}\",instance=\"{instance}\",account=\"main\",asset=\"{balance_asset}\",code=\"{code}\"}}'\n        values: '0.01x5'\n"
+            ));
+        }
+        series.push_str(&format!(
+            "      - series: 'kraken_balance_min{{job=\"{job}\",instance=\"{instance}\",account=\"main\",asset=\"XBT\"}}'\n        values: '0.05x5'\n"
+        ));
+        expected.push_str(&format!(
+            "          - exp_labels: {{job: {job}, instance: \"{instance}\", account: main, asset: XBT, code: XXBT}}\n"
+        ));
+    }
+    let test = format!(
+        "rule_files: [readme.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series}    alert_rule_test:\n      - eval_time: 2m\n        alertname: ReadmeBalanceBelowMinimum\n        exp_alerts:\n{expected}"
+    );
+    std::fs::write(dir.join("readme_test.yml"), test).unwrap();
+    let out = run_ok(
+        &promtool,
+        &[
+            "test",
+            "rules",
+            dir.join("readme_test.yml").to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.contains("SUCCESS"), "{out}");
 }
