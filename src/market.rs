@@ -196,9 +196,11 @@ impl Market {
             self.prices_in_flight.store(false, Ordering::SeqCst);
             return;
         };
+        // Clears the flag however the task ends: finished, panicked or cancelled (even before
+        // its first poll).
+        let in_flight = PricesInFlight(Arc::clone(&market));
         tokio::spawn(async move {
-            // Clears the flag however the task ends: finished, panicked or cancelled.
-            let _in_flight = PricesInFlight(Arc::clone(&market));
+            let _in_flight = in_flight;
             let mut at = at;
             loop {
                 tokio::time::sleep_until(at).await;
