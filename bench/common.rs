@@ -62,7 +62,7 @@ pub fn balance_ex_body(n: usize) -> Vec<u8> {
 /// What a scrape knows about account `name` holding [`balances`]`(assets)`: up, audited, with
 /// a fresh snapshot.
 pub fn account_status(name: &str, assets: usize) -> AccountStatus {
-    let balances = balances(assets)
+    let balances: Vec<LabeledBalance> = balances(assets)
         .into_iter()
         .map(|(code, total, hold)| LabeledBalance {
             asset: code.trim_start_matches(['X', 'Z']).to_owned(),
@@ -70,6 +70,10 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
             total,
             hold: Some(hold),
         })
+        .collect();
+    let available: BTreeMap<String, f64> = balances
+        .iter()
+        .map(|b| (b.asset.clone(), b.total - b.hold.unwrap_or(0.0)))
         .collect();
     let permissions: BTreeMap<String, bool> = [
         ("funds_query", true),
@@ -92,6 +96,7 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
             fetched_at: SystemTime::now(),
             fetched_instant: tokio::time::Instant::now(),
             endpoint: Endpoint::BalanceEx,
+            available: Some(available),
         })),
         audit: Some(KeyAudit {
             permissions,
@@ -99,6 +104,7 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
         }),
         equivalent: None,
         trade_balance_refused: false,
+        retry_at: None,
     }
 }
 

@@ -117,6 +117,17 @@ pub fn render(
             })),
         ),
         (
+            "kraken_balance_available",
+            Samples::PerAccount(Box::new(|out, view| {
+                let s = &view.status;
+                let available = s.balances.iter().flat_map(|s| s.available.iter().flatten());
+                for (asset, amount) in available {
+                    let labels = [("account", s.name.as_str()), ("asset", asset.as_str())];
+                    sample(out, "kraken_balance_available", &labels, *amount);
+                }
+            })),
+        ),
+        (
             "kraken_balance_hold",
             Samples::PerAccount(Box::new(|out, view| {
                 let s = &view.status;
@@ -139,6 +150,18 @@ pub fn render(
                 for (asset, min) in min_balance {
                     let labels = [("account", view.status.name.as_str()), ("asset", asset)];
                     sample(out, "kraken_balance_min", &labels, *min);
+                }
+            })),
+        ),
+        (
+            "kraken_config_unknown_asset",
+            Samples::PerAccount(Box::new(|out, view| {
+                for asset in view.unknown_assets {
+                    let labels = [
+                        ("account", view.status.name.as_str()),
+                        ("asset", asset.as_str()),
+                    ];
+                    sample(out, "kraken_config_unknown_asset", &labels, 1.0);
                 }
             })),
         ),

@@ -1502,6 +1502,7 @@ fn alloc(bench: &Bench, opts: &Opts) -> Result<(), String> {
                 .map(|s| AccountView {
                     status: s.clone(),
                     min_balance: &no_thresholds,
+                    unknown_assets: &[],
                 })
                 .collect();
             metrics::render(
@@ -1783,6 +1784,7 @@ fn footprint(opts: &Opts) -> Result<(), String> {
             .map(|status| AccountView {
                 status: status.clone(),
                 min_balance: &no_thresholds,
+                unknown_assets: &[],
             })
             .collect()
     };

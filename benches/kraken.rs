@@ -84,6 +84,7 @@ fn render_case(c: &mut Criterion, group: &str, cases: &[(usize, usize)]) {
                     .map(|status| AccountView {
                         status: status.clone(),
                         min_balance: &no_thresholds,
+                        unknown_assets: &[],
                     })
                     .collect();
                 metrics::render(&views, None, Some(reload), None, &requests, &build)
@@ -121,6 +122,7 @@ fn rendering_direct(c: &mut Criterion) {
                 .map(|status| AccountView {
                     status: status.clone(),
                     min_balance: &thresholds,
+                    unknown_assets: &[],
                 })
                 .collect()
         };

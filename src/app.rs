@@ -233,6 +233,23 @@ async fn build_set(
     Ok(AccountSet { accounts, market })
 }
 
+/// The balances of every demo account, as (code, balance, hold_trade): auto-earn on for XBT (the
+/// base code below its hold, the coins in `XBT.F`, so `kraken_balance{asset="XBT"}` is tiny
+/// while `kraken_balance_available` is not), dollars held by open orders, a zero, and staked and
+/// rewards codes that are not spendable. With the demo's minimums (`config`), USD is below its
+/// minimum and XBT is not.
+const DEMO_BALANCES: &[(&str, f64, f64)] = &[
+    ("XXBT", 0.05, 0.1),
+    ("XBT.F", 1.2, 0.0),
+    ("XETH", 12.5, 0.0),
+    ("ZUSD", 25000.1234, 1500.0),
+    ("ZEUR", 0.0, 0.0),
+    ("DOT.S", 300.75, 0.0),
+    ("ETH2.S", 3.2, 0.0),
+    ("USD.M", 1000.5, 0.0),
+    ("XXDG", 4200.0, 0.0),
+];
+
 /// In demo mode, the simulated Kraken of an account, or of the shared market under
 /// [`PUBLIC_ACCOUNT`] (started on first use), as (URL, credentials).
 async fn demo_endpoint(
@@ -260,6 +277,14 @@ async fn demo_endpoint(
                 .await
                 .context("starting the simulated Kraken")?,
             );
+            if name != PUBLIC_ACCOUNT {
+                sim.set_balances(
+                    DEMO_BALANCES
+                        .iter()
+                        .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
+                        .collect(),
+                );
+            }
             tracing::info!(account = %name, url = %sim.url(), "simulated Kraken started");
             sims.lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -11,31 +11,49 @@
 //!
 //! # Normalised permission names
 //!
-//! | name | Kraken's key setting | examples of raw names recognised |
-//! |---|---|---|
-//! | `funds_query` | Funds: Query | `query_funds`, `Funds: Query`, `can_query_funds`, `view_balance` |
-//! | `funds_deposit` | Funds: Deposit | `deposit_funds`, `Funds: Deposit`, `can_deposit` |
-//! | `funds_withdraw` | Funds: Withdraw | `withdraw_funds`, `Funds: Withdraw`, `can_withdraw`, `canWithdraw` |
-//! | `orders_query_open` | Query open orders & trades | `Query open orders & trades`, `query_open_orders` |
-//! | `orders_query_closed` | Query closed orders & trades | `Query closed orders & trades`, `query_closed_trades` |
-//! | `orders_create` | Create & modify orders | `Create & modify orders`, `create_orders`, `add_order`, `trade`, `can_trade` |
-//! | `orders_cancel` | Cancel & close orders | `Cancel & close orders`, `cancel_orders`, `close_positions` |
-//! | `ledger_query` | Query ledger entries | `Query ledger entries`, `ledger`, `query_ledger` |
-//! | `export_data` | Export data | `Export data`, `export_data` |
-//! | `websocket` | Access WebSockets API | `Access WebSockets API`, `websocket`, `ws_token` |
+//! Kraken's GetApiKeyInfo lists a key's permissions as kebab-case codes. The documented example
+//! shows `query-funds`, `withdraw-funds`, `query-open-trades` and `modify-trades`; the other codes
+//! below were seen in an independent client, not in Kraken's own text. Each code maps to one
+//! name; other spellings (older APIs, hand-written names) are recognised by their words.
 //!
-//! Any other raw name is kept in lowercase snake_case (`Funds: Earn` → `funds_earn`), so a
-//! permission Kraken adds later still shows up instead of vanishing.
+//! | name | Kraken's key setting | Kraken's code | other spellings recognised |
+//! |---|---|---|---|
+//! | `funds_query` | Query Funds | `query-funds` | `query_funds`, `Funds: Query`, `view_balance` |
+//! | `funds_deposit` | Deposit Funds | `add-funds` | `deposit_funds`, `Funds: Deposit`, `can_deposit` |
+//! | `funds_withdraw` | Withdraw Funds | `withdraw-funds` | `withdraw_funds`, `Funds: Withdraw`, `can_withdraw` |
+//! | `funds_earn` | Earn Funds | `earn-funds` | `Funds: Earn`, `earn` |
+//! | `orders_query_open` | Query Open Orders & Trades | `query-open-trades` | `query_open_orders` |
+//! | `orders_query_closed` | Query Closed Orders & Trades | `query-closed-trades` | `Query closed orders & trades` |
+//! | `orders_create` | Create & Modify Orders | `modify-trades` | `create_orders`, `add_order`, `trade` |
+//! | `orders_cancel` | Cancel/Close Orders | `close-trades` | `cancel_orders`, `close_positions` |
+//! | `ledger_query` | Query Ledger Entries | `query-ledger` | `Query ledger entries`, `ledger` |
+//! | `export_data` | Export Data | `export-data` | `Export data` |
+//! | `websocket` | Access WebSocket API | `create-ws-token` | `Access WebSockets API`, `ws_token` |
+//! | `withdraw_addresses` | (no group of its own in the key UI) | `add-withdraw-address`, `update-withdraw-address` | any name about withdrawal *addresses* |
+//!
+//! `withdraw_addresses` is deliberately not `funds_withdraw`: managing the address book moves no
+//! funds, and reporting a key as able to withdraw when it is not would be a false alarm about the
+//! one permission operators must be able to trust. It is not in [`KNOWN`] (Kraken's key UI has
+//! no such group), so it is exported only for a key that has it, and it is not in [`RISKY`].
+//! A name that mentions withdrawals together with a reading word (`query`, `view`, `list`,
+//! `history`, `status`...) is not `funds_withdraw` either: reading withdrawals moves nothing.
+//!
+//! Any other code is kept in lowercase snake_case (`query-nft` → `query_nft`): it is exported as
+//! its own permission series, so a permission Kraken adds later shows up instead of vanishing,
+//! and it never counts as risky (a guess from an unknown name could only be a false alarm or a
+//! false all-clear; the series lets the operator judge).
 
 use std::collections::BTreeMap;
 
 use crate::kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
 
-/// Every permission Kraken's key settings offer, by normalised name.
-pub const KNOWN: [&str; 10] = [
+/// Every permission group Kraken's key settings offer, by normalised name; each is exported
+/// for every key audited with GetApiKeyInfo (0 when not granted).
+pub const KNOWN: [&str; 11] = [
     FUNDS_QUERY,
     FUNDS_DEPOSIT,
     FUNDS_WITHDRAW,
+    FUNDS_EARN,
     ORDERS_QUERY_OPEN,
     ORDERS_QUERY_CLOSED,
     ORDERS_CREATE,
@@ -47,10 +65,15 @@ pub const KNOWN: [&str; 10] = [
 
 /// The key may read balances: the one permission the exporter needs.
 pub const FUNDS_QUERY: &str = "funds_query";
-/// The key may create deposit addresses.
+/// The key may create deposit addresses (Kraken's `add-funds`).
 pub const FUNDS_DEPOSIT: &str = "funds_deposit";
 /// The key may withdraw funds to a registered address.
 pub const FUNDS_WITHDRAW: &str = "funds_withdraw";
+/// The key may allocate funds to Earn strategies and take them back (Kraken's `earn-funds`).
+pub const FUNDS_EARN: &str = "funds_earn";
+/// The key may add or change withdrawal addresses (Kraken's `add-withdraw-address`,
+/// `update-withdraw-address`). Not the same as withdrawing: see the module docs.
+pub const WITHDRAW_ADDRESSES: &str = "withdraw_addresses";
 /// The key may read open orders and trades.
 pub const ORDERS_QUERY_OPEN: &str = "orders_query_open";
 /// The key may read closed orders and trades.
@@ -75,8 +98,10 @@ pub const WEBSOCKET: &str = "websocket";
 /// - `orders_cancel` can cancel the owner's orders and close positions, undoing a strategy or a
 ///   hedge at the worst moment.
 ///
-/// Reading permissions (query, ledger, export, WebSocket) leak information but move nothing, and
-/// deposit only creates addresses.
+/// Reading permissions (query, ledger, export, WebSocket) leak information but move nothing,
+/// deposit only creates addresses, and Earn moves funds only between the account's own spot and
+/// Earn balances. `withdraw_addresses` moves nothing by itself; together with `funds_withdraw`
+/// it would let the holder add an address of their own, which `funds_withdraw` already flags.
 pub const RISKY: [&str; 3] = [FUNDS_WITHDRAW, ORDERS_CREATE, ORDERS_CANCEL];
 
 /// How a [`KeyAudit`] learned the key's permissions, which says how much of it to trust.
@@ -100,16 +125,14 @@ pub struct KeyAudit {
 }
 
 impl KeyAudit {
-    /// Interprets a GetApiKeyInfo answer: raw names normalised, a permission granted under any of
-    /// its spellings counting as granted, and every known permission the answer does not grant
-    /// recorded as not granted (Kraken lists what a key has), so dashboards see 0, not nothing.
+    /// Interprets a GetApiKeyInfo answer: each listed code normalised and granted, and every
+    /// known permission it does not list recorded as not granted (Kraken lists what a key has),
+    /// so dashboards see 0, not nothing.
     pub fn from_api_key_info(info: &ApiKeyInfo) -> Self {
         let mut permissions: BTreeMap<String, bool> =
             KNOWN.iter().map(|name| (name.to_string(), false)).collect();
-        for (raw, granted) in &info.permissions {
-            *permissions
-                .entry(normalise_permission(raw))
-                .or_insert(false) |= *granted;
+        for code in &info.permissions {
+            permissions.insert(normalise_permission(code), true);
         }
         Self {
             permissions,
@@ -156,17 +179,11 @@ impl KeyAudit {
 /// outages, rate limits and lockouts are returned to the caller, never probed around: another
 /// call would only cost rate budget or extend a lockout).
 ///
-/// Refusals are Kraken's `Other` errors (`EGeneral:Unknown method`) and `permission_denied`;
-/// a 404 status is also taken as an unknown method, for a Kraken that routes unknown methods
-/// to a plain not-found page.
+/// Refusals are [`KrakenError::is_endpoint_refusal`] (`EGeneral:Unknown method`, which Kraken
+/// sends with HTTP 404, and `permission_denied`); a 404 status without Kraken's error body is
+/// also taken as an unknown method, for a proxy that answers with a plain not-found page.
 pub fn falls_back_to_probe(error: &KrakenError) -> bool {
-    match error {
-        KrakenError::Api { reason, .. } => {
-            matches!(reason, Reason::Other | Reason::PermissionDenied)
-        }
-        KrakenError::Status { status } => *status == 404,
-        _ => false,
-    }
+    error.is_endpoint_refusal() || matches!(error, KrakenError::Status { status: 404 })
 }
 
 /// Finds out what the client's key may do: GetApiKeyInfo when Kraken offers it, otherwise the
@@ -187,21 +204,53 @@ pub async fn audit_key(client: &KrakenClient) -> Result<KeyAudit, KrakenError> {
     }
 }
 
-/// Maps one of Kraken's raw permission names, whatever its spelling, to a normalised name (see
-/// the module docs for the table). Unrecognised names come back in lowercase snake_case.
+/// Kraken's permission codes (GetApiKeyInfo `permissions`) and their normalised names.
+const KRAKEN_CODES: [(&str, &str); 13] = [
+    ("query-funds", FUNDS_QUERY),
+    ("add-funds", FUNDS_DEPOSIT),
+    ("withdraw-funds", FUNDS_WITHDRAW),
+    ("earn-funds", FUNDS_EARN),
+    ("query-open-trades", ORDERS_QUERY_OPEN),
+    ("query-closed-trades", ORDERS_QUERY_CLOSED),
+    ("modify-trades", ORDERS_CREATE),
+    ("close-trades", ORDERS_CANCEL),
+    ("query-ledger", LEDGER_QUERY),
+    ("export-data", EXPORT_DATA),
+    ("create-ws-token", WEBSOCKET),
+    ("add-withdraw-address", WITHDRAW_ADDRESSES),
+    ("update-withdraw-address", WITHDRAW_ADDRESSES),
+];
+
+/// Maps one of Kraken's permission codes, or another spelling of a permission, to a normalised
+/// name (see the module docs for the table). Unrecognised names come back in lowercase
+/// snake_case.
 pub fn normalise_permission(raw: &str) -> String {
+    let trimmed = raw.trim();
+    if let Some((_, name)) = KRAKEN_CODES
+        .iter()
+        .find(|(code, _)| code.eq_ignore_ascii_case(trimmed))
+    {
+        return (*name).to_owned();
+    }
     let snake = snake_case(raw);
     let tokens: Vec<&str> = snake.split('_').filter(|t| !t.is_empty()).collect();
     let has = |word: &str| tokens.contains(&word);
     let has_prefix = |prefix: &str| tokens.iter().any(|t| t.starts_with(prefix));
     let any = |words: &[&str]| words.iter().any(|w| has(w));
-    let reads = any(&["query", "view", "read", "get", "list"]);
+    let reads = any(&["query", "view", "read", "get", "list", "history", "status"]);
     // Words run together or split at camelCase humps (`WebSockets`, `canwithdraw`) still match.
     let compact: String = tokens.concat();
     let mentions = |word: &str| compact.contains(word);
 
     let recognised = if mentions("withdraw") {
-        Some(FUNDS_WITHDRAW)
+        if mentions("address") {
+            Some(WITHDRAW_ADDRESSES)
+        } else if reads {
+            // Reading withdrawals is not withdrawing: kept under its own name.
+            None
+        } else {
+            Some(FUNDS_WITHDRAW)
+        }
     } else if mentions("deposit") {
         Some(FUNDS_DEPOSIT)
     } else if mentions("websocket") || has("ws") {
@@ -232,6 +281,10 @@ pub fn normalise_permission(raw: &str) -> String {
         } else {
             None
         }
+    } else if has("earn") {
+        Some(FUNDS_EARN)
+    } else if any(&["fund", "funds"]) && has("add") {
+        Some(FUNDS_DEPOSIT)
     } else if any(&["fund", "funds", "balance", "balances"]) && reads {
         Some(FUNDS_QUERY)
     } else {
@@ -317,6 +370,9 @@ mod tests {
             ("ws_token", WEBSOCKET),
             ("WebSocketToken", WEBSOCKET),
             ("canwithdraw", FUNDS_WITHDRAW),
+            ("Funds: Earn", FUNDS_EARN),
+            ("add_funds", FUNDS_DEPOSIT),
+            ("Withdrawal addresses", WITHDRAW_ADDRESSES),
         ];
         for (raw, expected) in cases {
             assert_eq!(normalise_permission(raw), expected, "{raw:?}");
@@ -324,31 +380,110 @@ mod tests {
     }
 
     #[test]
+    fn kraken_s_permission_codes_map_to_their_names() {
+        let cases = [
+            ("query-funds", FUNDS_QUERY),
+            ("add-funds", FUNDS_DEPOSIT),
+            ("withdraw-funds", FUNDS_WITHDRAW),
+            ("earn-funds", FUNDS_EARN),
+            ("query-open-trades", ORDERS_QUERY_OPEN),
+            ("query-closed-trades", ORDERS_QUERY_CLOSED),
+            ("modify-trades", ORDERS_CREATE),
+            ("close-trades", ORDERS_CANCEL),
+            ("query-ledger", LEDGER_QUERY),
+            ("export-data", EXPORT_DATA),
+            ("create-ws-token", WEBSOCKET),
+            ("add-withdraw-address", WITHDRAW_ADDRESSES),
+            ("update-withdraw-address", WITHDRAW_ADDRESSES),
+            (" Withdraw-Funds ", FUNDS_WITHDRAW),
+        ];
+        for (code, expected) in cases {
+            assert_eq!(normalise_permission(code), expected, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn managing_or_reading_withdrawals_is_not_withdrawing() {
+        for raw in [
+            "add-withdraw-address",
+            "update-withdraw-address",
+            "delete-withdraw-address",
+            "query-withdrawals",
+            "withdrawal_status",
+            "list_withdraw_methods",
+        ] {
+            assert_ne!(normalise_permission(raw), FUNDS_WITHDRAW, "{raw:?}");
+        }
+        let audit = KeyAudit::from_api_key_info(&info(&[
+            "query-funds",
+            "add-withdraw-address",
+            "update-withdraw-address",
+        ]));
+        assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(false));
+        assert_eq!(audit.granted(WITHDRAW_ADDRESSES), Some(true));
+        assert!(audit.risky().is_empty(), "{audit:?}");
+    }
+
+    #[test]
+    fn every_documented_code_lands_on_a_known_name_without_stray_series() {
+        let info = crate::kraken::parse::api_key_info(
+            200,
+            include_bytes!("../tests/fixtures/kraken/api_key_info_every_code.json"),
+        )
+        .unwrap();
+        let audit = KeyAudit::from_api_key_info(&info);
+        let names: Vec<&str> = audit.permissions.keys().map(String::as_str).collect();
+        let mut expected: Vec<&str> = KNOWN.iter().copied().chain([WITHDRAW_ADDRESSES]).collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert!(audit.permissions.values().all(|granted| *granted));
+        assert_eq!(
+            audit.risky(),
+            [FUNDS_WITHDRAW, ORDERS_CREATE, ORDERS_CANCEL]
+        );
+    }
+
+    #[test]
+    fn the_documented_example_key_may_withdraw_and_trade() {
+        let info = crate::kraken::parse::api_key_info(
+            200,
+            include_bytes!("../tests/fixtures/kraken/doc_api_key_info.json"),
+        )
+        .unwrap();
+        let audit = KeyAudit::from_api_key_info(&info);
+        assert_eq!(audit.risky(), [FUNDS_WITHDRAW, ORDERS_CREATE]);
+        assert_eq!(audit.granted(FUNDS_QUERY), Some(true));
+        assert_eq!(audit.granted(ORDERS_QUERY_OPEN), Some(true));
+        assert_eq!(audit.granted(FUNDS_DEPOSIT), Some(false));
+        assert_eq!(audit.permissions.len(), KNOWN.len());
+    }
+
+    #[test]
+    fn unknown_codes_are_kept_under_their_own_name_and_are_never_risky() {
+        let audit = KeyAudit::from_api_key_info(&info(&["query-funds", "query-nft"]));
+        assert_eq!(audit.granted("query_nft"), Some(true));
+        assert!(audit.risky().is_empty());
+    }
+
+    #[test]
     fn unrecognised_names_are_kept_in_lowercase_snake_case() {
-        assert_eq!(normalise_permission("Funds: Earn"), "funds_earn");
         assert_eq!(normalise_permission("  NFT -- Query  "), "nft_query");
         assert_eq!(normalise_permission("stakingV2"), "staking_v2");
         assert_eq!(normalise_permission("query_orders"), "query_orders");
         assert_eq!(normalise_permission("!!!"), "unnamed");
     }
 
-    fn info(permissions: &[(&str, bool)]) -> ApiKeyInfo {
+    fn info(permissions: &[&str]) -> ApiKeyInfo {
         ApiKeyInfo {
             name: Some("exporter".into()),
-            permissions: permissions
-                .iter()
-                .map(|&(name, granted)| (name.to_owned(), granted))
-                .collect(),
+            permissions: permissions.iter().map(|&code| code.to_owned()).collect(),
+            ..ApiKeyInfo::default()
         }
     }
 
     #[test]
     fn a_query_only_key_has_nothing_risky() {
-        let audit = KeyAudit::from_api_key_info(&info(&[
-            ("Funds: Query", true),
-            ("Funds: Withdraw", false),
-            ("Create & modify orders", false),
-        ]));
+        let audit = KeyAudit::from_api_key_info(&info(&["query-funds"]));
         assert_eq!(audit.source, AuditSource::ApiKeyInfo);
         assert!(audit.risky().is_empty());
         assert_eq!(audit.granted(FUNDS_QUERY), Some(true));
@@ -360,11 +495,11 @@ mod tests {
     #[test]
     fn risky_lists_withdraw_then_create_then_cancel() {
         let audit = KeyAudit::from_api_key_info(&info(&[
-            ("cancel_orders", true),
-            ("trade", true),
-            ("withdraw_funds", true),
-            ("query_funds", true),
-            ("export_data", true),
+            "close-trades",
+            "modify-trades",
+            "withdraw-funds",
+            "query-funds",
+            "export-data",
         ]));
         assert_eq!(
             audit.risky(),
@@ -373,11 +508,8 @@ mod tests {
     }
 
     #[test]
-    fn a_permission_granted_under_any_spelling_is_granted() {
-        let audit = KeyAudit::from_api_key_info(&info(&[
-            ("can_withdraw", false),
-            ("withdraw_funds", true),
-        ]));
+    fn a_permission_granted_under_any_spelling_is_granted_once() {
+        let audit = KeyAudit::from_api_key_info(&info(&["withdraw-funds", "Funds: Withdraw"]));
         assert_eq!(audit.granted(FUNDS_WITHDRAW), Some(true));
         assert_eq!(
             audit.permissions.len(),
@@ -467,7 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_only_key_is_not_risky() {
-        let sim = sim(&["query_funds"], true).await;
+        let sim = sim(&["query-funds"], true).await;
         let metrics = Arc::new(RequestMetrics::new());
         let audit = audit_key(&client(&sim, &metrics)).await.unwrap();
         assert_eq!(audit.source, AuditSource::ApiKeyInfo);
@@ -478,8 +610,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_key_kraken_echoes_is_never_kept() {
+        let sim = sim(&["query-funds"], true).await;
+        let metrics = Arc::new(RequestMetrics::new());
+        let info = client(&sim, &metrics).api_key_info().await.unwrap();
+        let key = sim.credentials().key.expose().to_owned();
+        assert!(!format!("{info:?}").contains(&key));
+        assert_eq!(info.name.as_deref(), Some("exporter"));
+        assert!(info.nonce.is_some_and(|nonce| nonce > 0), "{info:?}");
+    }
+
+    #[tokio::test]
     async fn a_key_that_may_withdraw_is_risky() {
-        let sim = sim(&["query_funds", "withdraw_funds"], true).await;
+        let sim = sim(&["query-funds", "withdraw-funds"], true).await;
         let metrics = Arc::new(RequestMetrics::new());
         let audit = audit_key(&client(&sim, &metrics)).await.unwrap();
         assert_eq!(audit.risky(), [FUNDS_WITHDRAW]);
@@ -488,9 +631,9 @@ mod tests {
     #[tokio::test]
     async fn without_get_api_key_info_the_probe_gives_the_same_verdict_on_withdraw() {
         for (permissions, risky) in [
-            (&["query_funds"][..], &[][..]),
+            (&["query-funds"][..], &[][..]),
             (
-                &["query_funds", "withdraw_funds"][..],
+                &["query-funds", "withdraw-funds"][..],
                 &[FUNDS_WITHDRAW][..],
             ),
         ] {
@@ -506,7 +649,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_kraken_is_an_error_not_a_probe() {
-        let sim = sim(&["query_funds", "withdraw_funds"], true).await;
+        let sim = sim(&["query-funds", "withdraw-funds"], true).await;
         sim.inject(
             Endpoint::GetApiKeyInfo,
             Fault::KrakenError("EService:Unavailable".into()),
@@ -520,7 +663,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_public_client_cannot_be_audited() {
-        let sim = sim(&["query_funds"], true).await;
+        let sim = sim(&["query-funds"], true).await;
         let metrics = Arc::new(RequestMetrics::new());
         let timeout = Duration::from_secs(5);
         let public = KrakenClient::public(

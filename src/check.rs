@@ -9,10 +9,12 @@ use crate::app::{App, SharedEnv};
 use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
+use crate::exporter::{resolve_assets, unknown_asset_message};
 use crate::status::format_amount;
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
-/// reason and the fix to `err`. Returns whether every key works.
+/// reason and the fix to `err`. Returns whether every key works and every asset name in
+/// `min_balance` and `watch` is a Kraken asset (each one that is not is listed on `err`).
 pub async fn run(
     config: Config,
     flags: Flags,
@@ -46,7 +48,18 @@ pub async fn run(
         )?;
     }
     let mut all_ok = true;
+    let assets = set.market.current_assets();
     for exported in &set.accounts {
+        let resolved = resolve_assets(&exported.config, &assets);
+        for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
+            all_ok = false;
+            writeln!(
+                err,
+                "check failed for account {:?}: {}",
+                exported.config.name,
+                unknown_asset_message(name, nearest.as_deref())
+            )?;
+        }
         let status = exported.account.status(true);
         if let Some((reason, message)) = &status.last_error {
             all_ok = false;
@@ -86,10 +99,45 @@ pub async fn run(
             .collect();
         write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
         writeln!(out)?;
+        write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
         write_audit(out, status.audit.as_ref())?;
         writeln!(out)?;
     }
     Ok(all_ok)
+}
+
+/// Writes each minimum against what its asset can spend now (0 without a spendable balance), or
+/// that availability is unknown because the Balance endpoint reports no holds.
+fn write_thresholds(
+    out: &mut dyn Write,
+    min_balance: &std::collections::BTreeMap<String, f64>,
+    available: Option<&std::collections::BTreeMap<String, f64>>,
+) -> std::io::Result<()> {
+    if min_balance.is_empty() {
+        return writeln!(
+            out,
+            "Minimums: none set (min_balance, --balance.min or KRAKEN_BALANCE_MIN); no low-balance alert can fire.\n"
+        );
+    }
+    for (asset, min) in min_balance {
+        let line = match available {
+            None => format!(
+                "{asset}: minimum {}, available unknown (the Balance endpoint reports no holds)",
+                format_amount(*min)
+            ),
+            Some(available) => {
+                let now = available.get(asset).copied().unwrap_or(0.0);
+                let verdict = if now < *min { "BELOW MINIMUM" } else { "ok" };
+                format!(
+                    "{asset}: available {} against a minimum of {}: {verdict}",
+                    format_amount(now),
+                    format_amount(*min)
+                )
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out)
 }
 
 /// Writes what the key audit found: the permissions, and a warning when the key can move funds

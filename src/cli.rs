@@ -49,7 +49,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Refresh once, print a table of balances and exit 0 if the key works.
+    /// Refresh once, print a table of balances and exit 0 if the key works and every asset name
+    /// in min_balance and watch is a Kraken asset.
     Check,
 }
 
@@ -111,6 +112,17 @@ pub struct Flags {
     /// clock is set back while the exporter is down; single-account mode only.
     #[arg(long = "kraken.nonce-file", value_name = "PATH", global = true)]
     pub nonce_file: Option<PathBuf>,
+
+    /// Lowest acceptable available balance of an asset, as ASSET=AMOUNT (XBT=0.5; BTC, xbt and
+    /// XXBT name the same asset); repeatable, exported as kraken_balance_min. Overrides
+    /// KRAKEN_BALANCE_MIN; single-account mode only.
+    #[arg(long = "balance.min", value_name = "ASSET=AMOUNT", global = true)]
+    pub balance_min: Vec<String>,
+
+    /// Asset exported as 0 when Kraken leaves it out of its answer; repeatable. Overrides
+    /// KRAKEN_BALANCE_WATCH; single-account mode only.
+    #[arg(long = "balance.watch", value_name = "ASSET", global = true)]
+    pub balance_watch: Vec<String>,
 
     /// Scrapes closer together than this reuse the cached balances instead of calling Kraken [default: 10s].
     #[arg(long = "refresh.min-interval", value_parser = parse_duration, value_name = "DURATION", global = true)]

@@ -1,12 +1,14 @@
 //! The running exporter: the current set of accounts, and what one scrape of them shows.
 //!
-//! Owns the swap of the account set on reload, the watched-asset zeros, and the assembly of one
-//! scrape (all accounts for `/metrics`, one for `/probe`).
+//! Owns the swap of the account set on reload, what configured asset names mean once Kraken's
+//! Assets list is known ([`resolve_assets`]: thresholds and watched assets by short name, and the
+//! names that are no Kraken asset, logged once each), the watched-asset zeros, and the assembly
+//! of one scrape (all accounts for `/metrics`, one for `/probe`).
 //! Must not: read configuration or talk HTTP ([`crate::app`] builds account sets and
 //! [`crate::web`] serves what this renders), or read `std::time::Instant` (deadlines and the
 //! body cache run on tokio's clock, so tests can pause it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -18,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::account::{Account, PendingScrape};
+use crate::asset_names::{self, Resolution};
 use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
@@ -125,6 +128,9 @@ pub struct Exporter {
     cached: Mutex<Option<CachedBody>>,
     /// Size of the latest full exposition, so the next is written into a buffer that fits.
     last_size: AtomicUsize,
+    /// (account, name) of every configured asset name already logged as unknown, so each is
+    /// logged once per loaded configuration, not on every scrape.
+    reported_unknown: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// A rendered `/metrics` body and how long it stays current.
@@ -164,6 +170,7 @@ impl Exporter {
             lifecycle,
             cached: Mutex::new(None),
             last_size: AtomicUsize::new(0),
+            reported_unknown: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -178,6 +185,11 @@ impl Exporter {
         set.market
             .retain_holders(|name| set.accounts.iter().any(|a| a.config.name == name));
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        // A reloaded configuration logs its unknown asset names again, once each.
+        self.reported_unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.requests.touch();
     }
 
@@ -263,12 +275,17 @@ impl Exporter {
             statuses.push(exported.account.finish_scrape(pending, deadline).await);
         }
         let assets = set.market.current_assets();
-        let views: Vec<AccountView<'_>> = chosen
+        let resolved: Vec<ResolvedAssets> = chosen
+            .iter()
+            .map(|exported| self.resolve_and_report(&exported.config, &assets))
+            .collect();
+        let views: Vec<AccountView<'_>> = resolved
             .iter()
             .zip(statuses)
-            .map(|(exported, status)| AccountView {
-                status: with_watched(status, &exported.config, &assets),
-                min_balance: &exported.config.min_balance,
+            .map(|(resolved, status)| AccountView {
+                status: with_watched(status, resolved, &assets),
+                min_balance: &resolved.min_balance,
+                unknown_assets: &resolved.unknown,
             })
             .collect();
         let whole = only.is_none();
@@ -298,14 +315,50 @@ impl Exporter {
         body
     }
 
-    /// Statuses for the landing page, without refreshing.
+    /// Statuses as a scrape would show them (watched assets filled in), without refreshing.
     pub fn statuses(&self) -> Vec<AccountStatus> {
+        self.statuses_with_assets()
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect()
+    }
+
+    /// Statuses for the landing page, without refreshing, each with what its configured asset
+    /// names mean.
+    pub fn statuses_with_assets(&self) -> Vec<(AccountStatus, ResolvedAssets)> {
         let set = self.accounts();
         let assets = set.market.current_assets();
         set.accounts
             .iter()
-            .map(|a| with_watched(a.account.status(true), &a.config, &assets))
+            .map(|a| {
+                let resolved = self.resolve_and_report(&a.config, &assets);
+                let status = with_watched(a.account.status(true), &resolved, &assets);
+                (status, resolved)
+            })
             .collect()
+    }
+
+    /// [`resolve_assets`], logging each name that is no Kraken asset the first time it is seen.
+    fn resolve_and_report(&self, config: &AccountConfig, assets: &AssetTable) -> ResolvedAssets {
+        let resolved = resolve_assets(config, assets);
+        if resolved.unknown.is_empty() {
+            return resolved;
+        }
+        let mut reported = self
+            .reported_unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
+            if reported.insert((config.name.clone(), name.clone())) {
+                tracing::error!(
+                    account = %config.name,
+                    asset = %name,
+                    "{}",
+                    unknown_asset_message(name, nearest.as_deref())
+                );
+            }
+        }
+        resolved
     }
 
     /// Whether every account has had a successful refresh.
@@ -318,33 +371,104 @@ impl Exporter {
     }
 }
 
+/// What an account's configured asset names mean against Kraken's Assets list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolvedAssets {
+    /// Short name → lowest acceptable available balance. When two configured names turn out to
+    /// be one asset (a raw code and its short name that the offline normalisation did not know),
+    /// the higher minimum applies.
+    pub min_balance: BTreeMap<String, f64>,
+    /// Short names of watched assets (the `watch` list and the assets with a minimum).
+    pub watched: BTreeSet<String>,
+    /// Configured names that are no Kraken asset, sorted: exported as
+    /// `kraken_config_unknown_asset`, never as a balance.
+    pub unknown: Vec<String>,
+    /// For each of [`ResolvedAssets::unknown`], the nearest listed short name, if any is close.
+    pub nearest: Vec<Option<String>>,
+}
+
+/// Resolves an account's `min_balance` and `watch` names against the Assets list. Before the
+/// list is known every name is taken as normalised, so nothing is called unknown on a guess.
+pub fn resolve_assets(config: &AccountConfig, assets: &AssetTable) -> ResolvedAssets {
+    let mut resolved = ResolvedAssets::default();
+    let mut unknown: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut resolve = |name: &str| match asset_names::resolve(name, assets) {
+        Resolution::Known(short) => Some(short),
+        Resolution::Unknown { nearest } => {
+            unknown.insert(name.to_owned(), nearest);
+            None
+        }
+    };
+    for (name, min) in &config.min_balance {
+        if let Some(short) = resolve(name) {
+            let entry = resolved.min_balance.entry(short.clone()).or_insert(*min);
+            *entry = entry.max(*min);
+            resolved.watched.insert(short);
+        }
+    }
+    for name in &config.watch {
+        if let Some(short) = resolve(name) {
+            resolved.watched.insert(short);
+        }
+    }
+    (resolved.unknown, resolved.nearest) = unknown.into_iter().unzip();
+    resolved
+}
+
+/// What the log and `check` say about a configured name that is no Kraken asset.
+pub fn unknown_asset_message(name: &str, nearest: Option<&str>) -> String {
+    let hint = match nearest {
+        Some(nearest) => format!("did you mean {nearest}?"),
+        None => "no listed asset is spelt like it".to_owned(),
+    };
+    format!(
+        "{name:?} in min_balance or watch is not a Kraken asset ({hint}); it is exported as kraken_config_unknown_asset, not as a balance: use Kraken's short name (XBT), its code (XXBT) or its common name (BTC)"
+    )
+}
+
 /// Adds a zero balance for every watched asset (the `watch` list and the assets with a
-/// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing.
-/// Stale or missing balances stay missing: zero would then be a claim the exporter cannot make.
+/// `min_balance`) that Kraken did not return, so an emptied wallet reads 0 instead of vanishing,
+/// and, when holds are known, a zero available amount for every watched asset without a
+/// spendable code. Stale or missing balances stay missing, and nothing is added before the
+/// Assets list is known: zero would then be a claim the exporter cannot make.
 pub(crate) fn with_watched(
     mut status: AccountStatus,
-    config: &AccountConfig,
+    resolved: &ResolvedAssets,
     assets: &AssetTable,
 ) -> AccountStatus {
     let Some(snapshot) = &status.balances else {
         return status;
     };
-    let watched: BTreeMap<&str, ()> = config
-        .watch
+    if assets.is_empty() {
+        // Without the Assets list balances carry raw codes (`XXBT`), so a watched `XBT` cannot
+        // be told apart from an asset Kraken omitted: a zero would be a guess.
+        return status;
+    }
+    let missing: Vec<&str> = resolved
+        .watched
         .iter()
         .map(String::as_str)
-        .chain(config.min_balance.keys().map(String::as_str))
-        .map(|asset| (asset, ()))
-        .collect();
-    let missing: Vec<&str> = watched
-        .keys()
-        .copied()
         .filter(|asset| !snapshot.balances.iter().any(|b| b.asset == *asset))
         .collect();
-    if missing.is_empty() {
+    let unspendable: Vec<&str> = match &snapshot.available {
+        Some(available) => resolved
+            .watched
+            .iter()
+            .map(String::as_str)
+            .filter(|asset| !available.contains_key(*asset))
+            .collect(),
+        None => Vec::new(),
+    };
+    if missing.is_empty() && unspendable.is_empty() {
         return status;
     }
     let holds_known = snapshot.endpoint.reports_holds();
+    let mut available = snapshot.available.clone();
+    if let Some(available) = &mut available {
+        for asset in unspendable {
+            available.insert(asset.to_owned(), 0.0);
+        }
+    }
     let mut balances = snapshot.balances.clone();
     for asset in missing {
         balances.push(LabeledBalance {
@@ -358,6 +482,7 @@ pub(crate) fn with_watched(
     }
     status.balances = Some(Arc::new(Snapshot {
         balances,
+        available,
         ..Snapshot::clone(snapshot)
     }));
     status
@@ -365,6 +490,162 @@ pub(crate) fn with_watched(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::kraken::{AssetInfo, BalanceEndpoint, Endpoint};
+
+    fn table() -> AssetTable {
+        AssetTable::from_entries(
+            [
+                ("XXBT", "XBT"),
+                ("ZUSD", "USD"),
+                ("XETH", "ETH"),
+                ("USDC", "USDC"),
+            ]
+            .map(|(code, altname)| {
+                (
+                    code.to_owned(),
+                    AssetInfo {
+                        altname: altname.to_owned(),
+                        decimals: 8,
+                    },
+                )
+            }),
+        )
+    }
+
+    fn config(min_balance: &[(&str, f64)], watch: &[&str]) -> AccountConfig {
+        AccountConfig {
+            name: "hot".into(),
+            credentials: None,
+            balance_endpoint: BalanceEndpoint::Auto,
+            api_url: None,
+            nonce_file: None,
+            min_balance: min_balance
+                .iter()
+                .map(|(asset, min)| ((*asset).to_owned(), *min))
+                .collect(),
+            watch: watch.iter().map(|asset| (*asset).to_owned()).collect(),
+        }
+    }
+
+    fn status(endpoint: Endpoint, available: Option<&[(&str, f64)]>) -> AccountStatus {
+        AccountStatus {
+            name: "hot".into(),
+            up: true,
+            last_success: Some(SystemTime::now()),
+            last_error: None,
+            balances: Some(Arc::new(Snapshot {
+                balances: vec![
+                    LabeledBalance {
+                        asset: "XBT".into(),
+                        code: "XXBT".into(),
+                        total: 0.0,
+                        hold: endpoint.reports_holds().then_some(0.2),
+                    },
+                    LabeledBalance {
+                        asset: "XBT.F".into(),
+                        code: "XBT.F".into(),
+                        total: 1.5,
+                        hold: endpoint.reports_holds().then_some(0.0),
+                    },
+                ],
+                fetched_at: SystemTime::now(),
+                fetched_instant: Instant::now(),
+                endpoint,
+                available: available.map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|(asset, amount)| ((*asset).to_owned(), *amount))
+                        .collect()
+                }),
+            })),
+            audit: None,
+            equivalent: None,
+            trade_balance_refused: false,
+            retry_at: None,
+        }
+    }
+
+    #[test]
+    fn configured_names_resolve_to_short_names_and_unknown_ones_are_set_apart() {
+        // `XETH` is not a legacy code the offline normalisation knows by another spelling here:
+        // it resolves through the Assets list.
+        let config = config(
+            &[("XBT", 0.5), ("ETHH", 1.0), ("XETH", 2.0)],
+            &["usdc", "NOPE"],
+        );
+        let resolved = resolve_assets(&config, &table());
+        assert_eq!(
+            resolved.min_balance,
+            BTreeMap::from([("ETH".to_owned(), 2.0), ("XBT".to_owned(), 0.5)])
+        );
+        assert_eq!(
+            resolved
+                .watched
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["ETH", "USDC", "XBT"]
+        );
+        assert_eq!(resolved.unknown, ["ETHH", "NOPE"]);
+        assert_eq!(resolved.nearest, [Some("ETH".to_owned()), None]);
+        let message = unknown_asset_message("ETHH", Some("ETH"));
+        assert!(message.contains("did you mean ETH?"), "{message}");
+    }
+
+    #[test]
+    fn before_the_assets_list_is_known_no_name_is_called_unknown() {
+        let resolved = resolve_assets(&config(&[("ETHH", 1.0)], &[]), &AssetTable::default());
+        assert!(resolved.unknown.is_empty());
+        assert_eq!(resolved.min_balance["ETHH"], 1.0);
+    }
+
+    #[test]
+    fn a_threshold_without_a_spendable_balance_reads_0_available_but_never_when_stale() {
+        let resolved = resolve_assets(&config(&[("XBT", 0.5), ("USD", 100.0)], &[]), &table());
+        let filled = with_watched(
+            status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)])),
+            &resolved,
+            &table(),
+        );
+        let snapshot = filled.balances.unwrap();
+        let available = snapshot.available.as_ref().unwrap();
+        assert_eq!(available["XBT"], 1.3, "auto-earn funds kept");
+        assert_eq!(
+            available["USD"], 0.0,
+            "a threshold asset Kraken omits reads 0"
+        );
+        let usd = snapshot.balances.iter().find(|b| b.asset == "USD").unwrap();
+        assert_eq!((usd.code.as_str(), usd.total), ("ZUSD", 0.0));
+
+        let balance_only = with_watched(status(Endpoint::Balance, None), &resolved, &table());
+        assert_eq!(
+            balance_only.balances.unwrap().available,
+            None,
+            "holds unknown: nothing about availability is claimed"
+        );
+
+        let unlisted = with_watched(
+            status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)])),
+            &resolved,
+            &AssetTable::default(),
+        );
+        let unlisted = unlisted.balances.unwrap();
+        assert!(
+            !unlisted.available.as_ref().unwrap().contains_key("USD")
+                && !unlisted.balances.iter().any(|b| b.asset == "USD"),
+            "no zero is guessed before the Assets list is known"
+        );
+
+        let mut stale = status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)]));
+        stale.balances = None;
+        assert!(with_watched(stale, &resolved, &table()).balances.is_none());
+    }
+}
+
+/// The body cache on paused time.
+#[cfg(test)]
+mod cache_tests {
     use super::*;
     use crate::account::{Extras, RefreshPolicy};
     use crate::kraken::client::http_client;

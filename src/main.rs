@@ -36,6 +36,9 @@ fn main() -> ExitCode {
             names.len(),
             names.join(", ")
         );
+        for account in &config.accounts {
+            println!("  {}: {}", account.name, account.thresholds_summary());
+        }
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Runtime::new() {

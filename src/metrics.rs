@@ -63,7 +63,13 @@ const HELP_KRAKEN_BALANCE: &str = "Total balance of the asset on the Kraken acco
 const HELP_KRAKEN_BALANCE_HOLD: &str = "Part of the balance held by open orders (BalanceEx hold_trade), in units of the asset; absent when balances come from the Balance endpoint. Cached like kraken_balance.";
 
 /// HELP of `kraken_balance_min`.
-const HELP_KRAKEN_BALANCE_MIN: &str = "Lowest acceptable balance of the asset, from min_balance in the config file; alert with kraken_balance < on(account, asset) kraken_balance_min.";
+const HELP_KRAKEN_BALANCE_MIN: &str = "Lowest acceptable available balance of the asset, from min_balance in the config file, --balance.min or KRAKEN_BALANCE_MIN; alert with kraken_balance_available < on(account, asset) kraken_balance_min.";
+
+/// HELP of `kraken_balance_available`.
+const HELP_KRAKEN_BALANCE_AVAILABLE: &str = "What the account can trade or withdraw now, per base asset: balance + credit - credit_used - hold_trade, summed over the base code and its auto-earn variant (.F); staked, bonded and other variants are not counted. Absent when balances come from the Balance endpoint (holds unknown) or before Kraken's Assets list is known. Assets with a minimum or watched but without a spendable balance read 0. Cached like kraken_balance.";
+
+/// HELP of `kraken_config_unknown_asset`.
+const HELP_KRAKEN_CONFIG_UNKNOWN_ASSET: &str = "1 for each asset name in min_balance or watch (or --balance.min, --balance.watch) that is not in Kraken's Assets list; it is exported as this instead of as a balance of 0. Fix the name: Kraken's short name (XBT), its code (XXBT) or its common name (BTC).";
 
 /// HELP of `kraken_api_key_permission`.
 const HELP_KRAKEN_API_KEY_PERMISSION: &str = "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money.";
@@ -235,8 +241,10 @@ impl BuildInfo {
 pub struct AccountView<'a> {
     /// Status and balances (watched assets already filled in).
     pub status: AccountStatus,
-    /// Asset → lowest acceptable balance.
+    /// Asset → lowest acceptable available balance, by Kraken's short name.
     pub min_balance: &'a BTreeMap<String, f64>,
+    /// Configured asset names that are not Kraken assets (`kraken_config_unknown_asset`).
+    pub unknown_assets: &'a [String],
 }
 
 /// Outcome of the latest configuration reload.
@@ -413,6 +421,7 @@ pub(crate) fn render_sized(
         write_prices(&mut w, book);
     }
     write_balances(&mut w, accounts);
+    write_unknown_assets(&mut w, accounts);
     write_equivalent(&mut w, accounts);
     write_build_and_reload(&mut w, build, reload);
     write_last_success(&mut w, accounts);
@@ -465,7 +474,8 @@ fn write_prices(w: &mut Writer, book: &PriceBook) {
     }
 }
 
-/// `kraken_balance`, `kraken_balance_hold` and `kraken_balance_min`.
+/// `kraken_balance`, `kraken_balance_available`, `kraken_balance_hold` and
+/// `kraken_balance_min`.
 fn write_balances(w: &mut Writer, accounts: &[AccountView<'_>]) {
     let mut f = w.family("kraken_balance", HELP_KRAKEN_BALANCE, "gauge");
     for view in accounts {
@@ -477,6 +487,23 @@ fn write_balances(w: &mut Writer, accounts: &[AccountView<'_>]) {
                 ("code", &b.code),
             ];
             f.sample("", &labels, Value::Float(b.total));
+        }
+    }
+    let mut f = w.family(
+        "kraken_balance_available",
+        HELP_KRAKEN_BALANCE_AVAILABLE,
+        "gauge",
+    );
+    for view in accounts {
+        let account = name_of(view);
+        let available = view
+            .status
+            .balances
+            .iter()
+            .flat_map(|s| s.available.iter().flatten());
+        for (asset, amount) in available {
+            let labels = [("account", account.as_str()), ("asset", asset.as_str())];
+            f.sample("", &labels, Value::Float(*amount));
         }
     }
     let mut f = w.family("kraken_balance_hold", HELP_KRAKEN_BALANCE_HOLD, "gauge");
@@ -502,6 +529,22 @@ fn write_balances(w: &mut Writer, accounts: &[AccountView<'_>]) {
                 &[("account", &account), ("asset", asset)],
                 Value::Float(*min),
             );
+        }
+    }
+}
+
+/// `kraken_config_unknown_asset`.
+fn write_unknown_assets(w: &mut Writer, accounts: &[AccountView<'_>]) {
+    let mut f = w.family(
+        "kraken_config_unknown_asset",
+        HELP_KRAKEN_CONFIG_UNKNOWN_ASSET,
+        "gauge",
+    );
+    for view in accounts {
+        let account = name_of(view);
+        for asset in view.unknown_assets {
+            let labels = [("account", account.as_str()), ("asset", asset.as_str())];
+            f.sample("", &labels, Value::Float(1.0));
         }
     }
 }

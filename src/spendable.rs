@@ -93,6 +93,8 @@ mod tests {
             code: code.to_owned(),
             total,
             hold: Some(hold),
+            credit: 0.0,
+            credit_used: 0.0,
         }
     }
 
@@ -121,11 +123,38 @@ mod tests {
     }
 
     #[test]
+    fn a_balance_ex_answer_with_auto_earn_and_credit_gives_krakens_formula() {
+        let body = include_bytes!("../tests/fixtures/kraken/balance_ex_credit_auto_earn.json");
+        let balances = crate::kraken::parse::balance_ex(200, body).unwrap();
+        let assets =
+            AssetTable::from_entries([("XXBT", "XBT"), ("ZUSD", "USD")].map(|(code, altname)| {
+                (
+                    code.to_owned(),
+                    AssetInfo {
+                        altname: altname.to_owned(),
+                        decimals: 8,
+                    },
+                )
+            }));
+        let available = available_by_asset(&balances, &assets);
+        // XXBT 0 under a hold of 0.2, XBT.F 1.5: 1.3. ZUSD 1000 + 100 credit - 40 used - 10 held.
+        assert!((available["XBT"] - 1.3).abs() < 1e-12, "{available:?}");
+        assert_eq!(available["USD"], 1050.0);
+        assert_eq!(
+            available.len(),
+            2,
+            "staked DOT28.S is left out: {available:?}"
+        );
+    }
+
+    #[test]
     fn unknown_holds_give_no_available_amount() {
         let balances = [AssetBalance {
             code: "XXBT".into(),
             total: 1.0,
             hold: None,
+            credit: 0.0,
+            credit_used: 0.0,
         }];
         assert!(available_by_asset(&balances, &table()).is_empty());
     }

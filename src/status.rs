@@ -6,6 +6,7 @@
 //! configuration); it is the leaf every one of them reads, so none of them has to import another
 //! to share it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -59,6 +60,10 @@ pub struct Snapshot {
     /// Which endpoint answered ([`Endpoint::BalanceEx`] or [`Endpoint::Balance`]); see
     /// [`Endpoint::reports_holds`].
     pub endpoint: Endpoint,
+    /// What each base asset can spend now, by short name ([`crate::spendable`]): `None` when
+    /// the endpoint reports no holds, or Kraken's Assets list was not known (so a base code and
+    /// its `.F` code could not be told to be one asset): nothing about availability is known.
+    pub available: Option<BTreeMap<String, f64>>,
 }
 
 /// What a scrape or the landing page shows about one account.
@@ -81,6 +86,8 @@ pub struct AccountStatus {
     pub equivalent: Option<(String, f64)>,
     /// Kraken refused TradeBalance for this key, so it is no longer asked.
     pub trade_balance_refused: bool,
+    /// While backing off after a failure: the earliest time Kraken is called again.
+    pub retry_at: Option<SystemTime>,
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! What the held assets are worth in one quote currency chosen by the operator (`USD`, `EUR`).
 //!
-//! Owns the resolution of a held code to the asset it is priced as (`DOT28.S` → `DOT`), the
-//! choice of the pair that prices it (direct, inverse or none), and the assembly of last trade
-//! prices into a [`PriceBook`]. The pure steps ([`base_code`], [`route`], [`plan`],
-//! [`assemble`]) are split from the one I/O step ([`fetch_prices`]).
+//! Owns the resolution of a held code to the asset it is priced as (`DOT28.S` → `DOT`, never
+//! `LUNA2` → `LUNA`), the choice of the pair that prices it (direct, inverse or none), and the
+//! assembly of last trade prices into a [`PriceBook`]. The pure steps ([`base_code`], [`route`],
+//! [`plan`], [`assemble`]) are split from the one I/O step ([`fetch_prices`]).
 //! Must not: parse Kraken bodies (that is [`crate::kraken`]), decide how often prices are
 //! fetched, or ever report an asset without a market as worth 0: such an asset is listed in
 //! [`PriceBook::unpriced`], so a sum over the book is visibly partial rather than silently wrong.
@@ -16,18 +16,28 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::kraken::{AssetTable, KrakenClient, KrakenError, PairTable};
 
+/// Suffixes of Kraken's staking and earn variants (`.S` staked, `.M` opt-in rewards, `.P`
+/// parachain, `.B` yield-bearing, `.F` auto-earn). Only these may carry a digit that is not part
+/// of the asset's name (`DOT28.S`: DOT bonded for 28 days; `ETH2.S`: staked ETH). `.T`
+/// (tokenized) and `.HOLD` are not staking variants.
+const STAKING_SUFFIXES: [&str; 5] = ["S", "M", "P", "B", "F"];
+
 /// The asset codes a held code may be priced as, most specific first:
 /// 1. the code without its suffix (anything from the first `.`: `.S`, `.M`, `.P`, `.B`, `.F`,
 ///    `.T`, `.HOLD`), when Kraken lists it as a code (`DOT.S` → `DOT`), or as an altname
 ///    (`XBT.M` → `XXBT`, `USD.M` → `ZUSD`);
-/// 2. then without trailing digits, by code or altname (`DOT28.S` → `DOT`, `ETH2.S` → `XETH`):
-///    staking variants carry a digit that is not part of the asset's name.
+/// 2. then, for a staking variant only (a suffix in [`STAKING_SUFFIXES`]), without trailing
+///    digits, by code or altname (`DOT28.S` → `DOT`, `ETH2.S` → `XETH`), and only when the stem
+///    with its digits is not traded in any pair: Kraken lists some such stems as codes of their
+///    own (`ETH2`) without a market, and a stem that has a market (`LUNA2`) is an asset whose
+///    digits are part of its name.
 ///
-/// Kraken lists some of these stems as codes of their own (`ETH2`), without a market, so
-/// [`plan`] tries every candidate in turn. Codes are never guessed by stripping `X`/`Z`
-/// prefixes: `XTZ` and `XRP` are real codes.
-pub fn base_candidates(code: &str, assets: &AssetTable) -> Vec<String> {
-    let stem = code.split('.').next().unwrap_or(code);
+/// A code without a suffix is never stripped of digits: `LUNA2` (Terra 2.0) is not `LUNA`
+/// (Terra Classic), and pricing one as the other would be a silent misprice; an unmatched code
+/// is left unpriced instead. Codes are never guessed by stripping `X`/`Z` prefixes either: `XTZ`
+/// and `XRP` are real codes.
+pub fn base_candidates(code: &str, assets: &AssetTable, pairs: &PairTable) -> Vec<String> {
+    let (stem, suffix) = code.split_once('.').unwrap_or((code, ""));
     let lookup = |name: &str| -> Option<String> {
         if name.is_empty() {
             None
@@ -38,20 +48,34 @@ pub fn base_candidates(code: &str, assets: &AssetTable) -> Vec<String> {
         }
     };
     let mut candidates = Vec::with_capacity(2);
-    for name in [stem, stem.trim_end_matches(|c: char| c.is_ascii_digit())] {
-        if let Some(found) = lookup(name)
-            && !candidates.contains(&found)
-        {
-            candidates.push(found);
-        }
+    if let Some(found) = lookup(stem) {
+        candidates.push(found);
+    }
+    let staking = STAKING_SUFFIXES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(suffix));
+    let stem_is_traded = candidates.first().is_some_and(|stem_code| {
+        pairs
+            .iter()
+            .any(|(_, pair)| pair.base == *stem_code || pair.quote == *stem_code)
+    });
+    let digitless = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    if staking
+        && !stem_is_traded
+        && digitless != stem
+        && let Some(found) = lookup(digitless)
+        && !candidates.contains(&found)
+    {
+        candidates.push(found);
     }
     candidates
 }
 
 /// The asset code a held code is priced as (see [`base_candidates`]): `XXBT` for `XXBT` and
-/// `XBT.M`, `DOT` for `DOT28.S`, `XETH` for `ETH2.S`; `None` for a code Kraken does not list.
-pub fn base_code(code: &str, assets: &AssetTable) -> Option<String> {
-    base_candidates(code, assets).into_iter().next()
+/// `XBT.M`, `DOT` for `DOT28.S`, `ETH2` then `XETH` for `ETH2.S`; `None` for a code Kraken does
+/// not list.
+pub fn base_code(code: &str, assets: &AssetTable, pairs: &PairTable) -> Option<String> {
+    base_candidates(code, assets, pairs).into_iter().next()
 }
 
 /// The asset code of the quote currency the operator named, by altname (`USD` → `ZUSD`) or by
@@ -150,7 +174,7 @@ pub fn plan(
             let route = quote_code
                 .as_deref()
                 .and_then(|quote| {
-                    base_candidates(code, assets)
+                    base_candidates(code, assets, pairs)
                         .iter()
                         .map(|base| route(base, quote, pairs))
                         .find(|route| *route != PriceRoute::NoMarket)
@@ -307,6 +331,7 @@ mod tests {
     #[test]
     fn held_codes_resolve_to_the_asset_they_are_priced_as() {
         let assets = assets();
+        let pairs = pairs();
         let cases = [
             ("XXBT", Some("XXBT")),
             ("XETH", Some("XETH")),
@@ -324,10 +349,14 @@ mod tests {
             (".S", None),
         ];
         for (code, expected) in cases {
-            assert_eq!(base_code(code, &assets).as_deref(), expected, "{code}");
+            assert_eq!(
+                base_code(code, &assets, &pairs).as_deref(),
+                expected,
+                "{code}"
+            );
         }
         // Kraken lists ETH2 as a code of its own; the digit-stripped ETH is the next candidate.
-        assert_eq!(base_candidates("ETH2.S", &assets), ["ETH2", "XETH"]);
+        assert_eq!(base_candidates("ETH2.S", &assets, &pairs), ["ETH2", "XETH"]);
         let without_eth2 = AssetTable::from_entries([("XETH", "ETH"), ("ETH2.S", "ETH2.S")].map(
             |(code, altname)| {
                 (
@@ -339,7 +368,95 @@ mod tests {
                 )
             },
         ));
-        assert_eq!(base_code("ETH2.S", &without_eth2).as_deref(), Some("XETH"));
+        assert_eq!(
+            base_code("ETH2.S", &without_eth2, &pairs).as_deref(),
+            Some("XETH")
+        );
+    }
+
+    fn table(codes: &[(&str, &str)]) -> AssetTable {
+        AssetTable::from_entries(codes.iter().map(|&(code, altname)| {
+            (
+                code.to_owned(),
+                AssetInfo {
+                    altname: altname.to_owned(),
+                    decimals: 8,
+                },
+            )
+        }))
+    }
+
+    fn pair_table(entries: &[(&str, &str, &str)]) -> PairTable {
+        PairTable::from_entries(entries.iter().map(|&(name, base, quote)| {
+            (
+                name.to_owned(),
+                PairInfo {
+                    altname: name.to_owned(),
+                    base: base.to_owned(),
+                    quote: quote.to_owned(),
+                },
+            )
+        }))
+    }
+
+    #[test]
+    fn luna2_is_never_priced_as_luna() {
+        let assets = table(&[
+            ("LUNA", "LUNA"),
+            ("LUNA2", "LUNA2"),
+            ("LUNA2.S", "LUNA2.S"),
+            ("ZUSD", "USD"),
+            ("ZEUR", "EUR"),
+        ]);
+        // Terra Classic trades in USD; Terra 2.0 only in EUR.
+        let pairs = pair_table(&[("LUNAUSD", "LUNA", "ZUSD"), ("LUNA2EUR", "LUNA2", "ZEUR")]);
+        assert_eq!(base_candidates("LUNA2", &assets, &pairs), ["LUNA2"]);
+        // Staked Terra 2.0: its stem has a market of its own, so its digit is part of its name.
+        assert_eq!(base_candidates("LUNA2.S", &assets, &pairs), ["LUNA2"]);
+        let held = held(&[("LUNA2", "LUNA2"), ("LUNA2.S", "LUNA2.S"), ("LUNA", "LUNA")]);
+        let usd = plan(&held, &assets, &pairs, "USD");
+        let routes: BTreeMap<_, _> = usd.routes.iter().cloned().collect();
+        assert_eq!(routes["LUNA2"], PriceRoute::NoMarket);
+        assert_eq!(routes["LUNA2.S"], PriceRoute::NoMarket);
+        assert_eq!(routes["LUNA"], PriceRoute::Direct("LUNAUSD".into()));
+        let book = assemble(&usd, &HashMap::from([("LUNAUSD".to_owned(), 0.00009)]));
+        assert_eq!(
+            book.unpriced,
+            BTreeSet::from(["LUNA2".to_owned(), "LUNA2.S".to_owned()])
+        );
+        let eur = plan(&held, &assets, &pairs, "EUR");
+        let routes: BTreeMap<_, _> = eur.routes.iter().cloned().collect();
+        assert_eq!(routes["LUNA2"], PriceRoute::Direct("LUNA2EUR".into()));
+        // Not listed at all: unpriced, not LUNA.
+        let unlisted = table(&[("LUNA", "LUNA"), ("ZUSD", "USD")]);
+        assert_eq!(base_code("LUNA2", &unlisted, &pairs), None);
+    }
+
+    #[test]
+    fn only_staking_variants_fall_back_to_their_digitless_base() {
+        let assets = assets();
+        let pairs = pairs();
+        let usd = plan(
+            &held(&[
+                ("DOT28.S", "DOT28.S"),
+                ("ETH2.S", "ETH2.S"),
+                ("ETH2.M", "ETH2.M"),
+                ("ETH2", "ETH2"),
+                ("ETH2.T", "ETH2.T"),
+                ("ETH2.HOLD", "ETH2.HOLD"),
+            ]),
+            &assets,
+            &pairs,
+            "USD",
+        );
+        let routes: BTreeMap<_, _> = usd.routes.iter().cloned().collect();
+        assert_eq!(routes["DOT28.S"], PriceRoute::Direct("DOTUSD".into()));
+        assert_eq!(routes["ETH2.S"], PriceRoute::Direct("XETHZUSD".into()));
+        assert_eq!(routes["ETH2.M"], PriceRoute::Direct("XETHZUSD".into()));
+        // No staking suffix: the digit stays part of the name.
+        assert_eq!(routes["ETH2"], PriceRoute::NoMarket);
+        assert_eq!(routes["ETH2.T"], PriceRoute::NoMarket);
+        assert_eq!(routes["ETH2.HOLD"], PriceRoute::NoMarket);
     }
 
     #[test]

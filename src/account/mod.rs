@@ -21,6 +21,7 @@ use crate::kraken::client::BalanceAnswer;
 use crate::kraken::{AssetTable, KrakenClient, KrakenError, Reason};
 use crate::market::Market;
 use crate::metrics::RequestMetrics;
+use crate::spendable;
 use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 
 pub use policy::{BackoffPolicy, RefreshPolicy, backoff};
@@ -231,6 +232,9 @@ impl Account {
         now: Instant,
         assets: &AssetTable,
     ) -> Vec<(String, String)> {
+        // Without the Assets list `XXBT` and `XBT.F` cannot be known to be one asset.
+        let available = (answer.endpoint.reports_holds() && !assets.is_empty())
+            .then(|| spendable::available_by_asset(&answer.balances, assets));
         let balances: Vec<LabeledBalance> = answer
             .balances
             .into_iter()
@@ -257,6 +261,7 @@ impl Account {
             fetched_at: SystemTime::now(),
             fetched_instant: now,
             endpoint: answer.endpoint,
+            available,
         }));
         if state.consecutive_failures > 0 {
             tracing::info!(account = %self.name(), "refresh succeeded again");
@@ -447,6 +452,10 @@ impl Account {
             .as_ref()
             .filter(|(_, _, at)| at.elapsed() <= self.policy.stale_after)
             .map(|(quote, value, _)| (quote.clone(), *value));
+        let retry_at = state.backoff_until.and_then(|until| {
+            let wait = until.checked_duration_since(Instant::now())?;
+            Some(SystemTime::now() + wait)
+        });
         AccountStatus {
             name: self.name().to_owned(),
             up,
@@ -456,6 +465,7 @@ impl Account {
             audit: state.audit.clone(),
             equivalent,
             trade_balance_refused: state.trade_balance_refused,
+            retry_at,
         }
     }
 }

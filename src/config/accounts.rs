@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::file::{AccountEntry, FileConfig};
-use super::{AccountConfig, ConfigError, Env, credentials, validate};
+use super::{AccountConfig, ConfigError, Env, credentials, thresholds, validate};
 use crate::cli::Flags;
 use crate::kraken::BalanceEndpoint;
 use crate::problem::Problem;
@@ -47,14 +47,15 @@ pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<AccountConfig, C
             problem,
         });
     }
+    let thresholds = thresholds::from_flags(flags, env)?;
     Ok(AccountConfig {
         name,
         credentials,
         balance_endpoint: flags.balance_endpoint.unwrap_or(BalanceEndpoint::Auto),
         api_url: None,
         nonce_file: flags.nonce_file.clone(),
-        min_balance: BTreeMap::new(),
-        watch: Vec::new(),
+        min_balance: thresholds.min_balance,
+        watch: thresholds.watch,
     })
 }
 
@@ -156,6 +157,18 @@ impl EntryContext<'_> {
                 }
             });
         check_assets(entry, report);
+        let min_balance = thresholds::merge_minimums(
+            entry
+                .min_balance
+                .iter()
+                .map(|(asset, min)| (asset.as_str(), *min)),
+        )
+        .unwrap_or_else(|conflicts| {
+            for conflict in conflicts {
+                report.add("min_balance", conflict);
+            }
+            BTreeMap::new()
+        });
         let credentials = self.credentials(entry, report);
         check_own_key(credentials.as_ref(), earlier, report);
         if !self.demo
@@ -164,16 +177,14 @@ impl EntryContext<'_> {
         {
             report.add("nonce_file", problem);
         }
-        let mut watch: Vec<String> = entry.watch.iter().map(|a| a.trim().to_owned()).collect();
-        watch.sort();
-        watch.dedup();
+        let watch = thresholds::merge_watch(entry.watch.iter().map(String::as_str));
         AccountConfig {
             name,
             credentials,
             balance_endpoint,
             api_url,
             nonce_file: entry.nonce_file.clone(),
-            min_balance: entry.min_balance.clone(),
+            min_balance,
             watch,
         }
     }
@@ -235,7 +246,7 @@ fn check_assets(entry: &AccountEntry, report: &mut EntryProblems<'_>) {
         if asset.is_empty() {
             report.add(
                 "min_balance",
-                "has an empty asset name: use Kraken's short name, like XBT or USD".into(),
+                "has an empty asset name: use Kraken's short name (XBT), its code (XXBT) or its common name (BTC)".into(),
             );
         }
     }

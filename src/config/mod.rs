@@ -16,6 +16,8 @@
 //! - `flags`: the settings shared by both modes, resolved flag over file over default;
 //! - `accounts`: the account of one-account mode, and every account of the file;
 //! - `credentials`: the one pipeline every credential goes through (find, read, check, decode);
+//! - `thresholds`: minimums and watched assets from the file, the flags or the environment,
+//!   their names normalised and their spellings merged;
 //! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path.
 
 pub mod file;
@@ -23,7 +25,10 @@ pub mod file;
 mod accounts;
 mod credentials;
 mod flags;
+mod thresholds;
 mod validate;
+
+pub use thresholds::{MIN_ENV, WATCH_ENV};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -95,10 +100,33 @@ pub struct AccountConfig {
     pub api_url: Option<String>,
     /// Where the nonce high-water mark is kept across restarts.
     pub nonce_file: Option<PathBuf>,
-    /// Asset label → lowest acceptable balance (`kraken_balance_min`).
+    /// Asset name → lowest acceptable available balance (`kraken_balance_min`). Names are
+    /// normalised without the network (`btc` and `XXBT` are `XBT`); the running exporter
+    /// resolves them against Kraken's Assets list.
     pub min_balance: BTreeMap<String, f64>,
-    /// Asset labels exported as 0 when Kraken omits them.
+    /// Asset names exported as 0 when Kraken omits them, normalised like `min_balance`.
     pub watch: Vec<String>,
+}
+
+impl AccountConfig {
+    /// The thresholds and watched assets as `--config.check` prints them: `min_balance XBT=0.5,
+    /// USD=1000; watch ETH`, or `no min_balance` (low-balance alerts need one).
+    pub fn thresholds_summary(&self) -> String {
+        let mins: Vec<String> = self
+            .min_balance
+            .iter()
+            .map(|(asset, min)| format!("{asset}={min}"))
+            .collect();
+        let mut text = if mins.is_empty() {
+            "no min_balance (no low-balance alert can fire for it)".to_owned()
+        } else {
+            format!("min_balance {}", mins.join(", "))
+        };
+        if !self.watch.is_empty() {
+            text.push_str(&format!("; watch {}", self.watch.join(", ")));
+        }
+        text
+    }
 }
 
 impl AccountConfig {
@@ -243,6 +271,7 @@ pub fn resolve_flags(flags: &Flags, check: bool, env: Env<'_>) -> Result<Config,
 fn resolve_file_mode(flags: &Flags, path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
     let file = read_file(path)?;
     refuse_single_account_flags(flags)?;
+    thresholds::refuse_env_with_file(env)?;
     let mut problems = Vec::new();
     let accounts = accounts::from_file(&file, path, flags.demo, env, &mut problems);
     let mut config = flags::base_config(flags, Some(&file), accounts, &mut problems)?;
@@ -268,6 +297,8 @@ fn refuse_single_account_flags(flags: &Flags) -> Result<(), ConfigError> {
             "--kraken.balance-endpoint",
             flags.balance_endpoint.is_some(),
         ),
+        ("--balance.min", !flags.balance_min.is_empty()),
+        ("--balance.watch", !flags.balance_watch.is_empty()),
     ] {
         if given {
             return Err(ConfigError::Flag {
@@ -606,5 +637,145 @@ mod tests {
         argv.push("--demo");
         let err = Cli::try_parse_from(argv).unwrap_err().to_string();
         assert!(err.contains("without a unit"), "{err}");
+    }
+
+    #[test]
+    fn thresholds_come_from_flags_else_the_environment_in_any_spelling() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let mut with_env = creds.to_vec();
+        with_env.extend([
+            ("KRAKEN_BALANCE_MIN", "btc=0.5, USD=1000"),
+            ("KRAKEN_BALANCE_WATCH", "XETH,doge"),
+        ]);
+        let from_env = resolve_with(&[], &with_env).unwrap();
+        let account = &from_env.accounts[0];
+        assert_eq!(
+            account.min_balance,
+            BTreeMap::from([("USD".to_owned(), 1000.0), ("XBT".to_owned(), 0.5)])
+        );
+        assert_eq!(account.watch, ["ETH", "XDG"]);
+        assert_eq!(
+            account.thresholds_summary(),
+            "min_balance USD=1000, XBT=0.5; watch ETH, XDG"
+        );
+
+        // A flag replaces the variable of the same kind, it is not merged with it.
+        let flags = resolve_with(
+            &["--balance.min", "XXBT=2", "--balance.min", "eth=1"],
+            &with_env,
+        )
+        .unwrap();
+        let account = &flags.accounts[0];
+        assert_eq!(
+            account.min_balance,
+            BTreeMap::from([("ETH".to_owned(), 1.0), ("XBT".to_owned(), 2.0)])
+        );
+        assert_eq!(
+            account.watch,
+            ["ETH", "XDG"],
+            "the watch variable still applies"
+        );
+
+        let mut empty = creds.to_vec();
+        empty.extend([("KRAKEN_BALANCE_MIN", " "), ("KRAKEN_BALANCE_WATCH", "")]);
+        let blank = resolve_with(&[], &empty).unwrap();
+        assert!(
+            blank.accounts[0].min_balance.is_empty() && blank.accounts[0].watch.is_empty(),
+            "an empty variable counts as unset"
+        );
+        let none = resolve_with(&[], &creds).unwrap();
+        assert!(none.accounts[0].min_balance.is_empty());
+        assert!(
+            none.accounts[0]
+                .thresholds_summary()
+                .contains("no min_balance")
+        );
+    }
+
+    #[test]
+    fn bad_thresholds_name_the_flag_or_variable_and_the_fix() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let message = refused(&["--balance.min", "XBT"], &creds);
+        assert!(
+            message.starts_with("--balance.min") && message.contains("ASSET=AMOUNT"),
+            "{message}"
+        );
+        let message = refused(&["--balance.min", "XBT=-1"], &creds);
+        assert!(message.contains("at least 0"), "{message}");
+        let message = refused(
+            &["--balance.min", "BTC=0.5", "--balance.min", "xbt=0.1"],
+            &creds,
+        );
+        assert!(
+            message.contains("\"BTC\" and \"xbt\" both name XBT"),
+            "{message}"
+        );
+        let mut env = creds.to_vec();
+        env.push(("KRAKEN_BALANCE_MIN", "XBT=lots"));
+        let message = refused(&[], &env);
+        assert!(
+            message.starts_with("KRAKEN_BALANCE_MIN") && message.contains("not a balance"),
+            "{message}"
+        );
+        let message = refused(&["--balance.watch", " "], &creds);
+        assert!(message.contains("empty asset name"), "{message}");
+    }
+
+    #[test]
+    fn thresholds_outside_the_file_are_refused_next_to_a_config_file() {
+        let file = temp_file(b"accounts:\n  - name: hot\n    min_balance: {XBT: 1}\n");
+        let path = file.to_str().unwrap();
+        let message = refused(
+            &["--demo", "--config.file", path, "--balance.min", "XBT=1"],
+            &[],
+        );
+        assert!(
+            message.contains("--balance.min") && message.contains("only without --config.file"),
+            "{message}"
+        );
+        let message = refused(
+            &["--demo", "--config.file", path],
+            &[("KRAKEN_BALANCE_WATCH", "XBT")],
+        );
+        assert!(
+            message.contains("KRAKEN_BALANCE_WATCH") && message.contains("per account in the file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_file_merges_spellings_of_one_asset_and_refuses_disagreeing_minimums() {
+        let file = temp_file(
+            b"accounts:\n  - name: hot\n    min_balance: {BTC: 0.5, xbt: 0.5, usd: 10}\n    watch: [eth, XETH]\n",
+        );
+        let config =
+            resolve_with(&["--demo", "--config.file", file.to_str().unwrap()], &[]).unwrap();
+        let account = &config.accounts[0];
+        assert_eq!(
+            account.min_balance,
+            BTreeMap::from([("USD".to_owned(), 10.0), ("XBT".to_owned(), 0.5)])
+        );
+        assert_eq!(account.watch, ["ETH"]);
+        let file = temp_file(
+            b"accounts:\n  - name: hot\n    min_balance: {BTC: 0.5, xbt: 0.1, XXBT: 0.2}\n",
+        );
+        let message = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            message.contains("accounts[0] (hot).min_balance")
+                && message.contains("both name XBT, with different minimums"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_demo_has_thresholds_unless_others_are_given() {
+        let demo = resolve_with(&["--demo"], &[]).unwrap();
+        let account = &demo.accounts[0];
+        assert_eq!(account.min_balance.len(), 3);
+        assert_eq!(account.min_balance["USD"], 30_000.0);
+        assert_eq!(account.watch, ["USDC"]);
+        let own = resolve_with(&["--demo", "--balance.watch", "ETH"], &[]).unwrap();
+        assert!(own.accounts[0].min_balance.is_empty());
+        assert_eq!(own.accounts[0].watch, ["ETH"]);
     }
 }

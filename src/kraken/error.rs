@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 
 /// Why a call failed: the `reason` label of `kraken_request_errors_total`.
 ///
-/// The set is closed so dashboards and alert rules can list every value.
+/// The set is closed so dashboards and alert rules can list every value. Kraken's error strings
+/// are matched by prefix ([`classify`]); an HTTP status other than 200 is classified by its body
+/// when the body is Kraken's error envelope, else by the status ([`reason_for_status`]). The
+/// reason table in `docs/metrics.md` lists the same strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     /// `EAPI:Invalid key`: the key is unknown, revoked, or was pasted with extra characters.
@@ -17,21 +20,26 @@ pub enum Reason {
     InvalidSignature,
     /// `EAPI:Invalid nonce`: another client uses the same key, or it once used a larger nonce scale.
     InvalidNonce,
-    /// `EGeneral:Permission denied`: the key lacks the permission the call needs.
+    /// `EGeneral:Permission denied` or `EAPI:Permission denied`: the key lacks the permission the
+    /// call needs, or its 2FA password is missing.
     PermissionDenied,
-    /// `EAPI:Rate limit exceeded`, `EService:Throttled`, `EGeneral:Too many requests`, HTTP 429.
+    /// `EAPI:Rate limit exceeded`, `EAuth:Rate limit exceeded`, `EGeneral:Too many requests`,
+    /// `EService:Throttled:<ts>` (also written `EService: Throttled: <ts>`), HTTP 429.
     RateLimited,
     /// `EGeneral:Temporary lockout`: too many failed calls; Kraken blocks the key for minutes.
     Lockout,
-    /// `EService:*`, HTTP 5xx, Cloudflare 52x: Kraken is down or overloaded.
+    /// `EService:*` (other than Throttled), `EGeneral:Internal error`, `EDatabase:*` (such as
+    /// `EDatabase:Internal error`), HTTP 5xx, Cloudflare 52x: Kraken is down or overloaded.
     Unavailable,
     /// No complete answer within the per-request timeout.
     Timeout,
-    /// Connection refused, DNS or TLS failure, or an HTTP status that is not 5xx.
+    /// Connection refused, DNS or TLS failure, or an HTTP status other than 200, 429 and 5xx whose
+    /// body is not Kraken's error envelope (a proxy's page, an empty body).
     Http,
     /// The answer was not the JSON Kraken documents (HTML, truncated, too large).
     Decode,
-    /// Any other Kraken error, such as `EGeneral:Invalid arguments`.
+    /// Any other Kraken error, such as `EGeneral:Invalid arguments` or `EGeneral:Unknown method`
+    /// (which Kraken sends with HTTP 404); also a nonce that could not be issued.
     Other,
 }
 
@@ -190,6 +198,26 @@ impl KrakenError {
         }
     }
 
+    /// Whether Kraken refused this endpoint to this key for good, rather than failing for now:
+    /// `permission_denied` (either spelling) or `EGeneral:Unknown method` (with HTTP 200 or 404).
+    /// The BalanceEx → Balance fallback may switch endpoints only on such a refusal; transient
+    /// failures (`EDatabase:*`, `EService:*`, rate limits, lockouts, timeouts, HTTP errors) and
+    /// every other Kraken error never switch, so a blip cannot hide the holds for hours.
+    pub fn is_endpoint_refusal(&self) -> bool {
+        match self {
+            KrakenError::Api {
+                reason: Reason::PermissionDenied,
+                ..
+            } => true,
+            KrakenError::Api {
+                reason: Reason::Other,
+                message,
+                ..
+            } => has_prefix(&normalise(message), "EGeneral:Unknown method"),
+            _ => false,
+        }
+    }
+
     /// When Kraken asked to be left alone until, if it said so.
     pub fn retry_at(&self) -> Option<SystemTime> {
         match self {
@@ -209,15 +237,18 @@ pub fn reason_for_status(status: u16) -> Reason {
 }
 
 /// Classifies one of Kraken's error strings (`<E|W><Category>:<text>[:extra]`) by its prefix,
-/// and reads the time in `EService:Throttled:<unix ts>`.
+/// and reads the time in `EService:Throttled:<unix ts>`. Case and spaces around the `:`
+/// separators are ignored: Kraken's rate-limit guide writes `EService: Throttled: [unix ts]`,
+/// its SDK `EService:Throttled:<ts>`.
 pub fn classify(message: &str) -> (Reason, Option<SystemTime>) {
-    let lower = message.to_ascii_lowercase();
-    let starts = |prefix: &str| lower.starts_with(&prefix.to_ascii_lowercase());
+    let message = normalise(message);
+    let starts = |prefix: &str| has_prefix(&message, prefix);
     if starts("EService:Throttled") {
         let retry_at = message
             .rsplit(':')
             .next()
-            .and_then(|ts| ts.trim().parse::<u64>().ok())
+            .map(|ts| ts.trim_matches(|c| c == '[' || c == ']'))
+            .and_then(|ts| ts.parse::<u64>().ok())
             .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
         return (Reason::RateLimited, retry_at);
     }
@@ -227,7 +258,7 @@ pub fn classify(message: &str) -> (Reason, Option<SystemTime>) {
         Reason::InvalidSignature
     } else if starts("EAPI:Invalid nonce") {
         Reason::InvalidNonce
-    } else if starts("EGeneral:Permission denied") {
+    } else if starts("EGeneral:Permission denied") || starts("EAPI:Permission denied") {
         Reason::PermissionDenied
     } else if starts("EAPI:Rate limit exceeded")
         || starts("EAuth:Rate limit exceeded")
@@ -236,12 +267,30 @@ pub fn classify(message: &str) -> (Reason, Option<SystemTime>) {
         Reason::RateLimited
     } else if starts("EGeneral:Temporary lockout") {
         Reason::Lockout
-    } else if starts("EService:") || starts("EGeneral:Internal error") {
+    } else if starts("EService:") || starts("EGeneral:Internal error") || starts("EDatabase:") {
         Reason::Unavailable
     } else {
         Reason::Other
     };
     (reason, None)
+}
+
+/// An error string with the spaces around its `:` separators removed
+/// (`EService: Throttled: 1700000123` → `EService:Throttled:1700000123`).
+fn normalise(message: &str) -> String {
+    message
+        .trim()
+        .split(':')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Whether `message` starts with `prefix`, ignoring ASCII case.
+fn has_prefix(message: &str, prefix: &str) -> bool {
+    message
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 #[cfg(test)]
@@ -264,6 +313,7 @@ mod tests {
             ("EService:Market in cancel_only mode", Reason::Unavailable),
             ("EGeneral:Invalid arguments:ordertype", Reason::Other),
             ("EAPI:Feature disabled", Reason::Other),
+            ("EGeneral:Unknown method", Reason::Other),
         ];
         for (message, expected) in cases {
             assert_eq!(classify(message).0, expected, "{message}");
@@ -279,6 +329,91 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_123))
         );
         assert_eq!(classify("EService:Throttled:soon").1, None);
+    }
+
+    #[test]
+    fn a_database_error_is_transient_not_other() {
+        assert_eq!(classify("EDatabase:Internal error").0, Reason::Unavailable);
+        assert_eq!(classify("EDatabase: Internal error").0, Reason::Unavailable);
+    }
+
+    #[test]
+    fn both_spellings_of_permission_denied_are_permission_denied() {
+        assert_eq!(
+            classify("EGeneral:Permission denied").0,
+            Reason::PermissionDenied
+        );
+        assert_eq!(
+            classify("EAPI:Permission denied").0,
+            Reason::PermissionDenied
+        );
+        assert_eq!(
+            classify("eapi:permission denied").0,
+            Reason::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn throttled_with_spaces_keeps_its_retry_time() {
+        let expected = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_123));
+        for message in [
+            "EService: Throttled: 1700000123",
+            "EService:Throttled: 1700000123",
+            "EService : Throttled : 1700000123 ",
+            "EService: Throttled: [1700000123]",
+        ] {
+            assert_eq!(
+                classify(message),
+                (Reason::RateLimited, expected),
+                "{message:?}"
+            );
+        }
+    }
+
+    fn api(message: &str) -> KrakenError {
+        let (reason, retry_at) = classify(message);
+        KrakenError::Api {
+            reason,
+            message: message.to_owned(),
+            retry_at,
+        }
+    }
+
+    #[test]
+    fn only_permission_refusals_and_unknown_methods_refuse_an_endpoint() {
+        for refusal in [
+            "EGeneral:Permission denied",
+            "EAPI:Permission denied",
+            "EGeneral:Unknown method",
+            "EGeneral: Unknown method",
+        ] {
+            assert!(api(refusal).is_endpoint_refusal(), "{refusal}");
+        }
+        for transient in [
+            "EDatabase:Internal error",
+            "EService:Unavailable",
+            "EService:Busy",
+            "EService:Throttled:1700000123",
+            "EService: Throttled: 1700000123",
+            "EAPI:Rate limit exceeded",
+            "EGeneral:Too many requests",
+            "EGeneral:Temporary lockout",
+            "EGeneral:Internal error",
+            "EAPI:Invalid key",
+            "EAPI:Invalid nonce",
+            "EGeneral:Invalid arguments",
+        ] {
+            assert!(!api(transient).is_endpoint_refusal(), "{transient}");
+        }
+        for failure in [
+            KrakenError::Status { status: 404 },
+            KrakenError::Status { status: 503 },
+            KrakenError::Timeout(Duration::from_secs(1)),
+            KrakenError::Transport("connection refused".into()),
+            KrakenError::Decode("an HTML page instead of JSON".into()),
+        ] {
+            assert!(!failure.is_endpoint_refusal(), "{failure}");
+        }
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! Pure parsers for Kraken's answers: bytes in, typed values or a classified error out.
 //!
-//! Owns the JSON envelope (`{"error": [...], "result": ...}`), the result shapes of Balance,
-//! BalanceEx, TradeBalance, GetApiKeyInfo, WithdrawMethods, Assets, AssetPairs and Ticker, and
-//! the naming of raw asset codes.
+//! Owns the JSON envelope (`{"error": [...], "result": ...}`, also on answers whose HTTP status
+//! is not 200), the result shapes of Balance, BalanceEx, TradeBalance, GetApiKeyInfo,
+//! Earn/Allocations, WithdrawMethods, Assets, AssetPairs and Ticker, and the naming of raw asset
+//! codes. Every shape is tested on Kraken's documented example answers
+//! (`tests/fixtures/kraken/doc_*.json`, sources in `tests/fixtures/kraken/SOURCES.md`).
 //! Must not: do I/O, look at anything but the status and the body it is given, or interpret what
 //! an answer means for the operator (permission names are kept raw; [`crate::audit`] reads them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::error::{KrakenError, classify};
+use super::error::{KrakenError, Reason, classify, reason_for_status};
 
 /// One asset's balance as Kraken reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,13 +26,20 @@ pub struct AssetBalance {
     /// Amount held by open orders (`hold_trade`); `None` when the answer came from Balance,
     /// which does not report holds.
     pub hold: Option<f64>,
+    /// Credit line extended for the asset (BalanceEx `credit`); 0 when Kraken leaves it out, as
+    /// it does for accounts without credit, and in Balance answers.
+    pub credit: f64,
+    /// Part of the credit line in use (BalanceEx `credit_used`); 0 when left out.
+    pub credit_used: f64,
 }
 
 impl AssetBalance {
-    /// What can be withdrawn or traded: `total - hold` (credit lines are not used by this
-    /// exporter's accounts and are reported by Kraken only for margin clients).
+    /// What can be traded or withdrawn now, by Kraken's documented formula for BalanceEx:
+    /// `balance + credit - credit_used - hold_trade`. `None` when the hold is unknown (a Balance
+    /// answer): an unknown hold is never taken as 0.
     pub fn available(&self) -> Option<f64> {
-        self.hold.map(|hold| self.total - hold)
+        self.hold
+            .map(|hold| self.total + self.credit - self.credit_used - hold)
     }
 }
 
@@ -171,14 +181,72 @@ impl PairTable {
     }
 }
 
-/// What GetApiKeyInfo says about the key that signed the call. Permission names are Kraken's
-/// raw names, whatever their spelling; [`crate::audit`] normalises them.
+/// What GetApiKeyInfo says about the key that signed the call, as Kraken documents the answer
+/// (`apiKeyName`, `apiKey`, `nonce`, `nonceWindow`, `permissions`, `iban`, `validUntil`,
+/// `queryFrom`, `queryTo`, `createdTime`, `modifiedTime`, `ipAllowlist`, `lastUsed`).
+///
+/// Only what the key audit and key hygiene need is kept. The `apiKey` value is never read into
+/// it (an API key must not reach a log line or a metric), nor the account's `iban`; the query
+/// window (`queryFrom`/`queryTo`) is ignored. `Debug` is therefore safe to log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiKeyInfo {
-    /// The label the operator gave the key on Kraken (not secret), when Kraken sends it.
+    /// The label the operator gave the key on Kraken (`apiKeyName`, not secret).
     pub name: Option<String>,
-    /// Raw permission name → granted. A name listed without a flag counts as granted.
-    pub permissions: BTreeMap<String, bool>,
+    /// Kraken's permission codes as listed (`query-funds`, `withdraw-funds`, ...): a listed code
+    /// is granted. [`crate::audit`] interprets them.
+    pub permissions: BTreeSet<String>,
+    /// The largest nonce Kraken has accepted for the key (`nonce`, a decimal string).
+    pub nonce: Option<u64>,
+    /// How far below that nonce Kraken still accepts one (`nonceWindow`, in nonce units).
+    pub nonce_window: Option<u64>,
+    /// When the key stops working (`validUntil`; `"0"` is [`KeyExpiry::Never`]).
+    pub valid_until: Option<KeyExpiry>,
+    /// When the key was created (`createdTime`, unix seconds).
+    pub created_time: Option<SystemTime>,
+    /// When the key's settings last changed (`modifiedTime`, unix seconds).
+    pub modified_time: Option<SystemTime>,
+    /// The addresses or CIDR ranges the key may be used from (`ipAllowlist`); an empty list means
+    /// any address. `None` when Kraken did not send the list, which is not the same as "any".
+    pub ip_allowlist: Option<Vec<String>>,
+    /// When the key was last used (`lastUsed`, unix seconds; `"0"`, never, reads as `None`).
+    pub last_used: Option<SystemTime>,
+}
+
+/// Whether a key expires (GetApiKeyInfo `validUntil`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyExpiry {
+    /// `validUntil` is `"0"`: the key works until it is deleted.
+    Never,
+    /// The key stops working at this time.
+    At(SystemTime),
+}
+
+/// Most permission codes read from one GetApiKeyInfo answer. Kraken's key settings offer about a
+/// dozen; a longer list is not Kraken's answer, and each code becomes a metric series.
+pub const MAX_PERMISSIONS: usize = 64;
+
+/// One Earn strategy's allocation (Earn/Allocations `items[]`), in the strategy's native asset.
+/// States Kraken leaves out (documented: "only present when there are ... allocations") are 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarnAllocation {
+    /// Kraken's strategy id (`ESDQCOL-WTZEU-NU55QF`).
+    pub strategy_id: String,
+    /// The asset allocated (`native_asset`, such as `ETH` or `DOT`), as Kraken names it.
+    pub native_asset: String,
+    /// Everything allocated to the strategy (`amount_allocated.total.native`), whatever its state;
+    /// the part neither bonding, unbonding nor in the exit queue is allocated and earning.
+    pub total: f64,
+    /// Allocated but not yet earning (`bonding.native`).
+    pub bonding: f64,
+    /// On its way back to the spot balance (`unbonding.native`).
+    pub unbonding: f64,
+    /// Waiting in ETH's exit queue before unbonding (`exit_queue.native`).
+    pub exit_queue: f64,
+    /// The earliest `expires` of the unbonding allocations: when the first of them is back.
+    pub unbonding_until: Option<SystemTime>,
+    /// The earliest `expires` of the exit-queue allocations; for ETH Kraken documents this as the
+    /// time the funds will have finished unbonding, not when they leave the queue.
+    pub exit_queue_until: Option<SystemTime>,
 }
 
 /// Kraken's envelope. `result` is absent for an empty account and on errors.
@@ -247,12 +315,16 @@ struct ExtendedBalance {
     balance: Amount,
     #[serde(default)]
     hold_trade: Option<Amount>,
+    #[serde(default)]
+    credit: Option<Amount>,
+    #[serde(default)]
+    credit_used: Option<Amount>,
 }
 
 /// Checks the HTTP status and the envelope, returning the `result` (None for an absent result).
 pub fn envelope<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<Option<T>, KrakenError> {
     if status != 200 {
-        return Err(KrakenError::Status { status });
+        return Err(status_error(status, body));
     }
     let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|e| {
         KrakenError::Decode(if looks_like_html(body) {
@@ -273,6 +345,37 @@ pub fn envelope<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<Option<
     Ok(envelope.result)
 }
 
+/// Classifies an answer whose HTTP status is not 200. When the body is Kraken's error envelope
+/// (an unknown private method answers HTTP 404 with `{"error":["EGeneral:Unknown method"]}`),
+/// Kraken's own error string decides, as with HTTP 200: the caller sees what Kraken said rather
+/// than a bare status. One exception keeps transient failures transient: a string that classifies
+/// as `other` on a 429 or 5xx status takes the status's reason (`rate_limited`, `unavailable`).
+/// Any other body (an HTML page, an empty body, an envelope without an error) gives
+/// [`KrakenError::Status`], classified by the status alone.
+pub fn status_error(status: u16, body: &[u8]) -> KrakenError {
+    #[derive(Deserialize)]
+    struct ErrorsOnly {
+        #[serde(default)]
+        error: Vec<String>,
+    }
+    let message = serde_json::from_slice::<ErrorsOnly>(body)
+        .ok()
+        .and_then(|errors| errors.error.into_iter().find(|m| !m.starts_with('W')));
+    let Some(message) = message else {
+        return KrakenError::Status { status };
+    };
+    let (mut reason, retry_at) = classify(&message);
+    let by_status = reason_for_status(status);
+    if reason == Reason::Other && matches!(by_status, Reason::RateLimited | Reason::Unavailable) {
+        reason = by_status;
+    }
+    KrakenError::Api {
+        reason,
+        message: printable(&message),
+        retry_at,
+    }
+}
+
 /// Parses a BalanceEx answer. An answer without `result` is an empty account.
 pub fn balance_ex(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenError> {
     let result: Option<HashMap<String, ExtendedBalance>> = envelope(status, body)?;
@@ -281,14 +384,19 @@ pub fn balance_ex(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenE
         .into_iter()
         .map(|(code, entry)| {
             let total = entry.balance.value(&code)?;
-            let hold = match &entry.hold_trade {
-                Some(amount) => amount.value(&code)?,
-                None => 0.0,
+            let optional = |amount: &Option<Amount>| match amount {
+                Some(amount) => amount.value(&code),
+                None => Ok(0.0),
             };
+            let hold = optional(&entry.hold_trade)?;
+            let credit = optional(&entry.credit)?;
+            let credit_used = optional(&entry.credit_used)?;
             Ok(AssetBalance {
                 code,
                 total,
                 hold: Some(hold),
+                credit,
+                credit_used,
             })
         })
         .collect::<Result<Vec<_>, KrakenError>>()?;
@@ -308,6 +416,8 @@ pub fn balance(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenErro
                 code,
                 total,
                 hold: None,
+                credit: 0.0,
+                credit_used: 0.0,
             })
         })
         .collect::<Result<Vec<_>, KrakenError>>()?;
@@ -383,115 +493,250 @@ pub fn withdraw_methods(status: u16, body: &[u8]) -> Result<(), KrakenError> {
     Ok(())
 }
 
-/// Parses a GetApiKeyInfo answer. Its shape is not documented in detail, so `permissions` is
-/// read from any of the shapes an API might use:
-/// - a list of names (`["query_funds", "withdraw_funds"]`), each granted;
-/// - a list of objects with a name and an optional flag (`[{"name": "...", "enabled": true}]`);
-/// - an object of name → boolean (also `0`/`1` and `"true"`/`"false"`);
-/// - an object of name → object with a flag (`{"withdraw": {"allowed": false}}`);
-/// - an object of group → object of name → boolean (`{"funds": {"query": true}}` gives
-///   `funds_query`);
-/// - one comma-separated string.
+/// Parses a GetApiKeyInfo answer (shape documented at
+/// docs.kraken.com/api-reference/account-data/get-api-key-info).
 ///
-/// An answer without `permissions` is a decode error, never an empty set: reading a renamed
-/// field as "no permissions" would report a dangerous key as harmless.
+/// `permissions` must be a list of codes (strings). An answer without it, or with it in any
+/// other shape, is a decode error, never an empty set: reading a renamed or reshaped field as
+/// "no permissions" would report a dangerous key as harmless. The other fields are optional and
+/// read leniently (a decimal string or a number; anything else reads as not sent), so a change
+/// in one of them cannot break the permission audit.
 pub fn api_key_info(status: u16, body: &[u8]) -> Result<ApiKeyInfo, KrakenError> {
-    let result: Option<serde_json::Value> = envelope(status, body)?;
-    let Some(serde_json::Value::Object(result)) = result else {
+    use serde_json::Value;
+    let result: Option<Value> = envelope(status, body)?;
+    let Some(Value::Object(result)) = result else {
         return Err(KrakenError::Decode(
             "GetApiKeyInfo answered without a result object".to_owned(),
         ));
     };
-    let name = result.get("name").and_then(|n| n.as_str()).map(printable);
-    let mut permissions = BTreeMap::new();
-    let mut grant = |name: &str, granted: bool| {
-        let name = printable(name.trim());
-        if !name.is_empty() {
-            *permissions.entry(name).or_insert(false) |= granted;
-        }
+    let Some(Value::Array(items)) = result.get("permissions") else {
+        return Err(KrakenError::Decode(
+            "GetApiKeyInfo answered without a list of permissions".to_owned(),
+        ));
     };
-    use serde_json::Value;
-    match result.get("permissions") {
-        Some(Value::Array(items)) => {
-            for item in items {
-                match item {
-                    Value::String(name) => grant(name, true),
-                    Value::Object(object) => {
-                        let name = ["name", "permission", "id", "key"]
-                            .iter()
-                            .find_map(|field| object.get(*field).and_then(Value::as_str));
-                        if let Some(name) = name {
-                            let only_boolean = {
-                                let mut booleans = object.values().filter_map(Value::as_bool);
-                                match (booleans.next(), booleans.next()) {
-                                    (Some(only), None) => Some(only),
-                                    _ => None,
-                                }
-                            };
-                            grant(name, flag_field(object).or(only_boolean).unwrap_or(true));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Some(Value::Object(entries)) => {
-            for (name, value) in entries {
-                if let Some(granted) = as_flag(value) {
-                    grant(name, granted);
-                } else if let Value::Object(inner) = value {
-                    if let Some(granted) = flag_field(inner) {
-                        grant(name, granted);
-                    } else {
-                        for (sub, value) in inner {
-                            if let Some(granted) = as_flag(value) {
-                                grant(&format!("{name}_{sub}"), granted);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Some(Value::String(list)) => list.split(',').for_each(|name| grant(name, true)),
-        _ => {
+    if items.len() > MAX_PERMISSIONS {
+        return Err(KrakenError::Decode(format!(
+            "GetApiKeyInfo listed {} permissions, more than the {MAX_PERMISSIONS} any key has",
+            items.len()
+        )));
+    }
+    let mut permissions = BTreeSet::new();
+    for item in items {
+        let Value::String(code) = item else {
             return Err(KrakenError::Decode(
-                "GetApiKeyInfo answered without a list of permissions".to_owned(),
+                "GetApiKeyInfo listed a permission that is not a string".to_owned(),
             ));
+        };
+        let code = printable(code.trim());
+        if !code.is_empty() {
+            permissions.insert(code);
         }
     }
-    Ok(ApiKeyInfo { name, permissions })
-}
-
-/// A boolean as APIs spell it: `true`, `1`, `"true"`, `"yes"`.
-fn as_flag(value: &serde_json::Value) -> Option<bool> {
-    use serde_json::Value;
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => n.as_f64().map(|n| n != 0.0),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Some(true),
-            "false" | "no" | "0" => Some(false),
+    let unix = |field: &str| unsigned(result.get(field));
+    let time = |field: &str| unix(field).filter(|secs| *secs > 0).map(unix_time);
+    Ok(ApiKeyInfo {
+        name: result
+            .get("apiKeyName")
+            .and_then(Value::as_str)
+            .map(printable),
+        permissions,
+        nonce: unix("nonce"),
+        nonce_window: unix("nonceWindow"),
+        valid_until: unix("validUntil").map(|secs| match secs {
+            0 => KeyExpiry::Never,
+            secs => KeyExpiry::At(unix_time(secs)),
+        }),
+        created_time: time("createdTime"),
+        modified_time: time("modifiedTime"),
+        ip_allowlist: match result.get("ipAllowlist") {
+            Some(Value::Array(entries)) => Some(
+                entries
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .take(MAX_PERMISSIONS)
+                    .map(printable)
+                    .collect(),
+            ),
             _ => None,
         },
+        last_used: time("lastUsed"),
+    })
+}
+
+/// A non-negative integer Kraken sent as a decimal string (`"1772627060997"`) or a number.
+fn unsigned(value: Option<&serde_json::Value>) -> Option<u64> {
+    match value? {
+        serde_json::Value::String(text) => text.trim().parse().ok(),
+        serde_json::Value::Number(number) => number.as_u64(),
         _ => None,
     }
 }
 
-/// The flag of a permission described by an object: a field named like a flag (`enabled`,
-/// `allowed`...). Any other field names a permission of a group.
-fn flag_field(object: &serde_json::Map<String, serde_json::Value>) -> Option<bool> {
-    const FLAG_FIELDS: [&str; 7] = [
-        "enabled",
-        "allowed",
-        "granted",
-        "permitted",
-        "active",
-        "value",
-        "on",
-    ];
-    FLAG_FIELDS
-        .iter()
-        .find_map(|field| object.get(*field).and_then(as_flag))
+fn unix_time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Parses an Earn/Allocations answer (api-specs `/private/Earn/Allocations`): one entry per
+/// strategy, in Kraken's order, with the amounts in the native asset. The `converted` amounts
+/// (in the `converted_asset` of the request) are ignored: prices are [`crate::valuation`]'s.
+/// An item without `native_asset` or without `amount_allocated.total.native` is a decode error,
+/// never a zero: the total is the balance itself.
+pub fn earn_allocations(status: u16, body: &[u8]) -> Result<Vec<EarnAllocation>, KrakenError> {
+    #[derive(Deserialize)]
+    struct Page {
+        #[serde(default)]
+        items: Vec<Item>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        #[serde(default)]
+        strategy_id: Option<String>,
+        #[serde(default)]
+        native_asset: Option<String>,
+        #[serde(default)]
+        amount_allocated: Option<Allocated>,
+    }
+    #[derive(Deserialize)]
+    struct Allocated {
+        #[serde(default)]
+        total: Option<Native>,
+        #[serde(default)]
+        bonding: Option<State>,
+        #[serde(default)]
+        unbonding: Option<State>,
+        #[serde(default)]
+        exit_queue: Option<State>,
+    }
+    #[derive(Deserialize)]
+    struct Native {
+        native: Amount,
+    }
+    #[derive(Deserialize)]
+    struct State {
+        native: Amount,
+        #[serde(default)]
+        allocations: Vec<Expiring>,
+    }
+    #[derive(Deserialize)]
+    struct Expiring {
+        #[serde(default)]
+        expires: Option<String>,
+    }
+    fn amount(state: Option<&State>, what: &str) -> Result<f64, KrakenError> {
+        state.map_or(Ok(0.0), |state| state.native.value(what))
+    }
+    fn earliest(state: Option<&State>, what: &str) -> Result<Option<SystemTime>, KrakenError> {
+        let mut earliest: Option<SystemTime> = None;
+        for expires in state
+            .iter()
+            .flat_map(|state| &state.allocations)
+            .filter_map(|allocation| allocation.expires.as_deref())
+        {
+            let at = parse_rfc3339(expires).ok_or_else(|| {
+                KrakenError::Decode(format!("{what} expires at an unreadable time"))
+            })?;
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+        Ok(earliest)
+    }
+
+    let page: Option<Page> = envelope(status, body)?;
+    page.map(|page| page.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| {
+            let native_asset = item.native_asset.map(|a| printable(&a)).ok_or_else(|| {
+                KrakenError::Decode("an Earn allocation has no native_asset".to_owned())
+            })?;
+            let what = format!("Earn allocation of {native_asset}");
+            let allocated = item
+                .amount_allocated
+                .ok_or_else(|| KrakenError::Decode(format!("{what} has no amount_allocated")))?;
+            let total = allocated
+                .total
+                .ok_or_else(|| KrakenError::Decode(format!("{what} has no total")))?
+                .native
+                .value(&what)?;
+            Ok(EarnAllocation {
+                strategy_id: item.strategy_id.map(|s| printable(&s)).unwrap_or_default(),
+                total,
+                bonding: amount(allocated.bonding.as_ref(), &what)?,
+                unbonding: amount(allocated.unbonding.as_ref(), &what)?,
+                exit_queue: amount(allocated.exit_queue.as_ref(), &what)?,
+                unbonding_until: earliest(allocated.unbonding.as_ref(), &what)?,
+                exit_queue_until: earliest(allocated.exit_queue.as_ref(), &what)?,
+                native_asset,
+            })
+        })
+        .collect()
+}
+
+/// An RFC 3339 time as Kraken writes it (`2023-08-19T02:34:05.807Z`, or with a `+01:00`
+/// offset); `None` for anything else or a time before 1970.
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = text.get(range)?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<9}", &fraction[..digits.min(9)]);
+        nanos = padded.parse().ok()?;
+        rest = &fraction[digits..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let offset = rest.get(1..)?;
+            let (h, m) = offset.split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 fn looks_like_html(body: &[u8]) -> bool {
@@ -515,11 +760,14 @@ fn printable(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kraken::Reason;
 
     const STRINGS: &[u8] = include_bytes!("../../tests/fixtures/kraken/balance_ex_strings.json");
     const NUMBERS: &[u8] = include_bytes!("../../tests/fixtures/kraken/balance_ex_numbers.json");
     const BALANCE: &[u8] = include_bytes!("../../tests/fixtures/kraken/balance.json");
+    /// BalanceEx with auto-earn on (the base code at 0 under a hold, the coins in `XBT.F`) and a
+    /// credit line, shaped as Kraken's BalanceEx schema documents `credit` and `credit_used`.
+    const CREDIT_AUTO_EARN: &[u8] =
+        include_bytes!("../../tests/fixtures/kraken/balance_ex_credit_auto_earn.json");
     const EMPTY: &[u8] = include_bytes!("../../tests/fixtures/kraken/empty_account.json");
     const ASSETS: &[u8] = include_bytes!("../../tests/fixtures/kraken/assets.json");
     const CLOUDFLARE: &[u8] = include_bytes!("../../tests/fixtures/kraken/cloudflare_520.html");
@@ -531,14 +779,25 @@ mod tests {
     const TICKER_NUMBERS: &[u8] = include_bytes!("../../tests/fixtures/kraken/ticker_numbers.json");
     const TICKER_NO_LAST: &[u8] =
         include_bytes!("../../tests/fixtures/kraken/ticker_no_last_price.json");
-    const KEY_LIST: &[u8] = include_bytes!("../../tests/fixtures/kraken/api_key_info_list.json");
-    const KEY_FLAGS: &[u8] = include_bytes!("../../tests/fixtures/kraken/api_key_info_flags.json");
-    const KEY_GROUPS: &[u8] =
-        include_bytes!("../../tests/fixtures/kraken/api_key_info_groups.json");
-    const KEY_OBJECTS: &[u8] =
-        include_bytes!("../../tests/fixtures/kraken/api_key_info_objects.json");
+    const KEY_INFO: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_api_key_info.json");
+    const KEY_EVERY_CODE: &[u8] =
+        include_bytes!("../../tests/fixtures/kraken/api_key_info_every_code.json");
     const KEY_NO_PERMISSIONS: &[u8] =
         include_bytes!("../../tests/fixtures/kraken/api_key_info_no_permissions.json");
+    const DOC_BALANCE_EX: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_balance_ex.json");
+    const DOC_BALANCE: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_balance.json");
+    const DOC_TRADE_BALANCE: &[u8] =
+        include_bytes!("../../tests/fixtures/kraken/doc_trade_balance.json");
+    const DOC_ASSETS: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_assets.json");
+    const DOC_PAIRS: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_asset_pairs.json");
+    const DOC_TICKER: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_ticker.json");
+    const DOC_EARN: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_earn_allocations.json");
+    const EARN_STATES: &[u8] =
+        include_bytes!("../../tests/fixtures/kraken/earn_allocations_states.json");
+    const DOC_ERROR: &[u8] = include_bytes!("../../tests/fixtures/kraken/doc_error.json");
+    const THROTTLED_SPACED: &[u8] =
+        include_bytes!("../../tests/fixtures/kraken/error_throttled_spaced.json");
+    const DATABASE: &[u8] = include_bytes!("../../tests/fixtures/kraken/error_database.json");
     const WITHDRAW_METHODS: &[u8] =
         include_bytes!("../../tests/fixtures/kraken/withdraw_methods.json");
     const TRADE_BALANCE: &[u8] = include_bytes!("../../tests/fixtures/kraken/trade_balance.json");
@@ -566,6 +825,23 @@ mod tests {
         assert_eq!(find(&balances, "DOT28.S").total, 1011.19088779);
         assert_eq!(find(&balances, "USD.M").total, 0.0);
         assert_eq!(find(&balances, "ZUSD").available(), Some(23500.1234));
+    }
+
+    #[test]
+    fn balance_ex_reads_credit_and_available_follows_krakens_formula() {
+        let balances = balance_ex(200, CREDIT_AUTO_EARN).unwrap();
+        let usd = find(&balances, "ZUSD");
+        assert_eq!((usd.credit, usd.credit_used), (100.0, 40.0));
+        // balance + credit - credit_used - hold_trade
+        assert_eq!(usd.available(), Some(1050.0));
+        let xbt = find(&balances, "XXBT");
+        assert_eq!((xbt.credit, xbt.credit_used), (0.0, 0.0), "absent reads 0");
+        assert_eq!(
+            xbt.available(),
+            Some(-0.2),
+            "a hold over the base is kept, not clipped"
+        );
+        assert_eq!(find(&balances, "XBT.F").available(), Some(1.5));
     }
 
     #[test]
@@ -707,77 +983,307 @@ mod tests {
         );
     }
 
-    fn granted(info: &ApiKeyInfo) -> Vec<(&str, bool)> {
-        info.permissions
-            .iter()
-            .map(|(name, granted)| (name.as_str(), *granted))
-            .collect()
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
     #[test]
-    fn api_key_info_reads_a_list_of_names_and_the_key_label() {
-        let info = api_key_info(200, KEY_LIST).unwrap();
-        assert_eq!(info.name.as_deref(), Some("exporter"));
+    fn api_key_info_reads_the_documented_answer() {
+        let info = api_key_info(200, KEY_INFO).unwrap();
         assert_eq!(
-            granted(&info),
-            [("Query open orders & trades", true), ("query_funds", true)]
+            info,
+            ApiKeyInfo {
+                name: Some("my-api-key".into()),
+                permissions: BTreeSet::from(
+                    [
+                        "modify-trades",
+                        "query-funds",
+                        "query-open-trades",
+                        "withdraw-funds"
+                    ]
+                    .map(String::from)
+                ),
+                nonce: Some(1_772_627_060_997),
+                nonce_window: Some(0),
+                valid_until: Some(KeyExpiry::Never),
+                created_time: Some(at(1_772_542_900)),
+                modified_time: Some(at(1_772_543_095)),
+                ip_allowlist: Some(vec![]),
+                last_used: Some(at(1_772_627_061)),
+            }
         );
     }
 
     #[test]
-    fn api_key_info_reads_flags_of_every_spelling() {
-        let info = api_key_info(200, KEY_FLAGS).unwrap();
-        assert_eq!(info.name.as_deref(), Some("bot"));
-        assert_eq!(
-            granted(&info),
-            [
-                ("can_query_funds", true),
-                ("can_trade", true),
-                ("can_withdraw", false),
-                ("cancel_orders", true),
-                ("export_data", false),
-            ]
-        );
+    fn api_key_info_never_keeps_the_api_key_or_the_iban() {
+        for body in [KEY_INFO, KEY_EVERY_CODE] {
+            let shown = format!("{:?}", api_key_info(200, body).unwrap());
+            assert!(!shown.contains("EXAMPLE-API-KEY"), "{shown}");
+            assert!(!shown.contains("N84G"), "{shown}");
+        }
     }
 
     #[test]
-    fn api_key_info_flattens_groups_and_reads_lists_of_objects() {
-        let info = api_key_info(200, KEY_GROUPS).unwrap();
+    fn api_key_info_reads_every_code_an_expiry_and_an_allowlist() {
+        let info = api_key_info(200, KEY_EVERY_CODE).unwrap();
+        assert_eq!(info.permissions.len(), 13);
+        assert!(info.permissions.contains("add-withdraw-address"));
+        assert!(info.permissions.contains("earn-funds"));
+        assert_eq!(info.nonce_window, Some(5000));
+        assert_eq!(info.valid_until, Some(KeyExpiry::At(at(1_798_761_600))));
+        assert_eq!(
+            info.ip_allowlist,
+            Some(vec!["192.0.2.10".to_owned(), "2001:db8::/32".to_owned()])
+        );
+        // "0": never used.
+        assert_eq!(info.last_used, None);
+    }
+
+    #[test]
+    fn api_key_info_optional_fields_may_be_numbers_or_absent() {
+        let body = br#"{"error":[],"result":{"permissions":["query-funds"],"nonce":17,"nonceWindow":"9","createdTime":1772542900}}"#;
+        let info = api_key_info(200, body).unwrap();
         assert_eq!(info.name, None);
-        assert_eq!(
-            granted(&info),
-            [
-                ("funds_deposit", false),
-                ("funds_query", true),
-                ("funds_withdraw", true),
-                ("orders_create", false),
-            ]
-        );
-        let info = api_key_info(200, KEY_OBJECTS).unwrap();
-        assert_eq!(
-            granted(&info),
-            [
-                ("ledger_query", true),
-                ("query_funds", true),
-                ("withdraw_funds", false),
-            ]
-        );
+        assert_eq!(info.nonce, Some(17));
+        assert_eq!(info.nonce_window, Some(9));
+        assert_eq!(info.created_time, Some(at(1_772_542_900)));
+        // Not sent is not "no expiry", and no list is not "any address".
+        assert_eq!(info.valid_until, None);
+        assert_eq!(info.ip_allowlist, None);
     }
 
     #[test]
-    fn api_key_info_without_permissions_is_a_decode_error_not_a_harmless_key() {
-        for body in [KEY_NO_PERMISSIONS, EMPTY] {
+    fn api_key_info_without_a_list_of_permission_codes_is_a_decode_error_not_a_harmless_key() {
+        let invented = [
+            // The shapes guessed before the answer was documented.
+            &br#"{"error":[],"result":{"name":"bot","permissions":{"can_withdraw":true}}}"#[..],
+            br#"{"error":[],"result":{"permissions":[{"name":"withdraw_funds","enabled":true}]}}"#,
+            br#"{"error":[],"result":{"permissions":"query-funds,withdraw-funds"}}"#,
+        ];
+        for body in [KEY_NO_PERMISSIONS, EMPTY].into_iter().chain(invented) {
             assert_eq!(
                 api_key_info(200, body).unwrap_err().reason(),
-                Reason::Decode
+                Reason::Decode,
+                "{}",
+                String::from_utf8_lossy(body)
             );
         }
+        let many = format!(
+            r#"{{"error":[],"result":{{"permissions":[{}]}}}}"#,
+            vec![r#""query-funds""#; MAX_PERMISSIONS + 1].join(",")
+        );
+        assert_eq!(
+            api_key_info(200, many.as_bytes()).unwrap_err().reason(),
+            Reason::Decode
+        );
         let err = api_key_info(200, UNKNOWN_METHOD).unwrap_err();
         assert_eq!(err.reason(), Reason::Other);
         assert_eq!(
             api_key_info(200, PERMISSION_DENIED).unwrap_err().reason(),
             Reason::PermissionDenied
         );
+    }
+
+    #[test]
+    fn documented_balance_answers_parse() {
+        let balances = balance_ex(200, DOC_BALANCE_EX).unwrap();
+        assert_eq!(balances.len(), 2);
+        assert_eq!(find(&balances, "XXBT").total, 1.2435);
+        assert_eq!(find(&balances, "XXBT").hold, Some(0.8423));
+        assert_eq!(find(&balances, "ZUSD").total, 25435.21);
+        assert_eq!(find(&balances, "ZUSD").hold, Some(8249.76));
+
+        let balances = balance(200, DOC_BALANCE).unwrap();
+        assert_eq!(balances.len(), 10);
+        assert_eq!(find(&balances, "XXBT").total, 1011.19088779);
+        assert_eq!(find(&balances, "ETH2.S").total, 198.39708);
+        assert_eq!(find(&balances, "ETH2").total, 2.588557433);
+        assert_eq!(find(&balances, "USD.M").total, 1213029.278);
+        assert_eq!(find(&balances, "DAI").total, 9999.9999999999);
+        assert!(balances.iter().all(|b| b.hold.is_none()));
+    }
+
+    #[test]
+    fn documented_trade_balance_parses() {
+        assert_eq!(trade_balance(200, DOC_TRADE_BALANCE).unwrap(), 1101.3425);
+    }
+
+    #[test]
+    fn documented_public_answers_parse() {
+        let table = assets(200, DOC_ASSETS).unwrap();
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.display_name("XXBT"), "XBT");
+        assert_eq!(table.code_for_altname("EUR"), Some("ZEUR"));
+        assert_eq!(table.decimals("ZUSD"), Some(4));
+
+        let pairs = asset_pairs(200, DOC_PAIRS).unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs.find("XXBT", "ZUSD"), Some("XXBTZUSD"));
+        assert_eq!(
+            pairs.get("XETHXXBT"),
+            Some(&PairInfo {
+                altname: "ETHXBT".into(),
+                base: "XETH".into(),
+                quote: "XXBT".into(),
+            })
+        );
+
+        let prices = ticker(200, DOC_TICKER).unwrap();
+        assert_eq!(prices, HashMap::from([("XXBTZUSD".to_owned(), 3537.5)]));
+    }
+
+    #[test]
+    fn the_documented_error_envelope_is_classified() {
+        for parse in [
+            |body| balance(200, body).map(|_| ()),
+            |body| balance_ex(200, body).map(|_| ()),
+            |body| api_key_info(200, body).map(|_| ()),
+            |body| earn_allocations(200, body).map(|_| ()),
+            |body| ticker(200, body).map(|_| ()),
+        ] {
+            let err = parse(DOC_ERROR).unwrap_err();
+            assert_eq!(err.reason(), Reason::Other);
+            assert_eq!(
+                err.to_string(),
+                "Kraken answered EGeneral:Invalid arguments"
+            );
+        }
+        let err = balance_ex(200, THROTTLED_SPACED).unwrap_err();
+        assert_eq!(err.reason(), Reason::RateLimited);
+        assert_eq!(err.retry_at(), Some(at(1_700_000_123)));
+        let err = balance_ex(200, DATABASE).unwrap_err();
+        assert_eq!(err.reason(), Reason::Unavailable);
+        assert!(!err.is_endpoint_refusal());
+    }
+
+    #[test]
+    fn a_404_with_kraken_s_envelope_is_kraken_s_error_not_a_bare_status() {
+        let err = balance_ex(404, UNKNOWN_METHOD).unwrap_err();
+        assert_eq!(err.reason(), Reason::Other);
+        assert_eq!(err.to_string(), "Kraken answered EGeneral:Unknown method");
+        assert!(err.is_endpoint_refusal());
+        let err = status_error(404, UNKNOWN_METHOD);
+        assert!(matches!(err, KrakenError::Api { .. }), "{err:?}");
+        // Other bodies keep the status's classification.
+        for (status, body, reason) in [
+            (404, &b"Not Found"[..], Reason::Http),
+            (404, b"", Reason::Http),
+            (404, br#"{"error":[]}"#, Reason::Http),
+            (403, b"<html>Forbidden</html>", Reason::Http),
+            (520, CLOUDFLARE, Reason::Unavailable),
+            (429, b"{}", Reason::RateLimited),
+        ] {
+            let err = status_error(status, body);
+            assert!(matches!(err, KrakenError::Status { .. }), "{err:?}");
+            assert_eq!(err.reason(), reason, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_kraken_error_on_a_5xx_or_429_stays_transient() {
+        // Kraken's own reason wins when it names one...
+        let err = status_error(503, br#"{"error":["EService:Unavailable"]}"#);
+        assert_eq!(err.reason(), Reason::Unavailable);
+        let err = status_error(500, br#"{"error":["EAPI:Invalid key"]}"#);
+        assert_eq!(err.reason(), Reason::InvalidKey);
+        // ...but an unrecognised string on a transient status is not a refusal.
+        let err = status_error(502, br#"{"error":["EGeneral:Unknown method"]}"#);
+        assert_eq!(err.reason(), Reason::Unavailable);
+        let err = status_error(429, br#"{"error":["ESomething:New"]}"#);
+        assert_eq!(err.reason(), Reason::RateLimited);
+        assert_eq!(err.to_string(), "Kraken answered ESomething:New");
+    }
+
+    #[test]
+    fn documented_earn_allocations_parse() {
+        let items = earn_allocations(200, DOC_EARN).unwrap();
+        assert_eq!(
+            items,
+            [EarnAllocation {
+                strategy_id: "ESDQCOL-WTZEU-NU55QF".into(),
+                native_asset: "ETH".into(),
+                total: 0.021,
+                bonding: 0.021,
+                unbonding: 0.0,
+                exit_queue: 0.0,
+                unbonding_until: None,
+                exit_queue_until: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn earn_allocations_read_every_state_and_the_earliest_unbonding_expiry() {
+        let items = earn_allocations(200, EARN_STATES).unwrap();
+        assert_eq!(items.len(), 3);
+        let dot = &items[0];
+        assert_eq!(dot.native_asset, "DOT");
+        assert_eq!((dot.total, dot.bonding, dot.unbonding), (130.0, 0.0, 30.0));
+        // 2026-12-08T08:00:00.250Z, the earlier of the two.
+        assert_eq!(
+            dot.unbonding_until,
+            Some(at(1_796_716_800) + Duration::from_millis(250))
+        );
+        let eth = &items[1];
+        assert_eq!((eth.bonding, eth.exit_queue), (0.5, 0.25));
+        assert_eq!(eth.unbonding_until, None);
+        // 2026-12-30T10:00:00Z.
+        assert_eq!(eth.exit_queue_until, Some(at(1_798_624_800)));
+        assert_eq!(items[2].native_asset, "USDC");
+        assert_eq!(items[2].total, 0.0);
+    }
+
+    #[test]
+    fn earn_allocations_never_fabricate_a_total() {
+        assert_eq!(earn_allocations(200, EMPTY).unwrap(), vec![]);
+        for body in [
+            &br#"{"error":[],"result":{"items":[{"native_asset":"DOT","amount_allocated":{}}]}}"#[..],
+            br#"{"error":[],"result":{"items":[{"amount_allocated":{"total":{"native":"1"}}}]}}"#,
+            br#"{"error":[],"result":{"items":[{"native_asset":"DOT","amount_allocated":{"total":{"native":"lots"}}}]}}"#,
+            br#"{"error":[],"result":{"items":[{"native_asset":"DOT","amount_allocated":{"total":{"native":"1"},"unbonding":{"native":"1","allocations":[{"expires":"next week"}]}}}]}}"#,
+        ] {
+            assert_eq!(
+                earn_allocations(200, body).unwrap_err().reason(),
+                Reason::Decode,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            earn_allocations(200, PERMISSION_DENIED)
+                .unwrap_err()
+                .reason(),
+            Reason::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn rfc3339_times_read_as_kraken_writes_them() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(at(0)));
+        assert_eq!(
+            parse_rfc3339("2023-08-19T02:34:05.807Z"),
+            Some(at(1_692_412_445) + Duration::from_millis(807))
+        );
+        assert_eq!(
+            parse_rfc3339("2023-08-19T04:34:05+02:00"),
+            Some(at(1_692_412_445))
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z"),
+            Some(at(1_709_164_800))
+        );
+        for bad in [
+            "",
+            "2023-08-19",
+            "2023-13-01T00:00:00Z",
+            "2023-08-19T24:00:00Z",
+            "2023-08-19T02:34:05",
+            "2023-08-19T02:34:05.Z",
+            "1969-12-31T23:59:59Z",
+            "2023-08-19T02:34:05+0200",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

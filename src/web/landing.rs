@@ -1,11 +1,14 @@
-//! The page at `/`: version, a banner in demo mode, each account's status and balances.
+//! The page at `/`: version, a banner in demo mode, each account's status (with the advice and
+//! the next attempt after a failure), its available amounts against their minimums, and its
+//! balances.
 //!
 //! Must not: start a refresh (it shows what is known), or put anything unescaped into the page.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::exporter::Exporter;
+use crate::exporter::{Exporter, ResolvedAssets};
 use crate::status::{AccountStatus, format_amount};
 
 /// Escapes text for HTML element content and attribute values.
@@ -24,14 +27,20 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The page at `/`: version, a banner in demo mode, each account's status and balances.
-pub(super) fn landing_page(exporter: &Exporter, statuses: &[AccountStatus]) -> String {
+/// The page at `/`: version, a banner in demo mode, and per account its status (on errors the
+/// advice and the next attempt), what each asset can spend against its minimum (rows below the
+/// minimum highlighted), configured names that are not Kraken assets, and the raw balances.
+pub(super) fn landing_page(
+    exporter: &Exporter,
+    accounts: &[(AccountStatus, ResolvedAssets)],
+) -> String {
     let path = escape(&exporter.telemetry_path);
     let mut page = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Kraken exporter</title>\
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
          td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}td.n{{text-align:right;font-family:monospace}}\
-         .down{{color:#b00}}.up{{color:#070}}.demo{{background:#ffd;border:1px solid #cc0;padding:.6em}}</style></head>\n\
+         .down{{color:#b00}}.up{{color:#070}}.demo{{background:#ffd;border:1px solid #cc0;padding:.6em}}\
+         tr.below{{background:#fdd;font-weight:bold}}.problem{{background:#fee;border:1px solid #d99;padding:.6em}}</style></head>\n\
          <body><h1>Kraken exporter</h1><p>Version {} (revision {}). Metrics: <a href=\"{path}\">{path}</a> · \
          <a href=\"/-/healthy\">/-/healthy</a> · <a href=\"/-/ready\">/-/ready</a></p>\n",
         escape(exporter.build.version),
@@ -43,54 +52,164 @@ pub(super) fn landing_page(exporter: &Exporter, statuses: &[AccountStatus]) -> S
              inside this process. They are not real and move over time.</p>\n",
         );
     }
-    for status in statuses {
-        let state = if status.up {
-            "<span class=\"up\">up</span>".to_owned()
-        } else {
-            "<span class=\"down\">down</span>".to_owned()
-        };
-        let last_success = status.last_success.map_or_else(
-            || "never".to_owned(),
-            |at| {
-                let age = SystemTime::now().duration_since(at).unwrap_or_default();
-                format!("{}s ago", age.as_secs())
-            },
-        );
-        let last_error = status.last_error.as_ref().map_or_else(
-            || "none".to_owned(),
-            |(reason, message)| format!("{} ({})", reason.as_str(), escape(message)),
-        );
-        let _ = writeln!(
-            page,
-            "<h2>Account {}</h2><p>Status: {state} · last success: {last_success} · last error: {last_error}</p>",
-            escape(&status.name)
-        );
-        match &status.balances {
-            None => page.push_str("<p>No current balances.</p>\n"),
-            Some(snapshot) => {
-                page.push_str("<table><tr><th>Asset</th><th>Code</th><th>Total</th><th>Hold</th><th>Available</th></tr>\n");
-                for b in &snapshot.balances {
-                    let hold = b.hold.map_or_else(|| "–".to_owned(), format_amount);
-                    let available = b.available().map_or_else(|| "–".to_owned(), format_amount);
-                    let _ = writeln!(
-                        page,
-                        "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{hold}</td><td class=\"n\">{available}</td></tr>",
-                        escape(&b.asset),
-                        escape(&b.code),
-                        format_amount(b.total)
-                    );
-                }
-                page.push_str("</table>\n");
-            }
-        }
+    let now = SystemTime::now();
+    for (status, resolved) in accounts {
+        write_status(&mut page, status, exporter.background, now);
+        write_unknown_assets(&mut page, resolved);
+        write_available(&mut page, status, resolved);
+        write_balances(&mut page, status);
     }
     page.push_str("</body></html>\n");
     page
 }
 
+/// The account's heading and status line; after a failure, what to do and when Kraken is
+/// called again.
+fn write_status(page: &mut String, status: &AccountStatus, background: bool, now: SystemTime) {
+    let state = if status.up {
+        "<span class=\"up\">up</span>"
+    } else {
+        "<span class=\"down\">down</span>"
+    };
+    let last_success = status.last_success.map_or_else(
+        || "never".to_owned(),
+        |at| {
+            format!(
+                "{}s ago",
+                now.duration_since(at).unwrap_or_default().as_secs()
+            )
+        },
+    );
+    let last_error = status.last_error.as_ref().map_or_else(
+        || "none".to_owned(),
+        |(reason, message)| format!("{} ({})", reason.as_str(), escape(message)),
+    );
+    let _ = writeln!(
+        page,
+        "<h2>Account {}</h2><p>Status: {state} · last success: {last_success} · last error: {last_error}</p>",
+        escape(&status.name)
+    );
+    if let Some((reason, _)) = &status.last_error {
+        let retry = match (status.retry_at, background) {
+            (Some(at), true) => format!(
+                "Next attempt at {} UTC (in {}s).",
+                utc_time_of_day(at),
+                at.duration_since(now).unwrap_or_default().as_secs()
+            ),
+            (Some(at), false) => format!(
+                "Next attempt with the first scrape after {} UTC (in {}s).",
+                utc_time_of_day(at),
+                at.duration_since(now).unwrap_or_default().as_secs()
+            ),
+            (None, true) => "Next attempt at the next refresh interval.".to_owned(),
+            (None, false) => "Next attempt with the next scrape.".to_owned(),
+        };
+        let _ = writeln!(
+            page,
+            "<p class=\"problem\">What to do: {} {retry}</p>",
+            escape(reason.advice())
+        );
+    }
+}
+
+/// Names in `min_balance` or `watch` that are not Kraken assets.
+fn write_unknown_assets(page: &mut String, resolved: &ResolvedAssets) {
+    for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
+        let hint = nearest
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" Did you mean {}?", escape(n)));
+        let _ = writeln!(
+            page,
+            "<p class=\"problem\">{} in min_balance or watch is not a Kraken asset, so no balance is shown or compared for it.{hint}</p>",
+            escape(name)
+        );
+    }
+}
+
+/// Each asset's available amount against its minimum; rows below the minimum are highlighted.
+fn write_available(page: &mut String, status: &AccountStatus, resolved: &ResolvedAssets) {
+    let Some(snapshot) = &status.balances else {
+        return;
+    };
+    let Some(available) = &snapshot.available else {
+        if !resolved.min_balance.is_empty() {
+            page.push_str(
+                "<p>Available amounts are unknown (the Balance endpoint reports no holds, or Kraken's asset list has not been fetched yet), so minimums are compared with totals.</p>\n",
+            );
+        }
+        return;
+    };
+    let assets: BTreeSet<&String> = available
+        .keys()
+        .chain(resolved.min_balance.keys())
+        .collect();
+    if assets.is_empty() {
+        return;
+    }
+    page.push_str("<table><tr><th>Asset</th><th>Available</th><th>Minimum</th><th></th></tr>\n");
+    for asset in assets {
+        let now = available.get(asset).copied().unwrap_or(0.0);
+        let min = resolved.min_balance.get(asset);
+        let (class, verdict) = match min {
+            Some(min) if now < *min => (" class=\"below\"", "below minimum"),
+            Some(_) => ("", "ok"),
+            None => ("", ""),
+        };
+        let _ = writeln!(
+            page,
+            "<tr{class}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{verdict}</td></tr>",
+            escape(asset),
+            format_amount(now),
+            min.map_or_else(|| "–".to_owned(), |min| format_amount(*min)),
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+/// The raw balances, one row per code Kraken returned.
+fn write_balances(page: &mut String, status: &AccountStatus) {
+    let Some(snapshot) = &status.balances else {
+        page.push_str("<p>No current balances.</p>\n");
+        return;
+    };
+    page.push_str("<table><tr><th>Asset</th><th>Code</th><th>Total</th><th>Hold</th></tr>\n");
+    for b in &snapshot.balances {
+        let hold = b.hold.map_or_else(|| "–".to_owned(), format_amount);
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{hold}</td></tr>",
+            escape(&b.asset),
+            escape(&b.code),
+            format_amount(b.total)
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+/// `HH:MM:SS` of a time, in UTC.
+fn utc_time_of_day(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_attempt_is_given_as_a_utc_time_of_day() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2 * 86_400 + 3_661);
+        assert_eq!(utc_time_of_day(at), "01:01:01");
+    }
 
     #[test]
     fn escape_neutralises_markup() {

@@ -139,7 +139,7 @@ async fn probe<B>(exporter: &Exporter, request: &Request<B>) -> Response<Full<By
 
 /// `/`: the landing page, from the statuses known (it starts no refresh).
 fn landing(exporter: &Exporter) -> Response<Full<Bytes>> {
-    let statuses = exporter.statuses();
+    let statuses = exporter.statuses_with_assets();
     let mut response = Response::new(Full::new(Bytes::from(landing_page(exporter, &statuses))));
     response.headers_mut().insert(
         CONTENT_TYPE,

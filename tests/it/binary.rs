@@ -1599,3 +1599,120 @@ async fn version_names_revision_build_date_compiler_and_target() {
         format!("kraken_exporter {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Thresholds
+// ---------------------------------------------------------------------------------------------
+
+/// A name that is no Kraken asset is logged once, however often it is scraped; `check` lists it
+/// and exits 1; `--config.check` prints the thresholds as normalised, offline.
+#[tokio::test]
+async fn an_unknown_asset_name_is_logged_once_and_fails_check() {
+    let args = [
+        "--demo",
+        "--balance.min",
+        "ETHH=1",
+        "--balance.min",
+        "btc=0.5",
+    ];
+    let mut exporter = spawn_serving(&args, &[]).await;
+    exporter.wait_ready().await;
+    for _ in 0..3 {
+        let metrics = exporter.get("/metrics", &[]).await;
+        assert!(
+            metrics
+                .body
+                .contains("kraken_config_unknown_asset{account=\"default\",asset=\"ETHH\"} 1"),
+            "{}",
+            metrics.body
+        );
+        exporter.get("/", &[]).await;
+    }
+    let (_, stderr) = exporter.stop().await;
+    let stderr = String::from_utf8_lossy(&stderr);
+    let logged: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("is not a Kraken asset"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{stderr}");
+    assert!(
+        logged[0].contains("level=error") && logged[0].contains("did you mean ETH?"),
+        "{stderr}"
+    );
+
+    let check = run_to_end(&[&["check"], &args[..]].concat(), &[]).await;
+    assert_eq!(check.code, Some(1), "{}", check.both());
+    assert!(
+        check.err().contains(
+            "check failed for account \"default\": \"ETHH\" in min_balance or watch is not a Kraken asset (did you mean ETH?)"
+        ),
+        "{}",
+        check.both()
+    );
+    let xbt = check
+        .out()
+        .lines()
+        .find(|line| line.starts_with("XBT: available "))
+        .map(str::to_owned);
+    assert!(
+        xbt.as_deref()
+            .is_some_and(|line| line.ends_with("against a minimum of 0.5: ok")),
+        "the known threshold is still compared, with the auto-earn funds: {}",
+        check.both()
+    );
+
+    let config_check = run_to_end(&[&["--config.check"], &args[..]].concat(), &[]).await;
+    assert_eq!(config_check.code, Some(0), "{}", config_check.both());
+    assert!(
+        config_check
+            .out()
+            .contains("  default: min_balance ETHH=1, XBT=0.5\n"),
+        "{}",
+        config_check.both()
+    );
+}
+
+/// Thresholds from the environment of a container, and bad ones refused with exit 2.
+#[tokio::test]
+async fn thresholds_from_the_environment_and_bad_ones_exit_2() {
+    let env = [
+        ("KRAKEN_BALANCE_MIN", "XBT=0.5,USD=1000"),
+        ("KRAKEN_BALANCE_WATCH", "ETH"),
+    ];
+    let checked = run_to_end(&["--demo", "--config.check"], &env).await;
+    assert_eq!(checked.code, Some(0), "{}", checked.both());
+    assert!(
+        checked
+            .out()
+            .contains("  default: min_balance USD=1000, XBT=0.5; watch ETH\n"),
+        "{}",
+        checked.both()
+    );
+    for (args, env, expected) in [
+        (
+            vec!["--demo", "--balance.min", "XBT"],
+            vec![],
+            "--balance.min \"XBT\": \"XBT\" has no '='",
+        ),
+        (
+            vec!["--demo"],
+            vec![("KRAKEN_BALANCE_MIN", "XBT=-1")],
+            "KRAKEN_BALANCE_MIN \"XBT=-1\": the minimum of XBT is \"-1\", not a balance",
+        ),
+        (
+            vec![
+                "--demo",
+                "--balance.min",
+                "BTC=1",
+                "--balance.min",
+                "XXBT=2",
+            ],
+            vec![],
+            "\"BTC\" and \"XXBT\" both name XBT, with different minimums (1 and 2)",
+        ),
+    ] {
+        let run = run_to_end(&args, &env).await;
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.both());
+        assert!(run.err().contains(expected), "{args:?}: {}", run.both());
+    }
+}

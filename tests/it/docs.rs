@@ -25,7 +25,8 @@ accounts:
     key_env: KRAKEN_API_KEY
     secret_env: KRAKEN_API_SECRET
     min_balance: {XBT: 5}
-    watch: [XBT, ETH]
+    # Not a Kraken asset: kraken_config_unknown_asset.
+    watch: [XBT, ETH, ETHH]
 ";
 
 /// The HELP texts of an exposition, by family name, unescaped.
@@ -149,7 +150,8 @@ async fn every_served_metric_family_is_documented_with_its_help_text_and_vice_ve
         if !served.contains_key(name) {
             problems.push(format!(
                 "docs/metrics.md documents {name}, which the exporter did not serve (with \
-                 valuation, TradeBalance, a threshold and an unpriced asset): remove it, or make \
+                 valuation, TradeBalance, a threshold, an unknown asset name and an unpriced \
+                 asset): remove it, or make \
                  this test's setup serve it"
             ));
         }

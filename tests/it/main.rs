@@ -11,6 +11,7 @@ mod mixin;
 mod props;
 mod rules;
 mod scrape;
+mod thresholds;
 mod web;
 
 use std::net::SocketAddr;

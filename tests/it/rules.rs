@@ -643,7 +643,7 @@ fn readme_alert_expression() -> String {
     let body = &readme[start + "```promql\n".len()..];
     let expr = body[..body.find("```").unwrap()].trim().to_owned();
     assert!(
-        expr.contains("kraken_balance")
+        expr.contains("kraken_balance_available")
             && expr.contains("kraken_balance_min")
             && !expr.contains('\n'),
         "README's alert example: {expr}"
@@ -676,17 +676,20 @@ fn the_readme_alert_stays_one_to_one_when_both_metrics_and_probe_are_scraped() {
     let mut series = String::new();
     let mut expected = String::new();
     for (job, instance) in [("kraken", "exporter:10987"), ("kraken-probe", "main")] {
-        for (asset, code) in [("XBT", "XXBT"), ("XBT", "XXBT.M")] {
-            let balance_asset = if code.ends_with(".M") { "XBT.M" } else { asset };
+        // What can be spent, per base asset: the README compares it, not the raw codes.
+        series.push_str(&format!(
+            "      - series: 'kraken_balance_available{{job=\"{job}\",instance=\"{instance}\",account=\"main\",asset=\"XBT\"}}'\n        values: '0.01x5'\n"
+        ));
+        for (asset, code) in [("XBT", "XXBT"), ("XBT.F", "XBT.F")] {
             series.push_str(&format!(
-                "      - series: 'kraken_balance{{job=\"{job}\",instance=\"{instance}\",account=\"main\",asset=\"{balance_asset}\",code=\"{code}\"}}'\n        values: '0.01x5'\n"
+                "      - series: 'kraken_balance{{job=\"{job}\",instance=\"{instance}\",account=\"main\",asset=\"{asset}\",code=\"{code}\"}}'\n        values: '1x5'\n"
             ));
         }
         series.push_str(&format!(
             "      - series: 'kraken_balance_min{{job=\"{job}\",instance=\"{instance}\",account=\"main\",asset=\"XBT\"}}'\n        values: '0.05x5'\n"
         ));
         expected.push_str(&format!(
-            "          - exp_labels: {{job: {job}, instance: \"{instance}\", account: main, asset: XBT, code: XXBT}}\n"
+            "          - exp_labels: {{job: {job}, instance: \"{instance}\", account: main, asset: XBT}}\n"
         ));
     }
     let test = format!(

@@ -43,7 +43,11 @@ pub(super) fn private(shared: &Shared, endpoint: Endpoint, params: &PrivateParam
                 Err(message) => envelope_error(message),
             }
         }
-        Endpoint::GetApiKeyInfo => envelope_ok(api_key_info_result(&shared.permissions)),
+        Endpoint::GetApiKeyInfo => envelope_ok(api_key_info_result(
+            &shared.permissions,
+            shared.credentials.key.expose(),
+            shared.state().key.last_nonce,
+        )),
         Endpoint::WithdrawMethods => envelope_ok(withdraw_methods_result()),
         public => unreachable!("{public} is public"),
     }
@@ -247,11 +251,28 @@ fn trade_balance_result(
     }))
 }
 
-fn api_key_info_result(permissions: &[String]) -> Value {
+/// GetApiKeyInfo's documented answer (docs.kraken.com/api-reference/account-data/
+/// get-api-key-info): the key itself is echoed as Kraken does, so tests can check that the
+/// exporter never keeps it; times are the documented example's.
+fn api_key_info_result(permissions: &[String], key: &str, last_nonce: Option<u64>) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     json!({
-        "name": "exporter",
+        "apiKeyName": "exporter",
+        "apiKey": key,
+        "nonce": last_nonce.unwrap_or(0).to_string(),
+        "nonceWindow": 0,
         "permissions": permissions,
-        "restrictions": { "ip_whitelist": [] },
+        "iban": "AA00 SIMU LATE DKRK",
+        "validUntil": "0",
+        "queryFrom": "0",
+        "queryTo": "0",
+        "createdTime": "1772542900",
+        "modifiedTime": "1772543095",
+        "ipAllowlist": [],
+        "lastUsed": now.to_string(),
     })
 }
 
@@ -556,15 +577,16 @@ mod tests {
     async fn get_api_key_info_lists_the_configured_permissions() {
         let sim = start(SimOptions {
             credentials: Some(test_credentials(None)),
-            permissions: vec!["query_funds".into(), "withdraw_funds".into()],
+            permissions: vec!["query-funds".into(), "withdraw-funds".into()],
             ..SimOptions::default()
         })
         .await;
         let answer = call(&sim, Endpoint::GetApiKeyInfo, 1).await;
-        assert_eq!(answer["result"]["name"], "exporter");
+        assert_eq!(answer["result"]["apiKeyName"], "exporter");
+        assert_eq!(answer["result"]["nonce"], "1");
         assert_eq!(
             answer["result"]["permissions"],
-            json!(["query_funds", "withdraw_funds"])
+            json!(["query-funds", "withdraw-funds"])
         );
         assert_eq!(sim.calls(Endpoint::GetApiKeyInfo), 1);
         let mut bad = Call::new(&sim, Endpoint::GetApiKeyInfo, 2);

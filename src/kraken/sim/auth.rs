@@ -114,11 +114,13 @@ pub(super) fn authenticate(
     Ok(params)
 }
 
-/// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw".
+/// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw",
+/// except the address-book codes (`add-withdraw-address`), which move no funds.
 pub(super) fn may_withdraw(permissions: &[String]) -> bool {
-    permissions
-        .iter()
-        .any(|p| p.to_ascii_lowercase().contains("withdraw"))
+    permissions.iter().any(|p| {
+        let p = p.to_ascii_lowercase();
+        p.contains("withdraw") && !p.contains("address")
+    })
 }
 
 /// The fields of a private call body the sim cares about.

@@ -91,9 +91,10 @@ pub struct SimOptions {
     /// Whether the sim answers BalanceEx (false answers it with `EGeneral:Permission denied`, like
     /// a key/region where it is refused).
     pub balance_ex_enabled: bool,
-    /// The key's permissions as GetApiKeyInfo lists them (raw names). WithdrawMethods succeeds
-    /// only when one of them contains "withdraw" (e.g. `withdraw_funds`), like a key with
-    /// "Funds: Withdraw". Default: `["query_funds"]`, the one permission an exporter needs.
+    /// The key's permissions as GetApiKeyInfo lists them (Kraken's codes, such as `query-funds`).
+    /// WithdrawMethods succeeds only when one of them contains "withdraw" but not "address"
+    /// (e.g. `withdraw-funds`), like a key with "Funds: Withdraw". Default: `["query-funds"]`,
+    /// the one permission an exporter needs.
     pub permissions: Vec<String>,
     /// Whether the sim knows GetApiKeyInfo; false answers it with `EGeneral:Unknown method`, like
     /// a Kraken that predates the method, so the audit has to probe instead.
@@ -114,7 +115,7 @@ impl Default for SimOptions {
             latency: Duration::ZERO,
             moving: false,
             balance_ex_enabled: true,
-            permissions: vec!["query_funds".into()],
+            permissions: vec!["query-funds".into()],
             api_key_info_enabled: true,
             trade_balance_enabled: false,
         }

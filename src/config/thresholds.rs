@@ -1,0 +1,254 @@
+//! Thresholds (`min_balance`, `--balance.min`, `KRAKEN_BALANCE_MIN`) and watched assets
+//! (`watch`, `--balance.watch`, `KRAKEN_BALANCE_WATCH`), normalised without the network.
+//!
+//! Owns the `ASSET=AMOUNT` syntax of the flag and the environment variable, the precedence
+//! between them (a flag given replaces the variable, it is not merged with it), the demo's
+//! thresholds, and the merging of spellings that name one asset (`BTC`, `xbt` and `XXBT` are all
+//! XBT): one spelling, or several with the same minimum, make one threshold; two spellings with
+//! different minimums are refused, naming both.
+//! Must not: decide whether a name is a Kraken asset. That needs Kraken's Assets list, which
+//! only the running exporter has ([`crate::asset_names::resolve`]); here names are only
+//! normalised ([`normalise_offline`]).
+
+use std::collections::BTreeMap;
+
+use super::{ConfigError, Env};
+use crate::asset_names::normalise_offline;
+use crate::cli::Flags;
+
+/// The environment form of `--balance.min`: `XBT=0.5,USD=1000`.
+pub const MIN_ENV: &str = "KRAKEN_BALANCE_MIN";
+
+/// The environment form of `--balance.watch`: `XBT,ETH`.
+pub const WATCH_ENV: &str = "KRAKEN_BALANCE_WATCH";
+
+/// The thresholds of `--demo` without a config file: XBT is covered by auto-earn funds, USD is
+/// set above the simulated account's available dollars so the low-balance alert has something
+/// to fire for, and USDC is watched although the account holds none.
+const DEMO_MIN_BALANCE: &[(&str, f64)] = &[("ETH", 5.0), ("USD", 30_000.0), ("XBT", 0.5)];
+
+/// Watched assets of the demo (see [`DEMO_MIN_BALANCE`]).
+const DEMO_WATCH: &[&str] = &["USDC"];
+
+/// Minimums and watched assets of one account, keyed by normalised name.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct Thresholds {
+    /// Normalised asset name → lowest acceptable available balance.
+    pub(super) min_balance: BTreeMap<String, f64>,
+    /// Normalised asset names, sorted, without duplicates.
+    pub(super) watch: Vec<String>,
+}
+
+/// The thresholds of one-account mode: `--balance.min` (else `KRAKEN_BALANCE_MIN`) and
+/// `--balance.watch` (else `KRAKEN_BALANCE_WATCH`); in `--demo` with neither, the demo's.
+pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<Thresholds, ConfigError> {
+    let min_text = if flags.balance_min.is_empty() {
+        set(env, MIN_ENV).map(|text| (MIN_ENV, vec![text]))
+    } else {
+        Some(("--balance.min", flags.balance_min.clone()))
+    };
+    let watch_text = if flags.balance_watch.is_empty() {
+        set(env, WATCH_ENV).map(|text| (WATCH_ENV, vec![text]))
+    } else {
+        Some(("--balance.watch", flags.balance_watch.clone()))
+    };
+    if flags.demo && min_text.is_none() && watch_text.is_none() {
+        return Ok(Thresholds {
+            min_balance: DEMO_MIN_BALANCE
+                .iter()
+                .map(|(asset, min)| ((*asset).to_owned(), *min))
+                .collect(),
+            watch: DEMO_WATCH.iter().map(|asset| (*asset).to_owned()).collect(),
+        });
+    }
+    let mut thresholds = Thresholds::default();
+    if let Some((flag, values)) = min_text {
+        let mut entries = Vec::new();
+        for value in &values {
+            entries.extend(parse_min_list(value).map_err(|problem| ConfigError::Flag {
+                flag,
+                problem: format!("{value:?}: {problem}"),
+            })?);
+        }
+        thresholds.min_balance = merge_minimums(
+            entries.iter().map(|(name, min)| (name.as_str(), *min)),
+        )
+        .map_err(|problems| ConfigError::Flag {
+            flag,
+            problem: problems.join("; "),
+        })?;
+    }
+    if let Some((flag, values)) = watch_text {
+        let mut names = Vec::new();
+        for value in &values {
+            names.extend(
+                parse_watch_list(value).map_err(|problem| ConfigError::Flag {
+                    flag,
+                    problem: format!("{value:?}: {problem}"),
+                })?,
+            );
+        }
+        thresholds.watch = merge_watch(names.iter().map(String::as_str));
+    }
+    Ok(thresholds)
+}
+
+/// The variables of one-account mode that a config file makes ambiguous (which account would
+/// they apply to?): refused next to `--config.file`, like the flags.
+pub(super) fn refuse_env_with_file(env: Env<'_>) -> Result<(), ConfigError> {
+    for name in [MIN_ENV, WATCH_ENV] {
+        if set(env, name).is_some() {
+            return Err(ConfigError::Flag {
+                flag: name,
+                problem: "applies only without --config.file: set min_balance and watch per account in the file instead, or unset it".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The value of a variable; an empty one counts as unset, as for the credential variables.
+fn set(env: Env<'_>, name: &str) -> Option<String> {
+    env(name).filter(|text| !text.trim().is_empty())
+}
+
+/// `XBT=0.5,USD=1000` (or one `XBT=0.5`) into (name as written, amount) pairs.
+fn parse_min_list(text: &str) -> Result<Vec<(String, f64)>, String> {
+    let mut entries = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(
+                "has an empty entry: write ASSET=AMOUNT, comma-separated, like XBT=0.5,USD=1000"
+                    .into(),
+            );
+        }
+        let Some((asset, amount)) = item.split_once('=') else {
+            return Err(format!(
+                "{item:?} has no '=': write ASSET=AMOUNT, like XBT=0.5"
+            ));
+        };
+        let asset = asset.trim();
+        if asset.is_empty() {
+            return Err(format!(
+                "{item:?} names no asset: write ASSET=AMOUNT, like XBT=0.5"
+            ));
+        }
+        let amount = amount.trim();
+        match amount.parse::<f64>() {
+            Ok(min) if min.is_finite() && min >= 0.0 => entries.push((asset.to_owned(), min)),
+            _ => {
+                return Err(format!(
+                    "the minimum of {asset} is {amount:?}, not a balance: use a number of at least 0, like {asset}=0.5"
+                ));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// `XBT,ETH` (or one `XBT`) into names as written.
+fn parse_watch_list(text: &str) -> Result<Vec<String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .map(|name| {
+            if name.is_empty() {
+                Err(
+                    "has an empty asset name: write asset names, comma-separated, like XBT,ETH"
+                        .to_owned(),
+                )
+            } else {
+                Ok(name.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// Minimums keyed by normalised name. Spellings of one asset with the same minimum merge; with
+/// different minimums, each pair of disagreeing spellings is one problem naming both.
+pub(super) fn merge_minimums<'a>(
+    entries: impl IntoIterator<Item = (&'a str, f64)>,
+) -> Result<BTreeMap<String, f64>, Vec<String>> {
+    let mut merged: BTreeMap<String, (&str, f64)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (written, min) in entries {
+        let asset = normalise_offline(written);
+        match merged.get(&asset) {
+            None => {
+                merged.insert(asset, (written, min));
+            }
+            Some((first, first_min)) if *first_min != min => problems.push(format!(
+                "{first:?} and {written:?} both name {asset}, with different minimums ({first_min} and {min}): keep one of them"
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(merged
+            .into_iter()
+            .map(|(asset, (_, min))| (asset, min))
+            .collect())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Watched names, normalised, sorted, without duplicates.
+pub(super) fn merge_watch<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut watch: Vec<String> = names.into_iter().map(normalise_offline).collect();
+    watch.sort();
+    watch.dedup();
+    watch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_asset_merge_and_disagreeing_ones_are_refused_naming_both() {
+        let merged = merge_minimums([("BTC", 0.5), ("xxbt", 0.5), ("usd", 10.0)]).unwrap();
+        assert_eq!(
+            merged,
+            BTreeMap::from([("XBT".to_owned(), 0.5), ("USD".to_owned(), 10.0)])
+        );
+        let problems = merge_minimums([("BTC", 0.5), ("xbt", 0.1), ("XXBT", 0.2)]).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("\"BTC\" and \"xbt\" both name XBT")
+                && problems[0].contains("(0.5 and 0.1)"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("\"BTC\" and \"XXBT\""), "{problems:?}");
+        assert_eq!(
+            merge_watch(["eth", "XETH", "doge", " xbt"]),
+            ["ETH", "XBT", "XDG"]
+        );
+    }
+
+    #[test]
+    fn the_list_syntax_takes_commas_and_refuses_what_is_not_a_minimum() {
+        assert_eq!(
+            parse_min_list(" XBT=0.5, usd = 1000 ").unwrap(),
+            [("XBT".to_owned(), 0.5), ("usd".to_owned(), 1000.0)]
+        );
+        for (bad, expected) in [
+            ("XBT", "has no '='"),
+            ("=1", "names no asset"),
+            ("XBT=", "not a balance"),
+            ("XBT=-1", "not a balance"),
+            ("XBT=NaN", "not a balance"),
+            ("XBT=inf", "not a balance"),
+            ("XBT=1,,USD=2", "empty entry"),
+        ] {
+            let problem = parse_min_list(bad).unwrap_err();
+            assert!(problem.contains(expected), "{bad:?}: {problem}");
+        }
+        assert_eq!(parse_watch_list("XBT, eth").unwrap(), ["XBT", "eth"]);
+        assert!(
+            parse_watch_list("XBT,")
+                .unwrap_err()
+                .contains("empty asset name")
+        );
+    }
+}
