@@ -7,6 +7,7 @@ mod binary;
 mod docs;
 mod e2e;
 mod faults;
+mod layers;
 mod mixin;
 mod props;
 mod rules;
