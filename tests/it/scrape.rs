@@ -1,9 +1,13 @@
 //! Scraping `/metrics`: the exposition, the refresh policy and error classification.
+//!
+//! Time is paused and paced (see [`crate::paced_clock`]): intervals, staleness, latencies and
+//! deadlines are tokio time, so waiting them out costs milliseconds and bounds are exact.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kraken_exporter::kraken::Endpoint;
 use kraken_exporter::kraken::sim::{Fault, SimOptions};
+use tokio::time::Instant;
 
 use crate::{Harness, client, sample};
 
@@ -48,7 +52,7 @@ fn normalize(exposition: &str) -> String {
         + "\n"
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn exposition_matches_the_golden_file() {
     let h = Harness::start_with_balances(
         // The audit runs after the first refresh; leaving it out keeps the file deterministic.
@@ -75,7 +79,7 @@ async fn exposition_matches_the_golden_file() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
     let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
     h.wait_ready().await;
@@ -126,7 +130,7 @@ async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_vanished_asset_vanishes_from_the_exposition() {
     let h = Harness::start_with_balances(
         &["--refresh.min-interval", "100ms"],
@@ -151,10 +155,12 @@ async fn a_vanished_asset_vanishes_from_the_exposition() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
+    // The minimum interval is long, so every scrape below falls inside it: one that did not join
+    // the refresh in flight would start a call of its own, while one after it reuses its result.
     let h = Harness::start(
-        &["--refresh.min-interval", "300ms"],
+        &["--refresh.min-interval", "5s"],
         SimOptions {
             latency: Duration::from_millis(300),
             ..SimOptions::default()
@@ -162,7 +168,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
     )
     .await;
     h.wait_ready().await;
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let before = h.sim.calls(Endpoint::BalanceEx);
     let client = client();
     let url = h.url("/metrics");
@@ -193,7 +199,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fresh() {
     let h = Harness::start(
         &["--refresh.min-interval", "300ms", "--audit.disabled"],
@@ -239,7 +245,7 @@ async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fres
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     let h = Harness::start_with_balances(
         &["--refresh.min-interval", "100ms"],
@@ -276,7 +282,7 @@ async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
     let h = Harness::start(
         &[
@@ -344,7 +350,7 @@ async fn exposition_after(fault: Fault, times: Option<u32>, args: &[&str]) -> (H
     panic!("the first refresh never finished");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_reason_is_reached_by_an_injected_error() {
     let cases: Vec<(Fault, &str, Vec<&str>)> = vec![
         (
@@ -456,7 +462,7 @@ async fn every_reason_is_reached_by_an_injected_error() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_refused_is_http() {
     // Reserve a port, then free it so nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -495,7 +501,7 @@ async fn connection_refused_is_http() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_invalid_nonce_is_retried_with_a_fresh_nonce() {
     let (h, body) = exposition_after(
         Fault::KrakenError("EAPI:Invalid nonce".into()),
@@ -527,7 +533,7 @@ async fn one_invalid_nonce_is_retried_with_a_fresh_nonce() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
     let (h, body) =
         exposition_after(Fault::KrakenError("EAPI:Invalid nonce".into()), None, &[]).await;
@@ -544,7 +550,7 @@ async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refused_balance_ex_falls_back_to_balance_without_holds() {
     let h = Harness::start(
         &[],
@@ -576,7 +582,7 @@ async fn refused_balance_ex_falls_back_to_balance_without_holds() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forcing_balance_ex_reports_the_refusal() {
     let h = Harness::start(
         &["--kraken.balance-endpoint", "balance-ex"],
@@ -610,7 +616,7 @@ async fn forcing_balance_ex_reports_the_refusal() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forcing_balance_uses_balance_only() {
     let h = Harness::start(
         &["--kraken.balance-endpoint", "balance"],
@@ -623,7 +629,7 @@ async fn forcing_balance_uses_balance_only() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_empty_account_is_up_with_no_balances() {
     let (h, body) = exposition_after(Fault::NoResult, None, &[]).await;
     assert_eq!(
@@ -635,7 +641,7 @@ async fn an_empty_account_is_up_with_no_balances() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
     let h = Harness::start(&["--refresh.interval", "200ms"], SimOptions::default()).await;
     h.wait_ready().await;
@@ -656,7 +662,7 @@ async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn background_mode_reuses_the_body_until_something_changes() {
     let h = Harness::start(
         &["--refresh.interval", "300ms", "--audit.disabled"],
@@ -696,7 +702,7 @@ async fn background_mode_reuses_the_body_until_something_changes() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn asset_names_are_fetched_once_not_per_scrape() {
     let h = Harness::start(&["--refresh.min-interval", "50ms"], SimOptions::default()).await;
     h.wait_ready().await;
@@ -709,7 +715,7 @@ async fn asset_names_are_fetched_once_not_per_scrape() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_routes_health_readiness_and_errors() {
     let h = Harness::start(&[], SimOptions::default()).await;
     h.sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
@@ -725,7 +731,7 @@ async fn http_routes_health_readiness_and_errors() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn landing_page_shows_status_and_balances() {
     let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
     h.wait_ready().await;
@@ -744,7 +750,7 @@ async fn landing_page_shows_status_and_balances() {
 
 /// A scraper that accepts gzip (Prometheus always does) gets the exposition compressed, and it
 /// decompresses to the same families; one that does not gets plain text.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
     use std::io::Read as _;
     let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
