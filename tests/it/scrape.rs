@@ -33,7 +33,8 @@ fn normalize(exposition: &str) -> String {
     exposition
         .lines()
         .map(|line| {
-            let volatile = line.starts_with("kraken_request_duration_seconds_bucket")
+            let volatile = line.starts_with("process_")
+                || line.starts_with("kraken_request_duration_seconds_bucket")
                 || line.starts_with("kraken_request_duration_seconds_sum")
                 || line.starts_with("kraken_last_success_timestamp_seconds{")
                 || line
@@ -797,5 +798,34 @@ async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
             .collect::<Vec<_>>()
     };
     assert_eq!(families(&plain), families(&text));
+    h.stop().await;
+}
+
+/// `/metrics` carries the exporter's own `process_*` families with live values; `/probe`, whose
+/// series belong to one account, does not.
+#[tokio::test]
+async fn process_metrics_describe_the_running_exporter_on_metrics_only() {
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let body = h.metrics().await;
+    let resident = sample(&body, "process_resident_memory_bytes", "").expect("resident memory");
+    assert!(resident > 1_000_000.0, "{resident}");
+    let open_fds = sample(&body, "process_open_fds", "").expect("open fds");
+    assert!(open_fds >= 3.0, "{open_fds}");
+    let started = sample(&body, "process_start_time_seconds", "").expect("start time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started} vs {now}"
+    );
+    assert!(
+        body.contains("# TYPE process_cpu_seconds_total counter\n"),
+        "{body}"
+    );
+    let (_, _, probe) = h.get("/probe?account=default", &[]).await;
+    assert!(!probe.contains("process_"), "{probe}");
     h.stop().await;
 }
