@@ -52,7 +52,7 @@ const HELP_KRAKEN_EXPORTER_CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "1 if the lates
 const HELP_KRAKEN_EXPORTER_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str = "Unix time the running configuration was loaded (at start-up or by the latest successful reload).";
 
 /// HELP of `kraken_asset_price`.
-const HELP_KRAKEN_ASSET_PRICE: &str = "Last trade price of one unit of the asset in the quote currency (Kraken's public Ticker), for assets some account holds; staked and reward variants (DOT.S, USD.M) carry their base asset's price. Refreshed at most once per --refresh.min-interval; value = kraken_balance * on(asset) group_left kraken_asset_price.";
+const HELP_KRAKEN_ASSET_PRICE: &str = "Last trade price of one unit of the asset in the quote currency (Kraken's public Ticker), for assets some account holds; staked and reward variants (DOT.S, USD.M) carry their base asset's price. Refreshed at most once per --refresh.min-interval, and within seconds for a newly held asset; value = kraken_balance * on(asset) group_left kraken_asset_price.";
 
 /// HELP of `kraken_asset_price_missing`.
 const HELP_KRAKEN_ASSET_PRICE_MISSING: &str = "1 for a held asset that has no market in the quote currency (or no recent trade), so it is left out of valuations rather than counted as worth 0.";
