@@ -170,6 +170,7 @@ async fn build_set(
             && old.policy == config.policy
             && old.demo == config.demo
             && old.audit == config.audit
+            && old.earn == config.earn
             && old.valuation == config.valuation
     };
     let market = match previous {
@@ -302,6 +303,9 @@ fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<Endpoint> {
     if config.audit.enabled {
         endpoints.extend([Endpoint::GetApiKeyInfo, Endpoint::WithdrawMethods]);
     }
+    if config.earn.enabled {
+        endpoints.push(Endpoint::EarnAllocations);
+    }
     if config.valuation.trade_balance {
         endpoints.push(Endpoint::TradeBalance);
     }
@@ -349,6 +353,7 @@ fn start_account(
     );
     let extras = Extras {
         audit_interval: config.audit.enabled.then_some(config.audit.interval),
+        earn_interval: config.earn.enabled.then_some(config.earn.interval),
         trade_balance_quote: config.valuation.trade_balance.then(|| {
             config
                 .valuation

@@ -560,6 +560,7 @@ mod tests {
             equivalent: None,
             trade_balance_refused: false,
             retry_at: None,
+            earn: None,
         }
     }
 

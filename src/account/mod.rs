@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::audit::{self, KeyAudit};
 use crate::kraken::client::BalanceAnswer;
-use crate::kraken::{AssetTable, KrakenClient, KrakenError, Reason};
+use crate::kraken::{AssetTable, EarnAllocation, KrakenClient, KrakenError, Reason};
 use crate::market::Market;
 use crate::metrics::RequestMetrics;
 use crate::spendable;
@@ -54,6 +54,10 @@ struct State {
     equivalent: Option<(String, f64, Instant)>,
     /// Kraken refused TradeBalance; it is not asked again until a reload.
     trade_balance_refused: bool,
+    /// Latest Earn allocations and when they were fetched.
+    earn: Option<(Arc<Vec<EarnAllocation>>, Instant)>,
+    /// When Earn allocations are fetched next; `None` before the first attempt.
+    earn_due: Option<Instant>,
 }
 
 /// Calls an account makes besides balances.
@@ -63,6 +67,8 @@ pub struct Extras {
     pub audit_interval: Option<Duration>,
     /// Collect TradeBalance's equivalent balance in this quote (an altname such as `USD`).
     pub trade_balance_quote: Option<String>,
+    /// Fetch Earn allocations at this interval; `None` turns them off.
+    pub earn_interval: Option<Duration>,
 }
 
 /// How long to wait before trying a failed audit again.
@@ -201,6 +207,7 @@ impl Account {
             // The extra calls run in this same task, after the balance call, so calls with
             // this key never overlap and their nonces reach Kraken in order.
             self.audit_if_due().await;
+            self.earn_if_due().await;
             self.trade_balance_if_enabled(&assets).await;
             self.changes.touch();
         }
@@ -327,12 +334,43 @@ impl Account {
                         "key audit: this key can move funds or trade; an exporter needs only 'Funds: Query': create a Query-only key and replace this one"
                     );
                 }
+                for warning in &audit.warnings {
+                    tracing::warn!(account = %self.name(), "key audit: {}", warning.message());
+                }
                 state.audit = Some(audit);
                 state.audit_due = Some(Instant::now() + interval);
             }
             Err(error) => {
                 tracing::warn!(account = %self.name(), %error, "key audit failed; trying again later");
                 state.audit_due = Some(Instant::now() + AUDIT_RETRY);
+            }
+        }
+    }
+
+    /// Fetches the Earn allocations when due (every `earn_interval`, much slower than balances:
+    /// they change by the day). A failed or refused call is counted like any other, keeps the
+    /// previous allocations until they are stale, and is tried again at the next interval; it
+    /// never makes the account down.
+    async fn earn_if_due(&self) {
+        let Some(interval) = self.extras.earn_interval else {
+            return;
+        };
+        let now = Instant::now();
+        if self.lock().earn_due.is_some_and(|due| now < due) {
+            return;
+        }
+        let result = self.client.earn_allocations().await;
+        let mut state = self.lock();
+        state.earn_due = Some(Instant::now() + interval);
+        match result {
+            Ok(allocations) => state.earn = Some((Arc::new(allocations), Instant::now())),
+            Err(error) if error.reason() == Reason::PermissionDenied => tracing::warn!(
+                account = %self.name(),
+                %error,
+                "Earn/Allocations was refused: it needs 'Funds: Query' like the balances; kraken_earn_allocation is not exported for this account; set --earn.disabled (earn.enabled: false) to stop asking"
+            ),
+            Err(error) => {
+                tracing::warn!(account = %self.name(), %error, "fetching Earn allocations failed; keeping the previous ones until they are stale");
             }
         }
     }
@@ -451,6 +489,11 @@ impl Account {
             .as_ref()
             .filter(|(_, _, at)| at.elapsed() <= self.policy.stale_after)
             .map(|(quote, value, _)| (quote.clone(), *value));
+        // Earn allocations are fetched less often than balances: stale after two missed fetches.
+        let earn = state.earn.as_ref().and_then(|(allocations, at)| {
+            let limit = self.extras.earn_interval? * 2 + self.policy.stale_after;
+            (at.elapsed() <= limit).then(|| Arc::clone(allocations))
+        });
         let retry_at = state.backoff_until.and_then(|until| {
             let wait = until.checked_duration_since(Instant::now())?;
             Some(SystemTime::now() + wait)
@@ -465,6 +508,7 @@ impl Account {
             equivalent,
             trade_balance_refused: state.trade_balance_refused,
             retry_at,
+            earn,
         }
     }
 }

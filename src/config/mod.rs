@@ -55,6 +55,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default interval of the key-permission audit.
 pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
+/// Default interval of the Earn allocations: they change by the day, and each fetch costs one
+/// call of the key's rate budget.
+pub const DEFAULT_EARN_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
 /// Everything the exporter needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,6 +80,8 @@ pub struct Config {
     pub policy: RefreshPolicy,
     /// The key-permission audit.
     pub audit: AuditConfig,
+    /// Earn allocations.
+    pub earn: EarnConfig,
     /// Prices in a quote currency.
     pub valuation: ValuationConfig,
     /// The HTTP front.
@@ -157,6 +163,15 @@ pub struct AuditConfig {
     /// Whether keys are audited at all.
     pub enabled: bool,
     /// How often each key is audited again.
+    pub interval: Duration,
+}
+
+/// Earn allocations (`kraken_earn_allocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarnConfig {
+    /// Whether Earn/Allocations is called at all.
+    pub enabled: bool,
+    /// How often each account's allocations are fetched again.
     pub interval: Duration,
 }
 

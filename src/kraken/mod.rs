@@ -20,7 +20,9 @@ pub use client::{BalanceEndpoint, ClientOptions, KrakenClient, TICKER_BATCH};
 pub use endpoint::Endpoint;
 pub use error::{KrakenError, Reason};
 pub use observer::CallObserver;
-pub use parse::{ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, PairInfo, PairTable};
+pub use parse::{
+    ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, EarnAllocation, KeyExpiry, PairInfo, PairTable,
+};
 
 #[cfg(test)]
 mod tests {
