@@ -6,6 +6,7 @@ mod accounts;
 mod binary;
 mod docs;
 mod e2e;
+mod earn;
 mod faults;
 mod mixin;
 mod props;

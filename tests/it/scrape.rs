@@ -58,6 +58,16 @@ async fn exposition_matches_the_golden_file() {
     )
     .await;
     h.wait_ready().await;
+    // The Earn allocations are fetched right after the first balances, in the same task; the
+    // file shows them once that call is counted (well within the 10s minimum interval, so no
+    // second refresh starts meanwhile).
+    let earn_counted = r#"kraken_requests_total{account="default",endpoint="Earn/Allocations"} 1"#;
+    for _ in 0..250 {
+        if h.metrics().await.contains(earn_counted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, content_type, body) = h.get("/metrics", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
