@@ -41,7 +41,10 @@ async fn metrics_when(h: &Harness, done: impl Fn(&str) -> bool) -> String {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the exposition never showed what the test waits for:\n{}", h.metrics().await);
+    panic!(
+        "the exposition never showed what the test waits for:\n{}",
+        h.metrics().await
+    );
 }
 
 fn requests(body: &str, endpoint: &str) -> f64 {
@@ -74,7 +77,11 @@ async fn earn_allocations_are_exported_by_state_on_their_own_slower_interval() {
     assert!((eth_earning - 0.4765).abs() < 1e-9, "{body}");
     let next = |asset: &str| {
         let labels = format!("account=\"default\",asset=\"{asset}\"");
-        sample(&body, "kraken_earn_next_unbonding_timestamp_seconds", &labels)
+        sample(
+            &body,
+            "kraken_earn_next_unbonding_timestamp_seconds",
+            &labels,
+        )
     };
     // DOT's earlier of two unbonding expiries; ETH's exit queue; nothing unbonds in USDC.
     assert_eq!(next("DOT"), Some(1_796_716_800.0), "{body}");
@@ -226,7 +233,10 @@ async fn check(sim: &SimKraken) -> (bool, String, String) {
 #[tokio::test]
 async fn check_prints_key_hygiene() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     sim.set_key_info(SimKeyInfo {
         name: "monitor".into(),
         valid_until: now + 60 * 86_400 + 3600,
@@ -238,7 +248,10 @@ async fn check_prints_key_hygiene() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("Key name: monitor\n"), "{out}");
     assert!(out.contains("Key expires: in 60 days\n"), "{out}");
-    assert!(out.contains("Key IP allowlist: none: usable from any IP"), "{out}");
+    assert!(
+        out.contains("Key IP allowlist: none: usable from any IP"),
+        "{out}"
+    );
     assert!(out.contains("Key age: 100 days\n"), "{out}");
 }
 
@@ -247,11 +260,17 @@ async fn check_prints_key_hygiene() {
 #[tokio::test]
 async fn check_explains_a_nonce_on_another_scale() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     sim.set_last_nonce(now_ms * 1000);
     let (ok, out, err) = check(&sim).await;
     assert!(!ok, "{out}{err}");
     assert!(err.contains("reason: invalid_nonce"), "{err}");
     assert!(err.contains("microsecond"), "{err}");
-    assert!(err.contains("create a new API key for the exporter alone"), "{err}");
+    assert!(
+        err.contains("create a new API key for the exporter alone"),
+        "{err}"
+    );
 }
