@@ -70,10 +70,7 @@ fn render(template: &str, config: &MixinConfig, json: bool) -> String {
     template
         .replace("@JOB_SELECTOR@", &escape(&config.job_selector))
         .replace("@RUNBOOK_URL@", &escape(&config.runbook_url))
-        .replace(
-            "@KEY_ROTATION_DAYS@",
-            &config.key_rotation_days.to_string(),
-        )
+        .replace("@KEY_ROTATION_DAYS@", &config.key_rotation_days.to_string())
 }
 
 /// A rule template without its first comment paragraph (which documents the template itself,
