@@ -12,25 +12,7 @@ use kraken_exporter::cli::Cli;
 use kraken_exporter::kraken::Endpoint;
 use kraken_exporter::kraken::sim::{Fault, SimKeyInfo, SimKraken, SimOptions};
 
-use crate::{Harness, Served, sample};
-
-/// Starts an exporter against `sim`, already set up by the test, so its first refresh and key
-/// audit see what the test set.
-async fn serve(sim: SimKraken, args: &[&str]) -> Harness {
-    let creds = sim.credentials();
-    let key = creds.key.expose().to_owned();
-    let secret = STANDARD.encode(creds.secret.expose());
-    let url = sim.url();
-    let mut argv = vec!["--kraken.api-url", &url];
-    argv.extend_from_slice(args);
-    let env: SharedEnv = Arc::new(move |name: &str| match name {
-        "KRAKEN_API_KEY" => Some(key.clone()),
-        "KRAKEN_API_SECRET" => Some(secret.clone()),
-        _ => None,
-    });
-    let served = Served::start(&argv, env).await;
-    Harness { sim, served }
-}
+use crate::{Harness, sample};
 
 /// Scrapes until `done` holds for the exposition (at most about 10 s), and returns it.
 async fn metrics_when(h: &Harness, done: impl Fn(&str) -> bool) -> String {
@@ -101,7 +83,7 @@ async fn a_refused_earn_call_is_counted_and_breaks_neither_balances_nor_metrics(
         Fault::KrakenError("EGeneral:Permission denied".into()),
         None,
     );
-    let h = serve(sim, &["--audit.disabled"]).await;
+    let h = Harness::serve(sim, &["--audit.disabled"]).await;
     h.wait_ready().await;
     let body = metrics_when(&h, |body| requests(body, "Earn/Allocations") >= 1.0).await;
     let labels = "account=\"default\",endpoint=\"Earn/Allocations\",reason=\"permission_denied\"";
@@ -150,7 +132,7 @@ async fn key_hygiene_is_exported_from_get_api_key_info() {
         ip_allowlist: vec!["192.0.2.1/32".into(), "198.51.100.0/24".into()],
         last_used: None,
     });
-    let h = serve(sim, &["--earn.disabled"]).await;
+    let h = Harness::serve(sim, &["--earn.disabled"]).await;
     h.wait_ready().await;
     let body = metrics_when(&h, |body| body.contains("kraken_api_key_info{")).await;
     let account = "account=\"default\"";
