@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use kraken_exporter::audit::{AuditSource, KeyAudit};
 use kraken_exporter::kraken::Reason;
@@ -94,7 +94,7 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
         balances: Some(Arc::new(Snapshot {
             balances,
             fetched_at: SystemTime::now(),
-            fetched_instant: Instant::now(),
+            fetched_instant: tokio::time::Instant::now(),
             endpoint: Endpoint::BalanceEx,
             available: Some(available),
         })),

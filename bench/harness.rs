@@ -1486,7 +1486,7 @@ fn alloc(bench: &Bench, opts: &Opts) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(5));
         }
         let n = (200_000 / (accounts * assets) as u64).clamp(5, 2_000);
-        let far = Instant::now() + Duration::from_secs(3600);
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         let (allocs, bytes, micros, size) = per_call(n, || {
             bench.runtime.block_on(exporter.render(far, None)).len()
         });

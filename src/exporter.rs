@@ -4,18 +4,20 @@
 //! Assets list is known ([`resolve_assets`]: thresholds and watched assets by short name, and the
 //! names that are no Kraken asset, logged once each), the watched-asset zeros, and the assembly
 //! of one scrape (all accounts for `/metrics`, one for `/probe`).
-//! Must not: read configuration or talk HTTP; [`crate::app`] builds account sets and
-//! [`crate::web`] serves what this renders.
+//! Must not: read configuration or talk HTTP ([`crate::app`] builds account sets and
+//! [`crate::web`] serves what this renders), or read `std::time::Instant` (deadlines and the
+//! body cache run on tokio's clock, so tests can pause it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::account::{Account, PendingScrape};
 use crate::asset_names::{self, Resolution};
@@ -23,6 +25,7 @@ use crate::config::AccountConfig;
 use crate::kraken::AssetTable;
 use crate::market::Market;
 use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
+use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 
 /// Background tasks of one account; aborted when the last account set holding them is dropped.
@@ -177,8 +180,11 @@ impl Exporter {
         Arc::clone(&self.set.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Replaces the account set; scrapes in progress finish with the old one.
+    /// Replaces the account set; scrapes in progress finish with the old one. Assets held only
+    /// by removed accounts are no longer priced.
     pub fn replace(&self, set: AccountSet) {
+        set.market
+            .retain_holders(|name| set.accounts.iter().any(|a| a.config.name == name));
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         // A reloaded configuration logs its unknown asset names again, once each.
         self.reported_unknown
@@ -302,6 +308,7 @@ impl Exporter {
             only,
             &self.requests,
             &self.build,
+            whole.then(ProcessStats::read).flatten().as_ref(),
             capacity,
         );
         if whole {
@@ -485,8 +492,6 @@ pub(crate) fn with_watched(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
     use crate::kraken::{AssetInfo, BalanceEndpoint, Endpoint};
 
@@ -638,5 +643,106 @@ mod tests {
         let mut stale = status(Endpoint::BalanceEx, Some(&[("XBT", 1.3)]));
         stale.balances = None;
         assert!(with_watched(stale, &resolved, &table()).balances.is_none());
+    }
+}
+
+/// The body cache on paused time.
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::account::{Extras, RefreshPolicy};
+    use crate::kraken::client::http_client;
+    use crate::kraken::nonce::{NonceSource, SystemClock};
+    use crate::kraken::sim::{SimKraken, SimOptions};
+    use crate::kraken::{BalanceEndpoint, ClientOptions, KrakenClient};
+
+    const STALE_AFTER: Duration = Duration::from_secs(10);
+
+    /// A background-mode exporter of one account on the simulated Kraken, refreshed once.
+    async fn background_exporter(sim: &SimKraken) -> Exporter {
+        let metrics = Arc::new(RequestMetrics::new());
+        let options = ClientOptions {
+            api_url: sim.url(),
+            timeout: Duration::from_secs(5),
+            balance_endpoint: BalanceEndpoint::Auto,
+        };
+        let http = http_client(options.timeout).unwrap();
+        let public = KrakenClient::public(
+            http.clone(),
+            options.clone(),
+            "_public".into(),
+            metrics.clone(),
+        );
+        let market = Market::new(public, Duration::from_secs(3600), None, metrics.clone());
+        let client = KrakenClient::new(
+            http,
+            options,
+            sim.credentials(),
+            NonceSource::new(Box::new(SystemClock)),
+            "default".into(),
+            metrics.clone(),
+        );
+        let policy = RefreshPolicy {
+            background_interval: Some(Duration::from_secs(3600)),
+            stale_after: STALE_AFTER,
+            ..RefreshPolicy::default()
+        };
+        let account = Account::new(
+            client,
+            policy,
+            Extras::default(),
+            Arc::clone(&market),
+            metrics.clone(),
+        );
+        account.refresh_now().await;
+        let config = AccountConfig {
+            name: "default".into(),
+            credentials: None,
+            balance_endpoint: BalanceEndpoint::Auto,
+            api_url: None,
+            nonce_file: None,
+            min_balance: BTreeMap::new(),
+            watch: Vec::new(),
+        };
+        let set = AccountSet {
+            accounts: vec![ExportedAccount {
+                account,
+                config,
+                tasks: Arc::new(Tasks::default()),
+            }],
+            market,
+        };
+        Exporter::new(set, metrics, "/metrics".into(), false, true, None, false)
+    }
+
+    fn shows_balances(body: &Bytes) -> bool {
+        String::from_utf8_lossy(body).contains("kraken_balance{")
+    }
+
+    /// Time is paused: the cached body's lifetime and the staleness limit are crossed exactly.
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_body_is_reused_for_at_most_its_lifetime() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = crate::account::tests::pace_the_clock();
+        let exporter = background_exporter(&sim).await;
+        let fetched = Instant::now();
+        let deadline = || Instant::now() + Duration::from_secs(5);
+        // Rendered half a second before the balances go stale.
+        tokio::time::advance(STALE_AFTER - Duration::from_millis(500)).await;
+        let first = exporter.render(deadline(), None).await;
+        assert!(shows_balances(&first));
+        // Stale now, but nothing changed and the cached body is younger than CACHE_FOR.
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(fetched.elapsed() > STALE_AFTER);
+        let cached = exporter.render(deadline(), None).await;
+        assert_eq!(cached, first, "served from the cache");
+        // Past CACHE_FOR the body is rendered again, and the stale balances are gone.
+        tokio::time::advance(CACHE_FOR).await;
+        let fresh = exporter.render(deadline(), None).await;
+        assert!(
+            !shows_balances(&fresh),
+            "{}",
+            String::from_utf8_lossy(&fresh)
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::kraken::{CallObserver, EarnAllocation, Endpoint, KeyExpiry, Reason};
+use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance};
 use crate::valuation::PriceBook;
 
@@ -94,6 +95,28 @@ const HELP_KRAKEN_EARN_NEXT_UNBONDING_TIMESTAMP_SECONDS: &str = "Unix time the n
 
 /// HELP of `kraken_equivalent_balance`.
 const HELP_KRAKEN_EQUIVALENT_BALANCE: &str = "Kraken's own valuation of the account in the quote currency (TradeBalance eb), when valuation.trade_balance is on and Kraken allows it for the key. Cached like kraken_balance.";
+
+/// HELP of `process_cpu_seconds_total` (as the Go and Rust client libraries write it).
+const HELP_PROCESS_CPU_SECONDS_TOTAL: &str = "Total user and system CPU time spent in seconds.";
+
+/// HELP of `process_max_fds`.
+const HELP_PROCESS_MAX_FDS: &str = "Maximum number of open file descriptors.";
+
+/// HELP of `process_open_fds`.
+const HELP_PROCESS_OPEN_FDS: &str = "Number of open file descriptors.";
+
+/// HELP of `process_resident_memory_bytes`.
+const HELP_PROCESS_RESIDENT_MEMORY_BYTES: &str = "Resident memory size in bytes.";
+
+/// HELP of `process_start_time_seconds`.
+const HELP_PROCESS_START_TIME_SECONDS: &str =
+    "Start time of the process since unix epoch in seconds.";
+
+/// HELP of `process_threads`.
+const HELP_PROCESS_THREADS: &str = "Number of OS threads in the process.";
+
+/// HELP of `process_virtual_memory_bytes`.
+const HELP_PROCESS_VIRTUAL_MEMORY_BYTES: &str = "Virtual memory size in bytes.";
 
 /// HELP of `kraken_up`.
 const HELP_KRAKEN_UP: &str = "1 if the latest refresh of the account's balances from Kraken succeeded; 0 if it failed, is backing off after a failure, or did not finish within the scrape timeout.";
@@ -416,12 +439,15 @@ pub fn render(
         only_account,
         requests,
         build,
+        None,
         capacity,
     )
 }
 
 /// [`render`] into a buffer of `capacity` bytes, such as the previous exposition's size, so a
-/// large exposition is written without growing (and copying) its buffer.
+/// large exposition is written without growing (and copying) its buffer, with the exporter's
+/// own `process_*` families when `process` is given (`/metrics`, not `/probe`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn render_sized(
     accounts: &[AccountView<'_>],
     prices: Option<&PriceBook>,
@@ -429,6 +455,7 @@ pub(crate) fn render_sized(
     only_account: Option<&str>,
     requests: &RequestMetrics,
     build: &BuildInfo,
+    process: Option<&ProcessStats>,
     capacity: usize,
 ) -> Vec<u8> {
     let mut w = Writer {
@@ -447,6 +474,9 @@ pub(crate) fn render_sized(
     write_last_success(&mut w, accounts);
     write_requests(&mut w, requests, only_account);
     write_up(&mut w, accounts);
+    if let Some(process) = process {
+        write_process(&mut w, process);
+    }
     w.out.into_bytes()
 }
 
@@ -506,6 +536,55 @@ fn write_key_hygiene(w: &mut Writer, accounts: &[AccountView<'_>]) {
                 &[("account", &account)],
                 Value::Float(allowlist.len() as f64),
             );
+        }
+    }
+}
+
+/// The `process_*` families, named and described as Prometheus' Go and Rust client libraries
+/// export them, so the usual process dashboards and alerts work unchanged.
+fn write_process(w: &mut Writer, process: &ProcessStats) {
+    let gauges = [
+        (
+            "process_max_fds",
+            HELP_PROCESS_MAX_FDS,
+            process.max_fds.map(|n| n as f64),
+        ),
+        (
+            "process_open_fds",
+            HELP_PROCESS_OPEN_FDS,
+            Some(process.open_fds as f64),
+        ),
+        (
+            "process_resident_memory_bytes",
+            HELP_PROCESS_RESIDENT_MEMORY_BYTES,
+            Some(process.resident_memory_bytes as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            HELP_PROCESS_START_TIME_SECONDS,
+            Some(process.start_time_seconds),
+        ),
+        (
+            "process_threads",
+            HELP_PROCESS_THREADS,
+            Some(process.threads as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            HELP_PROCESS_VIRTUAL_MEMORY_BYTES,
+            Some(process.virtual_memory_bytes as f64),
+        ),
+    ];
+    let mut f = w.family(
+        "process_cpu_seconds_total",
+        HELP_PROCESS_CPU_SECONDS_TOTAL,
+        "counter",
+    );
+    f.sample("", &[], Value::Float(process.cpu_seconds));
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            w.family(name, help, "gauge")
+                .sample("", &[], Value::Float(value));
         }
     }
 }

@@ -44,8 +44,16 @@ pub fn available_by_asset(balances: &[AssetBalance], assets: &AssetTable) -> BTr
         };
     }
     sums.into_iter()
-        .filter_map(|(name, sum)| sum.map(|sum| (name, sum)))
+        .filter_map(|(name, sum)| sum.map(|sum| (name, at_kraken_precision(sum))))
         .collect()
+}
+
+/// Kraken keeps amounts to at most 10 decimals; a sum or difference of such amounts is rounded
+/// back to them, so `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
+fn at_kraken_precision(amount: f64) -> f64 {
+    const SCALE: f64 = 1e10;
+    let rounded = (amount * SCALE).round() / SCALE;
+    if rounded.is_finite() { rounded } else { amount }
 }
 
 /// Splits `XBT.F` into (`XBT`, `F`); a code without a dot has no suffix.
@@ -72,6 +80,13 @@ fn base_name(base: &str, assets: &AssetTable) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_are_kept_at_krakens_ten_decimals() {
+        let balances = [ex("XXBT", 1.2345678901, 0.1)];
+        let available = available_by_asset(&balances, &table());
+        assert_eq!(available["XBT"].to_string(), "1.1345678901");
+    }
     use crate::kraken::AssetInfo;
 
     fn table() -> AssetTable {

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use crate::audit::KeyAudit;
 use crate::kraken::{EarnAllocation, Endpoint, Reason};
@@ -52,7 +54,8 @@ pub struct Snapshot {
     pub balances: Vec<LabeledBalance>,
     /// Wall-clock time of the refresh, for `kraken_last_success_timestamp_seconds`.
     pub fetched_at: SystemTime,
-    /// Monotonic time of the refresh, for the staleness limit.
+    /// Monotonic time of the refresh, for the staleness limit (tokio's clock, so tests can
+    /// pause and advance it).
     pub fetched_instant: Instant,
     /// Which endpoint answered ([`Endpoint::BalanceEx`] or [`Endpoint::Balance`]); see
     /// [`Endpoint::reports_holds`].

@@ -4,15 +4,17 @@
 //! audit and TradeBalance when due), single-flight (concurrent scrapes share one call), the
 //! optional background loop, and the staleness limit after which balances are dropped. The
 //! settings and the backoff are in [`policy`]; the status it reports is [`crate::status`].
-//! Must not: parse Kraken bodies or render metrics. A refresh runs in its own task, so a scrape
-//! that gives up waiting never cancels a call in flight.
+//! Must not: parse Kraken bodies or render metrics, or read `std::time::Instant` (its clock is
+//! tokio's, so tests can pause it). A refresh runs in its own task, so a scrape that gives up
+//! waiting never cancels a call in flight.
 
 pub mod policy;
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::audit::{self, KeyAudit};
 use crate::kraken::client::BalanceAnswer;
@@ -203,7 +205,7 @@ impl Account {
         let held = self.record(result, now, &assets);
         self.changes.touch();
         if let Some(held) = held {
-            self.market.note_held(held);
+            self.market.note_held(self.name(), held);
             // The extra calls run in this same task, after the balance call, so calls with
             // this key never overlap and their nonces reach Kraken in order.
             self.audit_if_due().await;
@@ -411,7 +413,6 @@ impl Account {
         let Some(mut receiver) = receiver else {
             return true;
         };
-        let deadline = tokio::time::Instant::from_std(deadline);
         matches!(
             tokio::time::timeout_at(deadline, receiver.changed()).await,
             Ok(Ok(()))
@@ -510,5 +511,159 @@ impl Account {
             retry_at,
             earn,
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::kraken::client::http_client;
+    use crate::kraken::nonce::{NonceSource, SystemClock};
+    use crate::kraken::sim::{Fault, SimKraken, SimOptions};
+    use crate::kraken::{BalanceEndpoint, ClientOptions, Endpoint};
+
+    const MIN_INTERVAL: Duration = Duration::from_secs(10);
+    const STALE_AFTER: Duration = Duration::from_secs(300);
+
+    /// An account on the simulated Kraken with the production policy (no scaled backoffs).
+    fn account(sim: &SimKraken) -> Arc<Account> {
+        let metrics = Arc::new(RequestMetrics::new());
+        let options = ClientOptions {
+            api_url: sim.url(),
+            timeout: Duration::from_secs(5),
+            balance_endpoint: BalanceEndpoint::Auto,
+        };
+        let http = http_client(options.timeout).unwrap();
+        let public = KrakenClient::public(
+            http.clone(),
+            options.clone(),
+            "_public".into(),
+            metrics.clone(),
+        );
+        let market = Market::new(public, Duration::from_secs(3600), None, metrics.clone());
+        let client = KrakenClient::new(
+            http,
+            options,
+            sim.credentials(),
+            NonceSource::new(Box::new(SystemClock)),
+            "default".into(),
+            metrics.clone(),
+        );
+        let policy = RefreshPolicy {
+            min_interval: MIN_INTERVAL,
+            stale_after: STALE_AFTER,
+            ..RefreshPolicy::default()
+        };
+        Account::new(client, policy, Extras::default(), market, metrics)
+    }
+
+    /// Time is paused, and tokio moves a paused clock to the next timer whenever nothing is
+    /// runnable: this timer keeps each such move to a millisecond, so an answer still in flight
+    /// on loopback never lets a scrape's deadline fire early.
+    pub(crate) fn pace_the_clock() -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    }
+
+    async fn scrape(account: &Arc<Account>) -> AccountStatus {
+        let pending = account.begin_scrape();
+        account
+            .finish_scrape(pending, Instant::now() + Duration::from_secs(5))
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_minimum_interval_and_the_backoff_hold_kraken_off_for_their_full_length() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = pace_the_clock();
+        let account = account(&sim);
+        let calls = || sim.calls(Endpoint::BalanceEx);
+        account.refresh_now().await;
+        assert_eq!(calls(), 1);
+        assert!(scrape(&account).await.up);
+        assert_eq!(calls(), 1, "inside the minimum interval");
+        tokio::time::advance(MIN_INTERVAL).await;
+        assert!(scrape(&account).await.up);
+        assert_eq!(calls(), 2);
+
+        sim.inject(
+            Endpoint::BalanceEx,
+            Fault::KrakenError("EAPI:Rate limit exceeded".into()),
+            None,
+        );
+        tokio::time::advance(MIN_INTERVAL).await;
+        let status = scrape(&account).await;
+        assert!(!status.up);
+        assert_eq!(status.last_error.unwrap().0, Reason::RateLimited);
+        assert!(status.balances.is_some(), "the last good balances are kept");
+        assert_eq!(calls(), 3);
+        // A rate limit waits 30 s, whatever the scrapes.
+        tokio::time::advance(Duration::from_secs(29)).await;
+        scrape(&account).await;
+        assert_eq!(calls(), 3, "called again during the backoff");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        scrape(&account).await;
+        assert_eq!(calls(), 4);
+        // The second failure in a row doubles it.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        scrape(&account).await;
+        assert_eq!(calls(), 4);
+        sim.clear_faults();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(scrape(&account).await.up, "recovered by itself");
+        assert_eq!(calls(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn balances_go_stale_after_their_limit_while_kraken_fails() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = pace_the_clock();
+        let account = account(&sim);
+        account.refresh_now().await;
+        let fetched = Instant::now();
+        sim.inject(
+            Endpoint::BalanceEx,
+            Fault::Status(502, "bad gateway".into()),
+            None,
+        );
+        tokio::time::advance(STALE_AFTER - Duration::from_secs(1)).await;
+        let status = scrape(&account).await;
+        assert!(!status.up);
+        assert!(status.balances.is_some(), "not stale yet");
+        tokio::time::advance(fetched + STALE_AFTER + Duration::from_secs(1) - Instant::now()).await;
+        let status = account.status(true);
+        assert!(status.balances.is_none(), "stale balances are dropped");
+        assert!(status.last_success.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scrape_gives_up_at_its_deadline_and_the_refresh_carries_on() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = pace_the_clock();
+        let account = account(&sim);
+        account.refresh_now().await;
+        sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
+        tokio::time::advance(MIN_INTERVAL).await;
+        let started = Instant::now();
+        let pending = account.begin_scrape();
+        let status = account
+            .finish_scrape(pending, started + Duration::from_secs(2))
+            .await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(2) && waited < Duration::from_millis(2010),
+            "waited {waited:?}, not until the deadline"
+        );
+        assert!(!status.up);
+        assert!(status.balances.is_some());
+        // The call goes on until the client's own timeout (5 s), then counts as a failure.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            account.status(true).last_error.map(|e| e.0),
+            Some(Reason::Timeout)
+        );
     }
 }

@@ -6,12 +6,13 @@
 //! [`crate::account::Account`] for a status and may refresh), or answer anything but 200 on the
 //! metrics path because Kraken failed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
+use tokio::time::Instant;
 
 use super::landing::landing_page;
 use crate::exporter::Exporter;

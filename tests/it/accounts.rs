@@ -1,15 +1,18 @@
-//! Many accounts from one config file: serving, `/probe`, thresholds, watched assets, reload,
-//! and `--config.check`.
+//! Many accounts from one config file: serving, `/probe`, thresholds, watched assets, prices,
+//! reload, and `--config.check`.
+//!
+//! Time is paused and paced (see [`crate::paced_clock`]): intervals and deadlines are tokio time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kraken_exporter::app::SharedEnv;
 use kraken_exporter::kraken::Endpoint;
 use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
+use tokio::time::Instant;
 
 use crate::{Served, client, sample};
 
@@ -153,7 +156,7 @@ fn balances(list: &[(&str, f64)]) -> Balances {
     Some(list.iter().map(|(c, v)| (c.to_string(), *v, 0.0)).collect())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn three_accounts_with_one_hanging_are_served_without_delay() {
     let fleet = Fleet::start(
         "refresh: {min_interval: 100ms}",
@@ -207,7 +210,7 @@ async fn three_accounts_with_one_hanging_are_served_without_delay() {
     fleet.served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_account_with_a_bad_key_fails_alone() {
     let fleet = Fleet::start(
         "",
@@ -256,7 +259,7 @@ async fn an_account_with_a_bad_key_fails_alone() {
     fleet.served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn probe_serves_one_configured_account_and_refuses_everything_else() {
     let fleet = Fleet::start("", &[("cold", "", None), ("hot", "", None)], &[]).await;
     fleet.wait_up("cold").await;
@@ -282,7 +285,7 @@ async fn probe_serves_one_configured_account_and_refuses_everything_else() {
     fleet.served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn thresholds_and_watched_zeros_are_exported() {
     let fleet = Fleet::start(
         "",
@@ -334,7 +337,7 @@ async fn thresholds_and_watched_zeros_are_exported() {
     fleet.served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reload_keeps_the_running_config_when_the_new_file_is_broken() {
     let fleet = Fleet::start("", &[("cold", "", None)], &[]).await;
     fleet.wait_up("cold").await;
@@ -427,7 +430,7 @@ async fn wait_for(fleet: &Fleet, name: &str, labels: &str) -> String {
     panic!("{name}{{{labels}}} never appeared");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_audit_flags_a_key_that_can_withdraw_and_not_a_query_only_one() {
     let fleet = Fleet::start_with(
         "",
@@ -502,7 +505,7 @@ async fn the_audit_flags_a_key_that_can_withdraw_and_not_a_query_only_one() {
     fleet.served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn staked_assets_are_priced_as_their_base_and_unpriced_ones_are_reported() {
     let fleet = Fleet::start(
         "valuation: {quote: USD}\naudit: {enabled: false}",
@@ -564,7 +567,105 @@ async fn staked_assets_are_priced_as_their_base_and_unpriced_ones_are_reported()
     fleet.served.stop().await;
 }
 
-#[tokio::test]
+/// The price series of `asset` in USD: `Some(Some(price))`, `Some(None)` when reported missing,
+/// `None` when the exposition says nothing about it.
+fn price_series(body: &str, asset: &str) -> Option<Option<f64>> {
+    let labels = format!(r#"asset="{asset}",quote="USD""#);
+    match sample(body, "kraken_asset_price", &labels) {
+        Some(price) => Some(Some(price)),
+        None => (sample(body, "kraken_asset_price_missing", &labels) == Some(1.0)).then_some(None),
+    }
+}
+
+/// The second account's balances arrive after the first price refresh: its assets are priced (or
+/// reported missing) a second or so later, not a minimum interval later, and the public
+/// endpoints are not hammered meanwhile.
+#[tokio::test(start_paused = true)]
+async fn every_account_is_priced_within_seconds_of_readiness() {
+    let fleet = Fleet::start_with(
+        "valuation: {quote: USD}\naudit: {enabled: false}\nrefresh: {min_interval: 5m}",
+        &[
+            ("hot", "", balances(&[("XXBT", 0.5)])),
+            ("cold", "", balances(&[("XETH", 3.0), ("NEWCOIN", 1.0)])),
+        ],
+        &[],
+        |name| SimOptions {
+            // Slow enough that the first price refresh has run before its balances arrive.
+            latency: Duration::from_millis(if name == "cold" { 500 } else { 0 }),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    fleet.served.wait_ready().await;
+    let ready = Instant::now();
+    let mut body = fleet.served.metrics().await;
+    while price_series(&body, "ETH").is_none() || price_series(&body, "NEWCOIN").is_none() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(3),
+            "the second account's assets are still unpriced:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        body = fleet.served.metrics().await;
+    }
+    assert_eq!(price_series(&body, "XBT"), Some(Some(65000.0)), "{body}");
+    assert!(price_series(&body, "ETH").unwrap().is_some(), "{body}");
+    assert_eq!(
+        price_series(&body, "NEWCOIN"),
+        Some(None),
+        "no market: missing"
+    );
+    let tickers = sample(
+        &body,
+        "kraken_requests_total",
+        r#"account="_public",endpoint="Ticker""#,
+    )
+    .unwrap();
+    assert!(
+        tickers <= 2.0,
+        "{tickers} Ticker calls: one refresh per newcomer at most"
+    );
+    fleet.served.stop().await;
+}
+
+/// An asset no account holds any more loses its price series at the next refresh of the account
+/// that sold it, and an asset of a removed account at the reload that removes it.
+#[tokio::test(start_paused = true)]
+async fn a_sold_asset_and_a_removed_accounts_assets_lose_their_price() {
+    let fleet = Fleet::start(
+        "valuation: {quote: USD}\naudit: {enabled: false}\nrefresh: {min_interval: 1s}",
+        &[
+            ("hot", "", balances(&[("XXBT", 0.5), ("XETH", 3.0)])),
+            ("cold", "", balances(&[("DOT", 100.0)])),
+        ],
+        &[],
+    )
+    .await;
+    fleet.served.wait_ready().await;
+    let body = wait_for(&fleet, "kraken_asset_price", r#"asset="DOT",quote="USD""#).await;
+    assert!(price_series(&body, "ETH").is_some(), "{body}");
+    // "hot" sells its ether.
+    fleet.sims[0].set_balances(vec![("XXBT".into(), 0.5, 0.0)]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let body = fleet.served.metrics().await;
+    assert!(!body.contains(r#"asset="ETH""#), "{body}");
+    assert!(price_series(&body, "XBT").is_some(), "{body}");
+    // "cold" is removed.
+    let yaml = std::fs::read_to_string(&fleet.config).unwrap();
+    let kept: String = yaml.split("  - name: cold").next().unwrap().to_owned();
+    std::fs::write(&fleet.config, kept).unwrap();
+    let response = client()
+        .post(fleet.served.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = fleet.served.metrics().await;
+    assert!(!body.contains(r#"asset="DOT""#), "{body}");
+    assert!(price_series(&body, "XBT").is_some(), "{body}");
+    fleet.served.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn trade_balance_is_collected_when_allowed_and_a_refusal_is_not_an_outage() {
     let fleet = Fleet::start_with(
         "valuation: {quote: USD, trade_balance: true}\naudit: {enabled: false}\nrefresh: {min_interval: 100ms}",
@@ -855,7 +956,7 @@ fn config_check_names_the_place_and_the_fix_of_every_mistake() {
 
 /// In demo mode the shared market has a simulated Kraken of its own: a reload that removes the
 /// first account does not take the server of the public data (assets, pairs, prices) with it.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
     let dir = TempDir::new();
     let config = dir.write(
@@ -926,7 +1027,7 @@ async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
 
 /// Without `--web.enable-lifecycle`, `POST /-/reload` is refused with 403 and changes nothing,
 /// as Prometheus' own lifecycle API does.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reload_over_http_needs_the_lifecycle_flag() {
     let dir = TempDir::new();
     let config = dir.write("kraken.yml", "accounts:\n  - name: first\n", 0o600);

@@ -5,9 +5,13 @@
 //!
 //! Backoffs are scaled down (the production table waits up to 15 minutes), which is a setting
 //! of the library, not of operators: the code path is the production one.
+//!
+//! Time is paused and paced (see [`crate::paced_clock`]): the fault windows, backoffs, timeouts
+//! and scrape deadlines below are tokio time, so they pass in milliseconds and every bound on
+//! elapsed time is exact rather than a guess about the machine's speed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -17,6 +21,7 @@ use kraken_exporter::kraken::Endpoint;
 use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use crate::{Served, sample};
 
@@ -150,17 +155,17 @@ async fn check_fault(fault: Fault, reason: &str, max_calls: u64, args: &[&str]) 
     served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_that_never_answers_times_out() {
     check_fault(Fault::Hang, "timeout", 4, &[]).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_body_that_trickles_forever_times_out() {
     check_fault(Fault::Trickle, "timeout", 4, &[]).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_500_and_502_are_unavailable() {
     check_fault(
         Fault::Status(500, "Internal Server Error".into()),
@@ -178,7 +183,7 @@ async fn http_500_and_502_are_unavailable() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cloudflare_520_and_522_pages_are_unavailable() {
     let page = include_str!("../fixtures/kraken/cloudflare_520.html");
     check_fault(Fault::Status(520, page.into()), "unavailable", 6, &[]).await;
@@ -195,13 +200,13 @@ async fn cloudflare_520_and_522_pages_are_unavailable() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn truncated_json_is_a_decode_error() {
     let body = include_bytes!("../fixtures/kraken/truncated.json").to_vec();
     check_fault(Fault::RawBody(body), "decode", 6, &[]).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_body_larger_than_any_balance_answer_is_cut_off() {
     let huge = format!(
         r#"{{"error":[],"result":{{"XXBT":{{"balance":"1","hold_trade":"0","pad":"{}"}}}}}}"#,
@@ -210,7 +215,7 @@ async fn a_body_larger_than_any_balance_answer_is_cut_off() {
     check_fault(Fault::RawBody(huge.into_bytes()), "decode", 6, &[]).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_body_that_is_not_json_is_a_decode_error() {
     check_fault(
         Fault::RawBody(b"<html>maintenance</html>".to_vec()),
@@ -221,7 +226,7 @@ async fn a_body_that_is_not_json_is_a_decode_error() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rate_limits_back_off() {
     check_fault(
         Fault::KrakenError("EAPI:Rate limit exceeded".into()),
@@ -232,7 +237,7 @@ async fn rate_limits_back_off() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn throttled_waits_until_the_time_kraken_gave() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     let served = exporter(&sim, &sim.url(), &[], FAST).await;
@@ -267,7 +272,7 @@ async fn throttled_waits_until_the_time_kraken_gave() {
     served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_lockout_is_not_retried_until_its_wait_is_over() {
     // Scaled to 0.005: the 15-minute lockout wait becomes 4.5 s, still longer than the window.
     let policy = BackoffPolicy {
@@ -296,7 +301,7 @@ async fn a_lockout_is_not_retried_until_its_wait_is_over() {
     served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_invalid_nonce_is_retried_and_a_repeated_one_is_not_looped() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     let served = exporter(&sim, &sim.url(), &[], FAST).await;
@@ -325,7 +330,7 @@ async fn one_invalid_nonce_is_retried_and_a_repeated_one_is_not_looped() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_key_and_signature_are_not_retried_tightly() {
     // Base 60 s × 0.05 = 3 s: one call (plus at most one more) in the window.
     check_fault(
@@ -416,7 +421,7 @@ impl Drop for Switch {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_refused_is_http_and_recovers_when_kraken_is_back() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     let target = sim.url().trim_start_matches("http://").parse().unwrap();
@@ -448,7 +453,7 @@ async fn connection_refused_is_http_and_recovers_when_kraken_is_back() {
     served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dns_failure_is_http() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     let served = exporter(&sim, "https://kraken-exporter-test.invalid", &[], FAST).await;
@@ -466,7 +471,7 @@ async fn dns_failure_is_http() {
     served.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tls_handshake_failure_is_http() {
     // A listener that answers a TLS ClientHello with plain text: the handshake fails.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -50,6 +50,38 @@ pub struct Served {
     shutdown: Option<oneshot::Sender<()>>,
     /// The serving task.
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Under paused time, the task that keeps the clock moving (see [`paced_clock`]).
+    clock: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How far a paused clock moves at most while the runtime waits for anything.
+const CLOCK_STEP: Duration = Duration::from_millis(1);
+
+/// Whether the test runs on paused time (`#[tokio::test(start_paused = true)]`): a paused clock
+/// does not move while the thread sleeps.
+pub fn clock_is_paused() -> bool {
+    let before = tokio::time::Instant::now();
+    std::thread::sleep(Duration::from_micros(200));
+    tokio::time::Instant::now() == before
+}
+
+/// Under paused time, a timer that fires every [`CLOCK_STEP`], so the clock never moves by more
+/// than that at once while the runtime waits.
+///
+/// Tokio advances a paused clock whenever no task is runnable and polling the sockets woke
+/// nothing, straight to the next timer. In-process loopback I/O normally wakes a task first, but
+/// an answer the kernel has not delivered yet would let the clock leap to a scrape's deadline or
+/// a client's timeout, and fail a test for no reason. Paced, such a leap costs a millisecond,
+/// while sleeps, backoffs, deadlines and timeouts of seconds still pass in a few milliseconds of
+/// real time. Tests jump further at will with `tokio::time::advance`.
+pub fn paced_clock() -> Option<tokio::task::JoinHandle<()>> {
+    clock_is_paused().then(|| {
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(CLOCK_STEP).await;
+            }
+        })
+    })
 }
 
 impl Served {
@@ -89,6 +121,7 @@ impl Served {
             addr,
             shutdown: Some(tx),
             task,
+            clock: paced_clock(),
         }
     }
 }
@@ -193,6 +226,9 @@ impl Served {
             let _ = tx.send(());
         }
         (&mut self.task).await.unwrap().unwrap();
+        if let Some(clock) = self.clock.take() {
+            clock.abort();
+        }
     }
 }
 

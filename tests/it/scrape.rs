@@ -1,9 +1,13 @@
 //! Scraping `/metrics`: the exposition, the refresh policy and error classification.
+//!
+//! Time is paused and paced (see [`crate::paced_clock`]): intervals, staleness, latencies and
+//! deadlines are tokio time, so waiting them out costs milliseconds and bounds are exact.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kraken_exporter::kraken::Endpoint;
 use kraken_exporter::kraken::sim::{Fault, SimOptions};
+use tokio::time::Instant;
 
 use crate::{Harness, client, sample};
 
@@ -29,7 +33,8 @@ fn normalize(exposition: &str) -> String {
     exposition
         .lines()
         .map(|line| {
-            let volatile = line.starts_with("kraken_request_duration_seconds_bucket")
+            let volatile = line.starts_with("process_")
+                || line.starts_with("kraken_request_duration_seconds_bucket")
                 || line.starts_with("kraken_request_duration_seconds_sum")
                 || line.starts_with("kraken_last_success_timestamp_seconds{")
                 || line
@@ -48,7 +53,7 @@ fn normalize(exposition: &str) -> String {
         + "\n"
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn exposition_matches_the_golden_file() {
     let h = Harness::start_with_balances(
         // The audit runs after the first refresh; leaving it out keeps the file deterministic.
@@ -85,7 +90,7 @@ async fn exposition_matches_the_golden_file() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
     let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
     h.wait_ready().await;
@@ -136,7 +141,7 @@ async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_vanished_asset_vanishes_from_the_exposition() {
     let h = Harness::start_with_balances(
         &["--refresh.min-interval", "100ms"],
@@ -161,10 +166,12 @@ async fn a_vanished_asset_vanishes_from_the_exposition() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
+    // The minimum interval is long, so every scrape below falls inside it: one that did not join
+    // the refresh in flight would start a call of its own, while one after it reuses its result.
     let h = Harness::start(
-        &["--refresh.min-interval", "300ms"],
+        &["--refresh.min-interval", "5s"],
         SimOptions {
             latency: Duration::from_millis(300),
             ..SimOptions::default()
@@ -172,7 +179,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
     )
     .await;
     h.wait_ready().await;
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let before = h.sim.calls(Endpoint::BalanceEx);
     let client = client();
     let url = h.url("/metrics");
@@ -203,7 +210,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fresh() {
     let h = Harness::start(
         &["--refresh.min-interval", "300ms", "--audit.disabled"],
@@ -249,7 +256,7 @@ async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fres
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     let h = Harness::start_with_balances(
         &["--refresh.min-interval", "100ms"],
@@ -286,7 +293,7 @@ async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
     let h = Harness::start(
         &[
@@ -354,7 +361,7 @@ async fn exposition_after(fault: Fault, times: Option<u32>, args: &[&str]) -> (H
     panic!("the first refresh never finished");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_reason_is_reached_by_an_injected_error() {
     let cases: Vec<(Fault, &str, Vec<&str>)> = vec![
         (
@@ -466,7 +473,7 @@ async fn every_reason_is_reached_by_an_injected_error() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_refused_is_http() {
     // Reserve a port, then free it so nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -505,7 +512,7 @@ async fn connection_refused_is_http() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_invalid_nonce_is_retried_with_a_fresh_nonce() {
     let (h, body) = exposition_after(
         Fault::KrakenError("EAPI:Invalid nonce".into()),
@@ -537,7 +544,7 @@ async fn one_invalid_nonce_is_retried_with_a_fresh_nonce() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
     let (h, body) =
         exposition_after(Fault::KrakenError("EAPI:Invalid nonce".into()), None, &[]).await;
@@ -554,7 +561,7 @@ async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn refused_balance_ex_falls_back_to_balance_without_holds() {
     let h = Harness::start(
         &[],
@@ -586,7 +593,7 @@ async fn refused_balance_ex_falls_back_to_balance_without_holds() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forcing_balance_ex_reports_the_refusal() {
     let h = Harness::start(
         &["--kraken.balance-endpoint", "balance-ex"],
@@ -620,7 +627,7 @@ async fn forcing_balance_ex_reports_the_refusal() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forcing_balance_uses_balance_only() {
     let h = Harness::start(
         &["--kraken.balance-endpoint", "balance"],
@@ -633,7 +640,7 @@ async fn forcing_balance_uses_balance_only() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_empty_account_is_up_with_no_balances() {
     let (h, body) = exposition_after(Fault::NoResult, None, &[]).await;
     assert_eq!(
@@ -645,7 +652,7 @@ async fn an_empty_account_is_up_with_no_balances() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
     let h = Harness::start(&["--refresh.interval", "200ms"], SimOptions::default()).await;
     h.wait_ready().await;
@@ -666,7 +673,7 @@ async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn background_mode_reuses_the_body_until_something_changes() {
     let h = Harness::start(
         &["--refresh.interval", "300ms", "--audit.disabled"],
@@ -706,7 +713,7 @@ async fn background_mode_reuses_the_body_until_something_changes() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn asset_names_are_fetched_once_not_per_scrape() {
     let h = Harness::start(&["--refresh.min-interval", "50ms"], SimOptions::default()).await;
     h.wait_ready().await;
@@ -719,7 +726,7 @@ async fn asset_names_are_fetched_once_not_per_scrape() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_routes_health_readiness_and_errors() {
     let h = Harness::start(&[], SimOptions::default()).await;
     h.sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
@@ -735,7 +742,7 @@ async fn http_routes_health_readiness_and_errors() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn landing_page_shows_status_and_balances() {
     let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
     h.wait_ready().await;
@@ -754,7 +761,7 @@ async fn landing_page_shows_status_and_balances() {
 
 /// A scraper that accepts gzip (Prometheus always does) gets the exposition compressed, and it
 /// decompresses to the same families; one that does not gets plain text.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
     use std::io::Read as _;
     let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
@@ -801,5 +808,34 @@ async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
             .collect::<Vec<_>>()
     };
     assert_eq!(families(&plain), families(&text));
+    h.stop().await;
+}
+
+/// `/metrics` carries the exporter's own `process_*` families with live values; `/probe`, whose
+/// series belong to one account, does not.
+#[tokio::test]
+async fn process_metrics_describe_the_running_exporter_on_metrics_only() {
+    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    h.wait_ready().await;
+    let body = h.metrics().await;
+    let resident = sample(&body, "process_resident_memory_bytes", "").expect("resident memory");
+    assert!(resident > 1_000_000.0, "{resident}");
+    let open_fds = sample(&body, "process_open_fds", "").expect("open fds");
+    assert!(open_fds >= 3.0, "{open_fds}");
+    let started = sample(&body, "process_start_time_seconds", "").expect("start time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started} vs {now}"
+    );
+    assert!(
+        body.contains("# TYPE process_cpu_seconds_total counter\n"),
+        "{body}"
+    );
+    let (_, _, probe) = h.get("/probe?account=default", &[]).await;
+    assert!(!probe.contains("process_"), "{probe}");
     h.stop().await;
 }
