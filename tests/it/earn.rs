@@ -256,3 +256,46 @@ async fn check_explains_a_nonce_on_another_scale() {
         "{err}"
     );
 }
+
+/// The demo's simulated Kraken has Earn allocations in every state and a key with an expiry
+/// date and a creation date, so every Earn and key hygiene panel has data.
+#[tokio::test]
+async fn the_demo_shows_every_earn_state_and_a_key_that_expires() {
+    let no_env: SharedEnv = Arc::new(|_: &str| None);
+    let served = crate::Served::start(&["--demo"], no_env).await;
+    served.wait_ready().await;
+    let mut body = served.metrics().await;
+    for _ in 0..500 {
+        if body.contains("kraken_earn_allocation{") && body.contains("kraken_api_key_info{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        body = served.metrics().await;
+    }
+    let state = |asset: &str, state: &str| {
+        let labels = format!("account=\"default\",asset=\"{asset}\",state=\"{state}\"");
+        sample(&body, "kraken_earn_allocation", &labels).unwrap_or(0.0)
+    };
+    assert!(state("DOT", "unbonding") > 0.0, "{body}");
+    assert!(state("ETH", "bonding") > 0.0, "{body}");
+    assert!(state("ETH", "exit_queue") > 0.0, "{body}");
+    assert!(state("USDC", "earning") > 0.0, "{body}");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let account = "account=\"default\"";
+    let expiry = sample(&body, "kraken_api_key_expiry_timestamp_seconds", account).unwrap();
+    let days_left = (expiry - now) / 86_400.0;
+    assert!((59.0..=60.0).contains(&days_left), "{days_left} days");
+    let created = sample(&body, "kraken_api_key_created_timestamp_seconds", account).unwrap();
+    assert!(created < now, "{body}");
+    let unbonding = sample(
+        &body,
+        "kraken_earn_next_unbonding_timestamp_seconds",
+        "account=\"default\",asset=\"DOT\"",
+    )
+    .unwrap();
+    assert!(unbonding > now, "the demo's unbonding is ahead: {body}");
+    served.stop().await;
+}
