@@ -527,6 +527,11 @@ pub(crate) mod tests {
 
     /// An account on the simulated Kraken with the production policy (no scaled backoffs).
     fn account(sim: &SimKraken) -> Arc<Account> {
+        account_with(sim, Extras::default())
+    }
+
+    /// Like [`account`], with the given extra calls.
+    fn account_with(sim: &SimKraken, extras: Extras) -> Arc<Account> {
         let metrics = Arc::new(RequestMetrics::new());
         let options = ClientOptions {
             api_url: sim.url(),
@@ -554,7 +559,7 @@ pub(crate) mod tests {
             stale_after: STALE_AFTER,
             ..RefreshPolicy::default()
         };
-        Account::new(client, policy, Extras::default(), market, metrics)
+        Account::new(client, policy, extras, market, metrics)
     }
 
     /// Time is paused, and tokio moves a paused clock to the next timer whenever nothing is
@@ -664,6 +669,58 @@ pub(crate) mod tests {
         assert_eq!(
             account.status(true).last_error.map(|e| e.0),
             Some(Reason::Timeout)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn earn_is_fetched_once_per_interval_kept_through_a_failure_then_dropped_as_stale() {
+        const EARN: Duration = Duration::from_secs(600);
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = pace_the_clock();
+        let account = account_with(
+            &sim,
+            Extras {
+                earn_interval: Some(EARN),
+                ..Extras::default()
+            },
+        );
+        let calls = || sim.calls(Endpoint::EarnAllocations);
+        account.refresh_now().await;
+        let fetched = Instant::now();
+        assert_eq!(calls(), 1);
+        let earn = account
+            .status(true)
+            .earn
+            .expect("allocations after the first refresh");
+        assert_eq!(earn.len(), 3);
+        // Balances refresh every minimum interval; Earn waits for its own interval.
+        tokio::time::advance(MIN_INTERVAL).await;
+        assert!(scrape(&account).await.up);
+        assert_eq!(calls(), 1);
+        tokio::time::advance(EARN).await;
+        assert!(scrape(&account).await.up);
+        assert_eq!(calls(), 2);
+        // A refused Earn call neither downs the account nor drops what is known.
+        sim.inject(
+            Endpoint::EarnAllocations,
+            Fault::KrakenError("EGeneral:Permission denied".into()),
+            None,
+        );
+        tokio::time::advance(EARN).await;
+        let status = scrape(&account).await;
+        assert_eq!(calls(), 3);
+        assert!(status.up);
+        assert!(status.earn.is_some(), "kept while not stale");
+        // Stale once older than twice the interval plus the staleness limit (the second fetch
+        // was one interval after the first).
+        let limit = EARN * 2 + STALE_AFTER;
+        tokio::time::advance(
+            fetched + EARN + MIN_INTERVAL + limit + Duration::from_secs(1) - Instant::now(),
+        )
+        .await;
+        assert!(
+            account.status(true).earn.is_none(),
+            "stale allocations are dropped"
         );
     }
 }
