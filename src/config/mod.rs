@@ -451,6 +451,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn earn_is_on_every_10m_by_default_and_follows_its_flags_and_the_file() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let config = resolve_with(&[], &creds).unwrap();
+        assert_eq!(
+            config.earn,
+            EarnConfig {
+                enabled: true,
+                interval: Duration::from_secs(600)
+            }
+        );
+        let config = resolve_with(&["--earn.disabled", "--earn.interval", "1h"], &creds).unwrap();
+        assert!(!config.earn.enabled);
+        assert_eq!(config.earn.interval, Duration::from_secs(3600));
+        let message = resolve_with(&["--earn.interval", "30s"], &creds)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--earn.interval") && message.contains("at least 1m"),
+            "{message}"
+        );
+        let file = temp_file(
+            b"earn: {enabled: false, interval: 30m}\naccounts:\n  - name: a\n    key_env: K\n    secret_env: S\n",
+        );
+        let config = resolve_with(
+            &["--config.file", file.to_str().unwrap()],
+            &[("K", "k"), ("S", SECRET)],
+        )
+        .unwrap();
+        assert_eq!(
+            config.earn,
+            EarnConfig {
+                enabled: false,
+                interval: Duration::from_secs(1800)
+            }
+        );
+    }
+
     fn refused(args: &[&str], pairs: &[(&str, &str)]) -> String {
         resolve_with(args, pairs).unwrap_err().to_string()
     }
