@@ -21,7 +21,9 @@ use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
 use crate::kraken::client::{ClientOptions, http_client};
 use crate::kraken::nonce::{NonceSource, SystemClock};
-use crate::kraken::sim::{STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken, SimOptions};
+use crate::kraken::sim::{
+    PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken, SimOptions,
+};
 use crate::kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
@@ -318,6 +320,7 @@ async fn demo_endpoint(
                 SimKraken::start(SimOptions {
                     moving: true,
                     rate_limit: Some(STARTER_RATE_LIMIT),
+                    public_rate_limit: Some(PUBLIC_RATE_LIMIT),
                     ..SimOptions::default()
                 })
                 .await

@@ -247,8 +247,9 @@ pub fn assemble(plan: &PricePlan, last_prices: &HashMap<String, f64>) -> PriceBo
 
 /// Prices every held asset in `quote` (an altname such as `USD`, or a code): plans the routes,
 /// asks Ticker once for all the pairs needed (batched by the client), and assembles the book.
-/// Makes no call when no held asset needs a market. Fails only when Ticker fails; assets without
-/// a market are listed in [`PriceBook::unpriced`].
+/// Makes no call when no held asset needs a market. Fails only when no Ticker batch succeeded;
+/// assets without a market, and those of a batch that failed, are listed in
+/// [`PriceBook::unpriced`].
 pub async fn fetch_prices(
     client: &KrakenClient,
     held: &[(String, String)],
@@ -261,7 +262,11 @@ pub async fn fetch_prices(
     let last_prices = if needed.is_empty() {
         HashMap::new()
     } else {
-        client.ticker(&needed).await?
+        let ticker = client.ticker(&needed).await?;
+        if let Some(error) = &ticker.failure {
+            tracing::warn!(%error, "some prices could not be fetched; their assets are reported as missing until the next price refresh");
+        }
+        ticker.prices
     };
     Ok(assemble(&plan, &last_prices))
 }
@@ -580,6 +585,71 @@ mod tests {
             "_public".into(),
             metrics.clone(),
         )
+        .with_public_spacing(Duration::ZERO)
+    }
+
+    #[tokio::test]
+    async fn a_failed_ticker_batch_leaves_its_assets_unpriced_and_keeps_the_others() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = public_client(&sim, &metrics);
+        // Twenty coins whose pairs Kraken does not know fill the first batch, which fails.
+        let coins: Vec<String> = (0..crate::kraken::TICKER_BATCH)
+            .map(|i| format!("AAA{i:02}"))
+            .collect();
+        let mut assets: Vec<(String, AssetInfo)> = coins
+            .iter()
+            .map(|code| {
+                let info = AssetInfo {
+                    altname: code.clone(),
+                    decimals: 10,
+                };
+                (code.clone(), info)
+            })
+            .collect();
+        assets.extend(client.assets().await.unwrap().codes().map(|code| {
+            let info = AssetInfo {
+                altname: code.to_owned(),
+                decimals: 10,
+            };
+            (code.to_owned(), info)
+        }));
+        let mut pairs: Vec<(String, PairInfo)> = coins
+            .iter()
+            .map(|code| {
+                let pair = PairInfo {
+                    altname: format!("{code}USD"),
+                    base: code.clone(),
+                    quote: "ZUSD".into(),
+                };
+                (format!("{code}USD"), pair)
+            })
+            .collect();
+        pairs.push((
+            "XXBTZUSD".into(),
+            PairInfo {
+                altname: "XBTUSD".into(),
+                base: "XXBT".into(),
+                quote: "ZUSD".into(),
+            },
+        ));
+        let mut held: Vec<(String, String)> =
+            coins.iter().map(|c| (c.clone(), c.clone())).collect();
+        held.push(("XXBT".into(), "XBT".into()));
+
+        let book = fetch_prices(
+            &client,
+            &held,
+            &AssetTable::from_entries(assets),
+            &PairTable::from_entries(pairs),
+            "ZUSD",
+        )
+        .await
+        .expect("one batch answered, so prices are kept");
+        assert_eq!(book.prices.get("XBT"), Some(&65000.0));
+        assert_eq!(book.unpriced.len(), coins.len());
+        assert!(coins.iter().all(|c| book.unpriced.contains(c)), "{book:?}");
+        assert_eq!(sim.calls(Endpoint::Ticker), 2);
     }
 
     #[tokio::test]

@@ -591,6 +591,29 @@ mod tests {
     }
 
     #[test]
+    fn an_api_url_with_a_path_is_refused_from_the_flag_and_the_file() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let from_flag = refused(
+            &["--kraken.api-url", "http://127.0.0.1:8080/0/private"],
+            &creds,
+        );
+        assert!(from_flag.contains("--kraken.api-url"), "{from_flag}");
+        assert!(
+            from_flag.contains("give the base URL only, like https://api.kraken.com"),
+            "{from_flag}"
+        );
+        let file = temp_file(
+            b"kraken: {api_url: \"https://api.kraken.com/?pair=x\"}\naccounts:\n  - name: a\n    api_url: http://127.0.0.1:8080/0/private\n",
+        );
+        let from_file = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            from_file.contains("accounts[0] (a).api_url") && from_file.contains("kraken.api_url"),
+            "{from_file}"
+        );
+        assert!(from_file.contains("give the base URL only"), "{from_file}");
+    }
+
+    #[test]
     fn both_modes_check_a_credential_with_the_same_words() {
         let short = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         let pairs = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", short)];

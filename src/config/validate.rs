@@ -46,16 +46,23 @@ pub(super) fn balance_endpoint(text: &str) -> Option<BalanceEndpoint> {
 }
 
 /// Plain HTTP would send the key and signatures in clear text, so it is accepted only for a
-/// Kraken on this machine (the simulated one, or a local proxy that adds TLS). Returns the URL
-/// without trailing slash.
+/// Kraken on this machine (the simulated one, or a local proxy that adds TLS). The URL is the
+/// base the client appends `/0/private/BalanceEx` to, so a path other than `/`, a query or a
+/// fragment is a mistake (`.../0/private` would call `/0/private/0/private/BalanceEx`). Returns
+/// the URL without trailing slash.
 pub(super) fn api_url(url: &str) -> Result<String, &'static str> {
     let trimmed = url.trim_end_matches('/');
     let Some((scheme, rest)) = trimmed.split_once("://") else {
         return Err("is not a URL: write it like https://api.kraken.com");
     };
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() {
         return Err("has no host: write it like https://api.kraken.com");
+    }
+    if host.len() < rest.len() {
+        return Err(
+            "has a path, query or fragment: give the base URL only, like https://api.kraken.com (the exporter adds /0/private/... itself)",
+        );
     }
     let host_name = host
         .rsplit_once(':')
@@ -156,4 +163,36 @@ pub(super) fn telemetry_path(path: &str) -> Result<(), String> {
 /// A nonce file must be usable before the first call spends a nonce.
 pub(super) fn nonce_file(path: &Path) -> Result<(), String> {
     crate::kraken::nonce::check_state_file(path).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_url_is_the_base_url_only() {
+        for (given, accepted) in [
+            ("https://api.kraken.com", "https://api.kraken.com"),
+            ("https://api.kraken.com/", "https://api.kraken.com"),
+            ("http://127.0.0.1:8080//", "http://127.0.0.1:8080"),
+            ("http://localhost:9", "http://localhost:9"),
+        ] {
+            assert_eq!(api_url(given).as_deref(), Ok(accepted), "{given}");
+        }
+        for wrong in [
+            "http://127.0.0.1:8080/0/private",
+            "https://api.kraken.com/0/private/",
+            "https://api.kraken.com/0",
+            "https://api.kraken.com?x=1",
+            "https://api.kraken.com/?x=1",
+            "https://api.kraken.com#top",
+            "https://api.kraken.com/#top",
+        ] {
+            let message = api_url(wrong).unwrap_err();
+            assert!(
+                message.contains("give the base URL only, like https://api.kraken.com"),
+                "{wrong}: {message}"
+            );
+        }
+    }
 }

@@ -1,12 +1,13 @@
 //! The HTTP client for Kraken's REST API.
 //!
 //! Owns request construction (URL and query string of public calls, signed form body and headers
-//! of private ones), the per-request timeout, the cap on body size, the one retry of an invalid
-//! nonce, the BalanceEx → Balance fallback, the batching of Ticker requests, and reporting every
-//! call it makes to its [`CallObserver`].
-//! Must not: decide when to call, retry anything else, interpret what an answer means for the
-//! operator, know how calls are counted or exported, or let a credential reach an error, a log
-//! line or an observer.
+//! of private ones), the per-request timeout, the cap on body size, the refusal of redirects, the
+//! one retry of an invalid nonce, the BalanceEx → Balance fallback (on a refusal only), the
+//! batching and pacing of public requests (Kraken allows about one per second per IP), and
+//! reporting every call it makes to its [`CallObserver`].
+//! Must not: decide when to call, retry anything else, follow a redirect, interpret what an
+//! answer means for the operator, know how calls are counted or exported, or let a credential
+//! reach an error, a log line or an observer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,41 @@ pub const TICKER_BATCH: usize = 20;
 
 /// How long a refused BalanceEx is not asked again, when the endpoint is chosen automatically.
 const BALANCE_EX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// Least time between the starts of two public requests of one client. Kraken allows about one
+/// public request per second per IP (more answer `EGeneral:Too many requests`), and the batches
+/// of one Ticker refresh would otherwise go out back to back.
+pub const PUBLIC_CALL_SPACING: Duration = Duration::from_secs(1);
+
+/// Spaces the public requests of one client (all its tasks share it): each waits until
+/// [`PUBLIC_CALL_SPACING`] after the start of the previous one. Uses `tokio::time`, so tests can
+/// run it on paused time.
+#[derive(Debug)]
+struct PublicPacer {
+    /// Least time between two starts.
+    spacing: Duration,
+    /// When the next public request may start; `None` before the first. Held across the wait, so
+    /// waiting requests start one after the other in the order they asked.
+    next_start: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl PublicPacer {
+    fn new(spacing: Duration) -> Self {
+        Self {
+            spacing,
+            next_start: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits until a public request may start, and books the slot after it.
+    async fn wait_turn(&self) {
+        let mut next_start = self.next_start.lock().await;
+        if let Some(at) = *next_start {
+            tokio::time::sleep_until(at).await;
+        }
+        *next_start = Some(tokio::time::Instant::now() + self.spacing);
+    }
+}
 
 /// Which private endpoint returns balances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +134,16 @@ pub struct ClientOptions {
     pub balance_endpoint: BalanceEndpoint,
 }
 
+/// Last trade prices from Ticker, possibly from only some of its batches.
+#[derive(Debug)]
+pub struct TickerPrices {
+    /// Pair name (as Kraken answers it) → last trade price, from every batch that succeeded.
+    pub prices: HashMap<String, f64>,
+    /// Why some batches gave no prices (the first failure), when some failed; their pairs are
+    /// absent from `prices`.
+    pub failure: Option<KrakenError>,
+}
+
 /// The balances of one account, with the endpoint that produced them.
 #[derive(Debug, Clone)]
 pub struct BalanceAnswer {
@@ -131,6 +177,8 @@ pub struct KrakenClient {
     observer: Arc<dyn CallObserver>,
     /// Until when BalanceEx is skipped because Kraken refused it (automatic mode only).
     balance_ex_refused_until: Mutex<Option<Instant>>,
+    /// Keeps this client's public requests [`PUBLIC_CALL_SPACING`] apart.
+    public_pacer: PublicPacer,
 }
 
 impl std::fmt::Debug for KrakenClient {
@@ -148,10 +196,13 @@ pub(crate) fn user_agent() -> String {
     format!("kraken_exporter/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Builds the shared HTTP client with the given per-request timeout.
+/// Builds the shared HTTP client with the given per-request timeout. It never follows a redirect:
+/// following one would send `API-Key` and `API-Sign` to wherever it points, so a 3xx answer is a
+/// [`KrakenError::Redirected`].
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
     reqwest::Client::builder()
         .user_agent(user_agent())
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .https_only(false)
@@ -210,7 +261,15 @@ impl KrakenClient {
             account,
             observer,
             balance_ex_refused_until: Mutex::new(None),
+            public_pacer: PublicPacer::new(PUBLIC_CALL_SPACING),
         }
+    }
+
+    /// The same client with another least time between its public requests than
+    /// [`PUBLIC_CALL_SPACING`], for tests and benchmarks against a simulated Kraken.
+    pub fn with_public_spacing(mut self, spacing: Duration) -> Self {
+        self.public_pacer = PublicPacer::new(spacing);
+        self
     }
 
     /// The account name this client reports its calls under.
@@ -238,7 +297,7 @@ impl KrakenClient {
                     return self.balance().await;
                 }
                 match self.balance_ex().await {
-                    Err(e) if is_refusal(&e) => {
+                    Err(e) if e.is_endpoint_refusal() => {
                         let answer = self.balance().await?;
                         tracing::warn!(
                             account = %self.account,
@@ -285,8 +344,15 @@ impl KrakenClient {
     /// Fetches the last trade price of each pair, keyed by the pair name Kraken answers with.
     /// Ask by canonical name (`XXBTZUSD`): Kraken keys its answer by the canonical name even when
     /// asked by altname. Duplicates are asked once; more than [`TICKER_BATCH`] pairs are asked in
-    /// several requests, each counted as one `Ticker` call. No pair, no request.
-    pub async fn ticker(&self, pairs: &[String]) -> Result<HashMap<String, f64>, KrakenError> {
+    /// several requests, paced like every public request and each counted as one `Ticker` call.
+    /// No pair, no request.
+    ///
+    /// A failed batch does not lose the others: the prices of the batches that succeeded are
+    /// returned, with the failure. A batch Kraken refused for itself (`other`, such as
+    /// `EQuery:Unknown asset pair`) is skipped and the next is asked; any other failure (a rate
+    /// limit, an outage, a timeout) ends the refresh there, since the next batch would meet the
+    /// same. `Err` only when no batch succeeded.
+    pub async fn ticker(&self, pairs: &[String]) -> Result<TickerPrices, KrakenError> {
         let mut seen = HashSet::new();
         let unique: Vec<&str> = pairs
             .iter()
@@ -294,18 +360,35 @@ impl KrakenClient {
             .filter(|pair| !pair.is_empty() && seen.insert(*pair))
             .collect();
         let mut prices = HashMap::with_capacity(unique.len());
+        let mut failure = None;
+        let mut answered = unique.is_empty();
         for batch in unique.chunks(TICKER_BATCH) {
             let list: Vec<String> = batch
                 .iter()
                 .map(|pair| form_urlencoded::byte_serialize(pair.as_bytes()).collect())
                 .collect();
             let query = format!("pair={}", list.join(","));
-            prices.extend(
-                self.public_get(Endpoint::Ticker, Some(&query), parse::ticker)
-                    .await?,
-            );
+            match self
+                .public_get(Endpoint::Ticker, Some(&query), parse::ticker)
+                .await
+            {
+                Ok(batch_prices) => {
+                    answered = true;
+                    prices.extend(batch_prices);
+                }
+                Err(error) => {
+                    let stop = error.reason() != Reason::Other;
+                    failure.get_or_insert(error);
+                    if stop {
+                        break;
+                    }
+                }
+            }
         }
-        Ok(prices)
+        match failure {
+            Some(error) if !answered => Err(error),
+            failure => Ok(TickerPrices { prices, failure }),
+        }
     }
 
     /// Asks Kraken what the signing key may do (its name and permissions), so the exporter can
@@ -361,6 +444,7 @@ impl KrakenClient {
             url.push('?');
             url.push_str(query);
         }
+        self.public_pacer.wait_turn().await;
         let started = Instant::now();
         let outcome = async {
             let response = self
@@ -441,9 +525,14 @@ impl KrakenClient {
         outcome
     }
 
-    /// Reads the status and at most [`MAX_BODY_BYTES`] of the body.
+    /// Reads the status and at most [`MAX_BODY_BYTES`] of the body, whatever the status: a
+    /// non-200 answer may carry Kraken's error envelope, which the parsers classify
+    /// ([`parse::status_error`]). A redirect is an error, its body unread.
     async fn read(&self, mut response: reqwest::Response) -> Result<(u16, Vec<u8>), KrakenError> {
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(KrakenError::Redirected { status });
+        }
         if response
             .content_length()
             .is_some_and(|len| len > MAX_BODY_BYTES as u64)
@@ -504,11 +593,6 @@ fn form_body(credentials: &Credentials, nonce: u64, params: &[(&str, &str)]) -> 
     form.finish()
 }
 
-/// Whether a BalanceEx failure means "this endpoint is refused" rather than "Kraken is failing".
-fn is_refusal(error: &KrakenError) -> bool {
-    matches!(error.reason(), Reason::PermissionDenied | Reason::Other)
-}
-
 /// The error and its sources on one line (`error sending request: connection refused`).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -559,6 +643,256 @@ mod tests {
             "_public".into(),
             Arc::clone(metrics) as Arc<dyn CallObserver>,
         )
+        .with_public_spacing(Duration::ZERO)
+    }
+
+    fn signed_with(
+        sim: &SimKraken,
+        metrics: &Arc<CountingObserver>,
+        endpoint: BalanceEndpoint,
+    ) -> KrakenClient {
+        KrakenClient::new(
+            http_client(TIMEOUT).unwrap(),
+            ClientOptions {
+                balance_endpoint: endpoint,
+                ..options(sim)
+            },
+            sim.credentials(),
+            NonceSource::new(Box::new(SystemClock)),
+            "main".into(),
+            Arc::clone(metrics) as Arc<dyn CallObserver>,
+        )
+    }
+
+    /// Every pair the sim lists, sorted, and how many Ticker requests asking all of them takes.
+    async fn every_pair(client: &KrakenClient) -> Vec<String> {
+        let pairs = client.asset_pairs().await.unwrap();
+        let mut names: Vec<String> = pairs.iter().map(|(name, _)| name.to_owned()).collect();
+        names.sort();
+        assert!(names.len() > TICKER_BATCH, "{}", names.len());
+        names
+    }
+
+    #[tokio::test]
+    async fn an_unknown_method_answered_with_404_carries_krakens_own_error() {
+        let sim = start(SimOptions {
+            api_key_info_enabled: false,
+            ..SimOptions::default()
+        })
+        .await;
+        let metrics = Arc::new(CountingObserver::default());
+        let err = signed(&sim, &metrics).api_key_info().await.unwrap_err();
+        assert_eq!(err.to_string(), "Kraken answered EGeneral:Unknown method");
+        assert_eq!(err.reason(), Reason::Other);
+        assert!(err.is_endpoint_refusal(), "{err:?}");
+        assert_eq!(
+            metrics.errors("main", Endpoint::GetApiKeyInfo, Reason::Other),
+            1
+        );
+        assert_eq!(
+            metrics.errors("main", Endpoint::GetApiKeyInfo, Reason::Http),
+            0
+        );
+
+        sim.inject(
+            Endpoint::Balance,
+            Fault::Status(404, r#"{"error":["EAPI:Permission denied"]}"#.into()),
+            Some(1),
+        );
+        let err = signed_with(&sim, &metrics, BalanceEndpoint::Balance)
+            .balances()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), Reason::PermissionDenied, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_an_error_and_nothing_is_sent_where_it_points() {
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let location = format!(
+            "http://{}/0/private/BalanceEx",
+            elsewhere.local_addr().unwrap()
+        );
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        for endpoint in [Endpoint::BalanceEx, Endpoint::Assets] {
+            sim.inject(endpoint, Fault::Redirect(location.clone()), Some(1));
+        }
+        let err = signed_with(&sim, &metrics, BalanceEndpoint::BalanceEx)
+            .balances()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, KrakenError::Redirected { status: 302 }),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), Reason::Http);
+        assert!(err.to_string().contains("not followed"), "{err}");
+        let err = public(&sim, &metrics).assets().await.unwrap_err();
+        assert!(
+            matches!(err, KrakenError::Redirected { status: 302 }),
+            "{err:?}"
+        );
+        match elsewhere.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the redirect was followed: {other:?}"),
+        }
+        assert_eq!(metrics.errors("main", Endpoint::BalanceEx, Reason::Http), 1);
+    }
+
+    #[tokio::test]
+    async fn balance_ex_falls_back_to_balance_only_when_kraken_refuses_it() {
+        let transient = [
+            Fault::KrakenError("EDatabase:Internal error".into()),
+            Fault::KrakenError("EService:Unavailable".into()),
+            Fault::KrakenError("EService:Busy".into()),
+            Fault::KrakenError("EService: Throttled: 1700000000".into()),
+            Fault::KrakenError("EAPI:Rate limit exceeded".into()),
+            Fault::KrakenError("EGeneral:Too many requests".into()),
+            Fault::KrakenError("EGeneral:Invalid arguments".into()),
+            Fault::KrakenError("EGeneral:Temporary lockout".into()),
+            Fault::Status(503, "<html>503 Service Unavailable</html>".into()),
+            Fault::Status(404, "<html>Not Found</html>".into()),
+            Fault::Status(500, r#"{"error":["EGeneral:Unknown method"]}"#.into()),
+            Fault::RawBody(b"<html>maintenance</html>".to_vec()),
+        ];
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = signed(&sim, &metrics);
+        for fault in transient {
+            let label = format!("{fault:?}");
+            sim.inject(Endpoint::BalanceEx, fault, Some(1));
+            assert!(client.balances().await.is_err(), "{label}");
+            assert_eq!(
+                sim.calls(Endpoint::Balance),
+                0,
+                "{label} switched to Balance"
+            );
+            let answer = client.balances().await.unwrap();
+            assert_eq!(answer.endpoint, Endpoint::BalanceEx, "{label}");
+        }
+
+        for refusal in [
+            Fault::KrakenError("EAPI:Permission denied".into()),
+            Fault::KrakenError("EGeneral:Permission denied".into()),
+            Fault::KrakenError("EAPI:Feature disabled".into()),
+            Fault::Status(404, r#"{"error":["EGeneral:Unknown method"]}"#.into()),
+        ] {
+            let label = format!("{fault:?}", fault = refusal);
+            let sim = start(SimOptions::default()).await;
+            let client = signed(&sim, &metrics);
+            sim.inject(Endpoint::BalanceEx, refusal, Some(1));
+            let answer = client.balances().await.unwrap();
+            assert_eq!(answer.endpoint, Endpoint::Balance, "{label}");
+            assert!(answer.balances.iter().all(|b| b.hold.is_none()), "{label}");
+            // Refused: BalanceEx is not asked again for hours.
+            assert_eq!(client.balances().await.unwrap().endpoint, Endpoint::Balance);
+            assert_eq!(sim.calls(Endpoint::BalanceEx), 1, "{label}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_ticker_batch_keeps_the_prices_of_the_batches_before_it() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = public(&sim, &metrics);
+        let names = every_pair(&client).await;
+        let sim = start(SimOptions {
+            public_rate_limit: Some((1.0, 0.001)),
+            ..SimOptions::default()
+        })
+        .await;
+        let client = public(&sim, &metrics);
+        let answer = client.ticker(&names).await.unwrap();
+        assert_eq!(answer.prices.len(), TICKER_BATCH, "the first batch is kept");
+        assert!(answer.prices.contains_key(&names[0]));
+        assert!(!answer.prices.contains_key(&names[TICKER_BATCH]));
+        let failure = answer.failure.expect("the second batch failed");
+        assert_eq!(failure.reason(), Reason::RateLimited);
+        assert_eq!(
+            sim.calls(Endpoint::Ticker),
+            2,
+            "no batch after a rate limit"
+        );
+
+        // Nothing answered: an error, not an empty success.
+        let err = client.ticker(&names).await.unwrap_err();
+        assert_eq!(err.reason(), Reason::RateLimited);
+    }
+
+    #[tokio::test]
+    async fn a_ticker_batch_kraken_refuses_for_itself_does_not_stop_the_next() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = public(&sim, &metrics);
+        let mut asked: Vec<String> = (0..TICKER_BATCH).map(|i| format!("AAA{i:02}USD")).collect();
+        asked.push("XXBTZUSD".into());
+        let answer = client.ticker(&asked).await.unwrap();
+        assert_eq!(answer.prices["XXBTZUSD"], 65000.0);
+        assert_eq!(answer.prices.len(), 1);
+        assert_eq!(answer.failure.unwrap().reason(), Reason::Other);
+        assert_eq!(sim.calls(Endpoint::Ticker), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn public_requests_start_at_least_the_spacing_apart() {
+        let pacer = Arc::new(PublicPacer::new(PUBLIC_CALL_SPACING));
+        let started = tokio::time::Instant::now();
+        pacer.wait_turn().await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "the first goes at once");
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let pacer = Arc::clone(&pacer);
+                tokio::spawn(async move {
+                    pacer.wait_turn().await;
+                    tokio::time::Instant::now()
+                })
+            })
+            .collect();
+        let mut starts = Vec::new();
+        for waiter in waiters {
+            starts.push(waiter.await.unwrap() - started);
+        }
+        starts.sort();
+        assert_eq!(
+            starts,
+            [1, 2, 3].map(|s| PUBLIC_CALL_SPACING * s),
+            "one start per spacing"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let idle = tokio::time::Instant::now();
+        pacer.wait_turn().await;
+        assert_eq!(
+            idle.elapsed(),
+            Duration::ZERO,
+            "no wait after a quiet spell"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_paced_like_kraken_asks_allows_is_never_refused() {
+        let sim = start(SimOptions {
+            public_rate_limit: Some(crate::kraken::sim::PUBLIC_RATE_LIMIT),
+            ..SimOptions::default()
+        })
+        .await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = KrakenClient::public(
+            http_client(TIMEOUT).unwrap(),
+            options(&sim),
+            "_public".into(),
+            Arc::clone(&metrics) as Arc<dyn CallObserver>,
+        );
+        let names = every_pair(&client).await;
+        let answer = client.ticker(&names).await.unwrap();
+        assert!(answer.failure.is_none(), "{:?}", answer.failure);
+        assert_eq!(answer.prices.len(), names.len());
+        assert_eq!(
+            metrics.errors("_public", Endpoint::Ticker, Reason::RateLimited)
+                + metrics.errors("_public", Endpoint::AssetPairs, Reason::RateLimited),
+            0
+        );
     }
 
     async fn start(options: SimOptions) -> SimKraken {
@@ -578,7 +912,7 @@ mod tests {
         asked.extend(names.iter().take(5).cloned());
         asked.push(String::new());
 
-        let prices = client.ticker(&asked).await.unwrap();
+        let prices = client.ticker(&asked).await.unwrap().prices;
         assert_eq!(prices.len(), names.len());
         assert_eq!(prices["XXBTZUSD"], 65000.0);
         let requests = names.len().div_ceil(TICKER_BATCH) as u64;
@@ -586,7 +920,7 @@ mod tests {
         assert_eq!(metrics.requests("_public", Endpoint::Ticker), requests);
         assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 1);
 
-        assert!(client.ticker(&[]).await.unwrap().is_empty());
+        assert!(client.ticker(&[]).await.unwrap().prices.is_empty());
         assert_eq!(sim.calls(Endpoint::Ticker), requests);
     }
 
@@ -599,6 +933,7 @@ mod tests {
             .ticker(&["XXBTZUSD".into(), "NOPEUSD".into()])
             .await
             .unwrap_err();
+        // One batch, and it failed: nothing answered, so an error.
         assert_eq!(err.to_string(), "Kraken answered EQuery:Unknown asset pair");
         assert_eq!(
             metrics.errors("_public", Endpoint::Ticker, Reason::Other),

@@ -33,13 +33,15 @@ pub enum Reason {
     Unavailable,
     /// No complete answer within the per-request timeout.
     Timeout,
-    /// Connection refused, DNS or TLS failure, or an HTTP status other than 200, 429 and 5xx whose
-    /// body is not Kraken's error envelope (a proxy's page, an empty body).
+    /// Connection refused, DNS or TLS failure, a redirect (HTTP 3xx, never followed), or an HTTP
+    /// status other than 200, 429 and 5xx whose body is not Kraken's error envelope (a proxy's
+    /// page, an empty body).
     Http,
     /// The answer was not the JSON Kraken documents (HTML, truncated, too large).
     Decode,
-    /// Any other Kraken error, such as `EGeneral:Invalid arguments` or `EGeneral:Unknown method`
-    /// (which Kraken sends with HTTP 404); also a nonce that could not be issued.
+    /// Any other Kraken error, such as `EGeneral:Invalid arguments`, `EAPI:Feature disabled` or
+    /// `EGeneral:Unknown method` (which Kraken sends with HTTP 404); also a nonce that could not
+    /// be issued.
     Other,
 }
 
@@ -156,6 +158,15 @@ pub enum KrakenError {
         /// The status code.
         status: u16,
     },
+    /// The answer was a redirect (HTTP 3xx). Redirects are never followed: following one would
+    /// send the `API-Key` and `API-Sign` headers to another address.
+    #[error(
+        "HTTP status {status}: a redirect, which is not followed so the API key is never sent elsewhere; give Kraken's own base URL, like https://api.kraken.com"
+    )]
+    Redirected {
+        /// The status code (301, 302, 307, 308, ...).
+        status: u16,
+    },
     /// No complete answer within the per-request timeout.
     #[error("no complete answer within {0:?}")]
     Timeout(Duration),
@@ -191,6 +202,7 @@ impl KrakenError {
         match self {
             KrakenError::Api { reason, .. } => *reason,
             KrakenError::Status { status } => reason_for_status(*status),
+            KrakenError::Redirected { .. } => Reason::Http,
             KrakenError::Timeout(_) => Reason::Timeout,
             KrakenError::Transport(_) => Reason::Http,
             KrakenError::Decode(_) | KrakenError::TooLarge { .. } => Reason::Decode,
@@ -199,7 +211,8 @@ impl KrakenError {
     }
 
     /// Whether Kraken refused this endpoint to this key for good, rather than failing for now:
-    /// `permission_denied` (either spelling) or `EGeneral:Unknown method` (with HTTP 200 or 404).
+    /// `permission_denied` (either spelling), `EGeneral:Unknown method` (with HTTP 200 or 404)
+    /// or `EAPI:Feature disabled`.
     /// The BalanceEx → Balance fallback may switch endpoints only on such a refusal; transient
     /// failures (`EDatabase:*`, `EService:*`, rate limits, lockouts, timeouts, HTTP errors) and
     /// every other Kraken error never switch, so a blip cannot hide the holds for hours.
@@ -213,7 +226,11 @@ impl KrakenError {
                 reason: Reason::Other,
                 message,
                 ..
-            } => has_prefix(&normalise(message), "EGeneral:Unknown method"),
+            } => {
+                let message = normalise(message);
+                has_prefix(&message, "EGeneral:Unknown method")
+                    || has_prefix(&message, "EAPI:Feature disabled")
+            }
             _ => false,
         }
     }
@@ -386,6 +403,7 @@ mod tests {
             "EAPI:Permission denied",
             "EGeneral:Unknown method",
             "EGeneral: Unknown method",
+            "EAPI:Feature disabled",
         ] {
             assert!(api(refusal).is_endpoint_refusal(), "{refusal}");
         }
@@ -411,6 +429,7 @@ mod tests {
             KrakenError::Timeout(Duration::from_secs(1)),
             KrakenError::Transport("connection refused".into()),
             KrakenError::Decode("an HTML page instead of JSON".into()),
+            KrakenError::Redirected { status: 302 },
         ] {
             assert!(!failure.is_endpoint_refusal(), "{failure}");
         }

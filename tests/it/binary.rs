@@ -667,6 +667,15 @@ async fn bad_credentials_and_flags_exit_2_before_listening_and_name_the_fix() {
             vec![&from_flag, "check the path"],
         ),
         (
+            "API URL with a path",
+            vec!["--kraken.api-url", "http://127.0.0.1:9/0/private"],
+            with_secret(&secret),
+            vec![
+                "--kraken.api-url",
+                "give the base URL only, like https://api.kraken.com",
+            ],
+        ),
+        (
             "duration without a unit",
             vec!["--refresh.min-interval", "10"],
             with_secret(&secret),

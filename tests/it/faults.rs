@@ -493,3 +493,116 @@ async fn a_tls_handshake_failure_is_http() {
     served.stop().await;
     garbage.abort();
 }
+
+/// The `reason` the reason table of `docs/metrics.md` gives an error string: the row naming it
+/// (exactly, as a prefix ending in `*`, or with a `<time>` placeholder), the most specific
+/// match winning. Spaces around `:` are ignored, as Kraken writes the throttle both ways.
+fn documented_reason(docs: &str, message: &str) -> Option<String> {
+    let normalise = |text: &str| {
+        text.split(':')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(":")
+            .to_ascii_lowercase()
+    };
+    let message = normalise(message);
+    let table = docs.split("### Reasons").nth(1)?;
+    let mut best: Option<(usize, String)> = None;
+    for row in table.lines().filter(|line| line.starts_with("| `")) {
+        let mut cells = row.split('|').skip(1);
+        let reason = cells.next()?.trim().trim_matches('`').to_owned();
+        let cause = cells.next()?;
+        for token in cause.split('`').skip(1).step_by(2) {
+            let token = normalise(token);
+            let matched = if let Some(prefix) = token.strip_suffix('*') {
+                message.starts_with(prefix).then_some(prefix.len())
+            } else if let Some(at) = token.find('<') {
+                message.starts_with(&token[..at]).then_some(at)
+            } else {
+                (message == token || message.starts_with(&format!("{token}:")))
+                    .then_some(token.len())
+            };
+            if let Some(length) = matched
+                && best.as_ref().is_none_or(|(longest, _)| length > *longest)
+            {
+                best = Some((length, reason.clone()));
+            }
+        }
+    }
+    best.map(|(_, reason)| reason)
+}
+
+/// Every BalanceEx error counter, by reason.
+fn error_counts(body: &str) -> Vec<(String, f64)> {
+    kraken_exporter::kraken::Reason::ALL
+        .iter()
+        .map(|reason| (reason.as_str().to_owned(), errors(body, reason.as_str())))
+        .collect()
+}
+
+/// Each of Kraken's documented error strings, sent by the simulated Kraken, is counted by the
+/// exporter under the reason the documentation's table gives it, and under no other.
+#[tokio::test(start_paused = true)]
+async fn every_documented_error_string_is_counted_under_its_documented_reason() {
+    use kraken_exporter::kraken::sim::DOCUMENTED_ERRORS;
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let quick = BackoffPolicy {
+        scale: 0.001,
+        max: Duration::from_millis(200),
+    };
+    let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+    let served = exporter(
+        &sim,
+        &sim.url(),
+        &["--kraken.balance-endpoint", "balance-ex"],
+        quick,
+    )
+    .await;
+    served.wait_ready().await;
+    for message in DOCUMENTED_ERRORS {
+        let reason = documented_reason(&docs, message)
+            .unwrap_or_else(|| panic!("docs/metrics.md gives no reason for {message:?}"));
+        let before = error_counts(&served.metrics().await);
+        sim.inject(
+            Endpoint::BalanceEx,
+            Fault::KrakenError(message.into()),
+            Some(1),
+        );
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut body = scrape(&served).await;
+        while error_counts(&body) == before && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            body = scrape(&served).await;
+        }
+        let moved: Vec<(String, f64)> = error_counts(&body)
+            .into_iter()
+            .zip(&before)
+            .filter(|((_, now), (_, then))| now != then)
+            .map(|((reason, now), (_, then))| (reason, now - then))
+            .collect();
+        assert_eq!(moved, [(reason.clone(), 1.0)], "{message:?}");
+        wait_recovered(&served, Duration::from_secs(5)).await;
+    }
+    served.stop().await;
+}
+
+#[test]
+fn the_reason_table_is_read_most_specific_first() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    for (message, reason) in [
+        ("EService:Throttled:1700000000", "rate_limited"),
+        ("EService: Throttled: 1700000000", "rate_limited"),
+        ("EService:Busy", "unavailable"),
+        ("EDatabase:Internal error", "unavailable"),
+        ("EGeneral:Invalid arguments:ordertype", "other"),
+    ] {
+        assert_eq!(
+            documented_reason(&docs, message).as_deref(),
+            Some(reason),
+            "{message}"
+        );
+    }
+    assert_eq!(documented_reason(&docs, "EQuery:Unknown asset pair"), None);
+}

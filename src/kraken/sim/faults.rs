@@ -19,6 +19,30 @@ use crate::kraken::endpoint::Endpoint;
 /// Content-Length declared by [`Fault::Trickle`]: large enough that the body never completes.
 const TRICKLE_DECLARED_LENGTH: u64 = 1_000_000;
 
+/// Kraken's documented error strings, each as the sim sends it with [`Fault::KrakenError`], so a
+/// test can run every one through the exporter. Sources: Kraken's API errors guide
+/// (docs.kraken.com/api/docs/guides/spot-errors) for the `EAPI:*`, `EGeneral:*` and `EService:*`
+/// strings; its rate-limit guide for the spaced `EService: Throttled: <ts>`; Kraken's SDK for
+/// `EService:Throttled:<ts>` and `EAPI:Permission denied`; ccxt for `EDatabase:Internal error`.
+/// The throttle time is a fixed moment in the past, so waiting for it costs nothing.
+pub const DOCUMENTED_ERRORS: [&str; 15] = [
+    "EService: Throttled: 1700000000",
+    "EService:Throttled:1700000000",
+    "EDatabase:Internal error",
+    "EAPI:Permission denied",
+    "EGeneral:Permission denied",
+    "EAPI:Invalid key",
+    "EAPI:Invalid signature",
+    "EAPI:Invalid nonce",
+    "EGeneral:Temporary lockout",
+    "EAPI:Rate limit exceeded",
+    "EGeneral:Too many requests",
+    "EService:Unavailable",
+    "EService:Busy",
+    "EAPI:Feature disabled",
+    "EGeneral:Invalid arguments",
+];
+
 /// A failure the sim produces instead of its normal answer, to test how the exporter copes with
 /// what Kraken and the proxies in front of it really send.
 #[derive(Clone, Debug)]
@@ -38,6 +62,9 @@ pub enum Fault {
     KrakenError(String),
     /// Answer 200 with `{"error":[]}` and no result field (what Kraken sends for an empty account).
     NoResult,
+    /// Answer `302 Found` with this `Location` (a misconfigured proxy, or a hijacked address):
+    /// a client that followed it would send the key's headers there.
+    Redirect(String),
 }
 
 /// Faults injected per method, and the one for every other method.
@@ -143,6 +170,13 @@ pub(super) async fn fault_response(fault: Fault) -> Response<SimBody> {
         Fault::RawBody(body) => json_response(StatusCode::OK, body),
         Fault::KrakenError(message) => json_response(StatusCode::OK, envelope_error(&message)),
         Fault::NoResult => json_response(StatusCode::OK, br#"{"error":[]}"#.to_vec()),
+        Fault::Redirect(location) => {
+            let mut response = json_response(StatusCode::FOUND, Vec::new());
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
     }
 }
 
@@ -232,6 +266,46 @@ mod tests {
         assert_eq!(
             response.bytes().await.unwrap().as_ref(),
             br#"{"error":[],"result":{"XX"#
+        );
+    }
+
+    #[tokio::test]
+    async fn every_documented_error_string_is_sent_verbatim_on_demand() {
+        let sim = start_with_key(None).await;
+        for message in DOCUMENTED_ERRORS {
+            sim.inject(
+                Endpoint::Balance,
+                Fault::KrakenError(message.into()),
+                Some(1),
+            );
+            assert_eq!(errors(&call(&sim, Endpoint::Balance, 1).await), [message]);
+        }
+        assert!(errors(&call(&sim, Endpoint::Balance, 1).await).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_redirect_fault_answers_302_with_its_location() {
+        let sim = start_with_key(None).await;
+        sim.inject(
+            Endpoint::Balance,
+            Fault::Redirect("http://127.0.0.1:9/elsewhere".into()),
+            Some(1),
+        );
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("{}/0/private/Balance", sim.url()))
+            .body("nonce=1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(
+            response.headers()["location"],
+            "http://127.0.0.1:9/elsewhere"
         );
     }
 

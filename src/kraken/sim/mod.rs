@@ -17,16 +17,21 @@
 //!    if any, is taken.
 //! 2. The configured latency is slept.
 //! 3. A taken fault answers now: it skips every check and never touches the nonce or the rate
-//!    counter, even when the request was correctly signed.
-//! 4. Public methods must be `GET`, private ones `POST` (otherwise HTTP 405).
+//!    counters, even when the request was correctly signed. A path that names no known method
+//!    answers HTTP 404 with `{"error":["EGeneral:Unknown method"]}`, as Kraken does.
+//! 4. Public methods must be `GET`, private ones `POST` (otherwise HTTP 405). With
+//!    [`SimOptions::public_rate_limit`], every public call is charged to one counter for the
+//!    whole sim (Kraken counts public calls per IP) and answers `EGeneral:Too many requests`
+//!    while it is over its maximum.
 //! 5. Private calls are checked in order: `API-Key` → `API-Sign` present → nonce parses →
 //!    signature matches → nonce increases → `otp`. Every failure answers an error and leaves the
 //!    last nonce unchanged. A call that passes is authenticated: its nonce becomes the last nonce.
 //! 6. The rate counter is charged 1 per authenticated call, including calls it then refuses with
 //!    `EAPI:Rate limit exceeded` (as Kraken does); calls refused earlier cost nothing.
 //! 7. `BalanceEx` with `balance_ex_enabled: false` answers `EGeneral:Permission denied`.
-//! 8. `GetApiKeyInfo` with `api_key_info_enabled: false` answers `EGeneral:Unknown method` before
-//!    any check (a Kraken that predates the method), so it consumes no nonce.
+//! 8. `GetApiKeyInfo` with `api_key_info_enabled: false` answers HTTP 404 with
+//!    `EGeneral:Unknown method` before any check (a Kraken that predates the method), so it
+//!    consumes no nonce.
 //! 9. `WithdrawMethods` answers `EGeneral:Permission denied` unless one of
 //!    [`SimOptions::permissions`] contains "withdraw"; `TradeBalance` answers it unless
 //!    `trade_balance_enabled`. The permissions govern nothing else: Balance and BalanceEx work for
@@ -69,11 +74,16 @@ use crate::kraken::endpoint::Endpoint;
 use crate::secret::Credentials;
 
 pub use data::{SimEarn, SimKeyInfo};
-pub use faults::Fault;
+pub use faults::{DOCUMENTED_ERRORS, Fault};
 
 /// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
 /// keys sit on and the one `--demo` imitates.
 pub const STARTER_RATE_LIMIT: (f64, f64) = (15.0, 0.33);
+
+/// Kraken's public-endpoint limit as the sim plays it (max 2, decay 1 per second): about one
+/// request per second per IP, with room for one more that arrives a little early. ccxt models
+/// Kraken's public limit as one request per second; Kraken publishes no exact figure.
+pub const PUBLIC_RATE_LIMIT: (f64, f64) = (2.0, 1.0);
 
 /// How the simulated exchange behaves; each test picks the variation it exercises.
 #[derive(Clone, Debug)]
@@ -84,6 +94,10 @@ pub struct SimOptions {
     /// Per-key rate limit counter like Kraken's (max, decay per second); None disables it.
     /// [`STARTER_RATE_LIMIT`] is `(15.0, 0.33)`.
     pub rate_limit: Option<(f64, f64)>,
+    /// Public-endpoint counter (max, decay per second) shared by every public call, like Kraken's
+    /// per-IP limit; over it, public calls answer `EGeneral:Too many requests`. None disables it
+    /// (the default); `--demo` uses [`PUBLIC_RATE_LIMIT`].
+    pub public_rate_limit: Option<(f64, f64)>,
     /// Delay added before every answer (simulated network latency).
     pub latency: Duration,
     /// Balances drift slowly over time (demo); false keeps them exactly as set (tests, golden
@@ -97,8 +111,9 @@ pub struct SimOptions {
     /// (e.g. `withdraw-funds`), like a key with "Funds: Withdraw". Default: `["query-funds"]`,
     /// the one permission an exporter needs.
     pub permissions: Vec<String>,
-    /// Whether the sim knows GetApiKeyInfo; false answers it with `EGeneral:Unknown method`, like
-    /// a Kraken that predates the method, so the audit has to probe instead.
+    /// Whether the sim knows GetApiKeyInfo; false answers it with HTTP 404 and
+    /// `EGeneral:Unknown method`, like a Kraken that predates the method, so the audit has to
+    /// probe instead.
     pub api_key_info_enabled: bool,
     /// Whether the key may call TradeBalance; false (the default) answers it with
     /// `EGeneral:Permission denied`, since Kraken documents its permission two ways and a
@@ -113,6 +128,7 @@ impl Default for SimOptions {
         Self {
             credentials: None,
             rate_limit: None,
+            public_rate_limit: None,
             latency: Duration::ZERO,
             moving: false,
             balance_ex_enabled: true,
@@ -148,6 +164,7 @@ impl SimKraken {
         let shared = Arc::new(Shared {
             credentials,
             rate_limit: options.rate_limit,
+            public_rate_limit: options.public_rate_limit,
             latency: options.latency,
             moving: options.moving,
             balance_ex_enabled: options.balance_ex_enabled,

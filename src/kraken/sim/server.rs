@@ -120,13 +120,15 @@ async fn handle(
 
     if endpoint == Endpoint::GetApiKeyInfo && !shared.api_key_info_enabled {
         return Ok(json_response(
-            StatusCode::OK,
+            StatusCode::NOT_FOUND,
             envelope_error("EGeneral:Unknown method"),
         ));
     }
 
     let body = if endpoint.is_private() {
         answer_private(&shared, endpoint, request).await
+    } else if !shared.state().charge_public(shared.public_rate_limit) {
+        envelope_error("EGeneral:Too many requests")
     } else {
         answers::public(&shared, endpoint, request.uri().query())
     };
@@ -177,6 +179,20 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), 404);
         assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"error":["EGeneral:Unknown method"]}"#
+        );
+        let response = http()
+            .get(format!("{}/0/public/Nonsense", sim.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"error":["EGeneral:Unknown method"]}"#
+        );
 
         let response = http()
             .get(format!("{}/0/private/Balance", sim.url()))
@@ -185,6 +201,29 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), 405);
         assert_eq!(response.headers()["allow"], "POST");
+    }
+
+    #[tokio::test]
+    async fn public_calls_over_the_public_limit_are_too_many_requests() {
+        let sim = start(SimOptions {
+            public_rate_limit: Some(crate::kraken::sim::PUBLIC_RATE_LIMIT),
+            ..SimOptions::default()
+        })
+        .await;
+        let ticker = "/0/public/Ticker?pair=XXBTZUSD";
+        assert!(errors(&get_json(&sim, ticker).await).is_empty());
+        assert!(errors(&get_json(&sim, "/0/public/Assets").await).is_empty());
+        assert_eq!(
+            errors(&get_json(&sim, ticker).await),
+            ["EGeneral:Too many requests"],
+            "a third public call at once is over Kraken's per-IP limit"
+        );
+        // Private calls have their own per-key counter.
+        assert!(errors(&call(&sim, Endpoint::Balance, 1).await).is_empty());
+        let unlimited = start(SimOptions::default()).await;
+        for _ in 0..5 {
+            assert!(errors(&get_json(&unlimited, ticker).await).is_empty());
+        }
     }
 
     #[tokio::test]
@@ -212,9 +251,20 @@ mod tests {
             ..SimOptions::default()
         })
         .await;
+        let response = http()
+            .post(format!("{}/0/private/GetApiKeyInfo", sim.url()))
+            .body("nonce=1")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
-            errors(&call(&sim, Endpoint::GetApiKeyInfo, 1).await),
-            ["EGeneral:Unknown method"]
+            response.status(),
+            404,
+            "as Kraken answers an unknown method"
+        );
+        assert_eq!(
+            response.text().await.unwrap(),
+            r#"{"error":["EGeneral:Unknown method"]}"#
         );
         assert_eq!(sim.last_nonce(), None);
         assert_eq!(sim.calls(Endpoint::GetApiKeyInfo), 1);

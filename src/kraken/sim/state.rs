@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::auth::{KeyState, may_withdraw};
+use super::auth::{KeyState, RateCounter, may_withdraw};
 use super::data::{
     DEFAULT_BALANCES, PAIRS, PRICE_DRIFT_PHASE, SimEarn, SimKeyInfo, default_earn,
     default_key_info, default_prices, drifted,
@@ -26,6 +26,8 @@ pub(super) struct Shared {
     pub(super) credentials: Credentials,
     /// (max, decay per second) of the rate counter, if enabled.
     pub(super) rate_limit: Option<(f64, f64)>,
+    /// (max, decay per second) of the public-call counter, if enabled.
+    pub(super) public_rate_limit: Option<(f64, f64)>,
     /// Sleep before each answer.
     pub(super) latency: Duration,
     /// Whether balances drift with time.
@@ -114,6 +116,8 @@ pub(super) struct SimState {
     pub(super) earn: Vec<SimEarn>,
     /// The key's name, expiry, creation time, allowlist and last use (GetApiKeyInfo).
     pub(super) key_info: SimKeyInfo,
+    /// The counter of public calls (Kraken's per-IP limit).
+    pub(super) public_counter: RateCounter,
 }
 
 impl SimState {
@@ -129,7 +133,13 @@ impl SimState {
             key: KeyState::new(Instant::now()),
             earn: default_earn(),
             key_info: default_key_info(),
+            public_counter: RateCounter::new(Instant::now()),
         }
+    }
+
+    /// Charges one public call to the public counter; false when it is over `limit`'s maximum.
+    pub(super) fn charge_public(&mut self, limit: Option<(f64, f64)>) -> bool {
+        limit.is_none_or(|(max, decay)| self.public_counter.charge(Instant::now(), max, decay))
     }
 
     /// Counts a call and takes the fault that applies to it, if any.
