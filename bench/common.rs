@@ -101,10 +101,13 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
         audit: Some(KeyAudit {
             permissions,
             source: AuditSource::ApiKeyInfo,
+            key: None,
+            warnings: Vec::new(),
         }),
         equivalent: None,
         trade_balance_refused: false,
         retry_at: None,
+        earn: None,
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -20,7 +21,9 @@ use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
 use crate::kraken::client::{ClientOptions, http_client};
 use crate::kraken::nonce::{NonceSource, SystemClock};
-use crate::kraken::sim::{PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimKraken, SimOptions};
+use crate::kraken::sim::{
+    PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken, SimOptions,
+};
 use crate::kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
@@ -170,6 +173,7 @@ async fn build_set(
             && old.policy == config.policy
             && old.demo == config.demo
             && old.audit == config.audit
+            && old.earn == config.earn
             && old.valuation == config.valuation
     };
     let market = match previous {
@@ -250,6 +254,50 @@ const DEMO_BALANCES: &[(&str, f64, f64)] = &[
     ("XXDG", 4200.0, 0.0),
 ];
 
+/// Gives a demo account's simulated Kraken Earn allocations in every state (DOT partly
+/// unbonding, ETH bonding and in the exit queue, USDC only earning) and a key that expires in 60
+/// days, was created 30 days ago and is restricted to this machine, so every Earn and key panel
+/// of the dashboard has data without an alert firing for the key.
+fn demo_earn_and_key(sim: &SimKraken, now: SystemTime) {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = |n: u64| now + n * 86_400;
+    sim.set_earn(vec![
+        SimEarn {
+            strategy_id: "ESDEMO1-DOTST-UNBOND".into(),
+            native_asset: "DOT".into(),
+            total: 300.0,
+            bonding: vec![],
+            unbonding: vec![(50.0, days(3)), (20.0, days(9))],
+            exit_queue: vec![],
+        },
+        SimEarn {
+            strategy_id: "ESDEMO2-ETHST-BONDQ".into(),
+            native_asset: "ETH".into(),
+            total: 3.2,
+            bonding: vec![(0.4, days(5))],
+            unbonding: vec![],
+            exit_queue: vec![(0.3, days(12))],
+        },
+        SimEarn {
+            strategy_id: "ESDEMO3-USDCF-EARNS".into(),
+            native_asset: "USDC".into(),
+            total: 500.0,
+            bonding: vec![],
+            unbonding: vec![],
+            exit_queue: vec![],
+        },
+    ]);
+    sim.set_key_info(SimKeyInfo {
+        name: "demo-exporter".into(),
+        valid_until: days(60),
+        created: now.saturating_sub(30 * 86_400),
+        ip_allowlist: vec!["127.0.0.1".into()],
+        last_used: None,
+    });
+}
+
 /// In demo mode, the simulated Kraken of an account, or of the shared market under
 /// [`PUBLIC_ACCOUNT`] (started on first use), as (URL, credentials).
 async fn demo_endpoint(
@@ -285,6 +333,7 @@ async fn demo_endpoint(
                         .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
                         .collect(),
                 );
+                demo_earn_and_key(&sim, SystemTime::now());
             }
             tracing::info!(account = %name, url = %sim.url(), "simulated Kraken started");
             sims.lock()
@@ -302,6 +351,9 @@ fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<Endpoint> {
     let mut endpoints = account.balance_endpoint.endpoints().to_vec();
     if config.audit.enabled {
         endpoints.extend([Endpoint::GetApiKeyInfo, Endpoint::WithdrawMethods]);
+    }
+    if config.earn.enabled {
+        endpoints.push(Endpoint::EarnAllocations);
     }
     if config.valuation.trade_balance {
         endpoints.push(Endpoint::TradeBalance);
@@ -350,6 +402,7 @@ fn start_account(
     );
     let extras = Extras {
         audit_interval: config.audit.enabled.then_some(config.audit.interval),
+        earn_interval: config.earn.enabled.then_some(config.earn.interval),
         trade_balance_quote: config.valuation.trade_balance.then(|| {
             config
                 .valuation

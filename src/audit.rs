@@ -44,6 +44,7 @@
 //! false all-clear; the series lets the operator judge).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use crate::kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
 
@@ -122,6 +123,89 @@ pub struct KeyAudit {
     pub permissions: BTreeMap<String, bool>,
     /// How the permissions were learned.
     pub source: AuditSource,
+    /// What GetApiKeyInfo said about the key besides its permissions (name, expiry, creation,
+    /// IP allowlist, nonce, last use); `None` after the WithdrawMethods probe. Holds no secret.
+    pub key: Option<ApiKeyInfo>,
+    /// Signs that another client uses the key, from comparing its nonce and last use with ours.
+    pub warnings: Vec<KeyWarning>,
+}
+
+/// How much larger than ours the key's last accepted nonce must be to have been made on another
+/// scale: a client counting microseconds (or nanoseconds) since 1970 sends nonces 1000 (or a
+/// million) times this exporter's milliseconds.
+pub const NONCE_SCALE_FACTOR: u64 = 1000;
+
+/// How much later than our latest call Kraken's `lastUsed` must be to mean a call we did not
+/// make: Kraken reports whole seconds, and the two clocks may differ a little.
+pub const SHARED_KEY_MARGIN: Duration = Duration::from_secs(60);
+
+/// A sign, read from GetApiKeyInfo, that the exporter does not have the key to itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyWarning {
+    /// Kraken's last accepted nonce is `factor` times ours or more: another client signs with
+    /// microsecond or nanosecond nonces, and from then on Kraken refuses every nonce of ours.
+    NonceScale {
+        /// Kraken's nonce divided by ours, rounded down.
+        factor: u64,
+    },
+    /// Kraken saw the key used after our latest call: another client shares it.
+    UsedElsewhere {
+        /// Kraken's `lastUsed`.
+        last_used: SystemTime,
+        /// When this exporter last called Kraken with the key.
+        ours: SystemTime,
+    },
+}
+
+impl KeyWarning {
+    /// The warning for people, with the fix.
+    pub fn message(&self) -> String {
+        match self {
+            KeyWarning::NonceScale { factor } => format!(
+                "Kraken's last accepted nonce for this key is {factor} times this exporter's: another client uses the key with {} nonces, so Kraken will refuse every nonce of this exporter (invalid_nonce). Fix: create a new API key for the exporter alone, or make the other client use millisecond nonces like this exporter",
+                if *factor >= NONCE_SCALE_FACTOR * NONCE_SCALE_FACTOR {
+                    "nanosecond"
+                } else {
+                    "microsecond"
+                }
+            ),
+            KeyWarning::UsedElsewhere { last_used, ours } => format!(
+                "Kraken saw this key used {}s after this exporter's latest call: another client shares the key, which makes nonces collide (invalid_nonce) and spends the same rate limit. Fix: give the exporter a key of its own",
+                last_used.duration_since(*ours).map_or(0, |d| d.as_secs())
+            ),
+        }
+    }
+}
+
+/// Compares what Kraken says about the key's use with this exporter's own: `our_nonce` is the
+/// nonce of our latest call, `our_last_call` when we sent it. A nonce 1000 times ours or more is
+/// [`KeyWarning::NonceScale`]; a `lastUsed` more than [`SHARED_KEY_MARGIN`] after our latest
+/// call is [`KeyWarning::UsedElsewhere`].
+///
+/// What this can see is limited: once Kraken holds a nonce on another scale, every signed call of
+/// ours is refused, GetApiKeyInfo included, so the scale is seen only when such a call overtook
+/// ours; the advice of `invalid_nonce` covers the rest.
+pub fn usage_warnings(
+    info: &ApiKeyInfo,
+    our_nonce: Option<u64>,
+    our_last_call: SystemTime,
+) -> Vec<KeyWarning> {
+    let mut warnings = Vec::new();
+    if let (Some(theirs), Some(ours)) = (info.nonce, our_nonce.filter(|n| *n > 0)) {
+        let factor = theirs / ours;
+        if factor >= NONCE_SCALE_FACTOR {
+            warnings.push(KeyWarning::NonceScale { factor });
+        }
+    }
+    if let Some(last_used) = info.last_used
+        && last_used > our_last_call + SHARED_KEY_MARGIN
+    {
+        warnings.push(KeyWarning::UsedElsewhere {
+            last_used,
+            ours: our_last_call,
+        });
+    }
+    warnings
 }
 
 impl KeyAudit {
@@ -137,6 +221,8 @@ impl KeyAudit {
         Self {
             permissions,
             source: AuditSource::ApiKeyInfo,
+            key: Some(info.clone()),
+            warnings: Vec::new(),
         }
     }
 
@@ -155,6 +241,8 @@ impl KeyAudit {
         Ok(Self {
             permissions: BTreeMap::from([(FUNDS_WITHDRAW.to_owned(), may_withdraw)]),
             source: AuditSource::WithdrawProbe,
+            key: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -190,8 +278,13 @@ pub fn falls_back_to_probe(error: &KrakenError) -> bool {
 /// WithdrawMethods probe (see [`AuditSource::WithdrawProbe`] for what that cannot tell).
 /// Costs one private call, two when probing; both are read only.
 pub async fn audit_key(client: &KrakenClient) -> Result<KeyAudit, KrakenError> {
+    let sent = SystemTime::now();
     match client.api_key_info().await {
-        Ok(info) => Ok(KeyAudit::from_api_key_info(&info)),
+        Ok(info) => {
+            let mut audit = KeyAudit::from_api_key_info(&info);
+            audit.warnings = usage_warnings(&info, client.last_nonce(), sent);
+            Ok(audit)
+        }
         Err(error) if falls_back_to_probe(&error) => {
             tracing::debug!(
                 account = %client.account(),
@@ -327,6 +420,53 @@ mod tests {
     use crate::kraken::sim::{Fault, SimKraken, SimOptions};
     use crate::kraken::{BalanceEndpoint, ClientOptions, Endpoint};
     use crate::metrics::RequestMetrics;
+
+    fn key_used(nonce: u64, last_used_secs: u64) -> ApiKeyInfo {
+        ApiKeyInfo {
+            nonce: Some(nonce),
+            last_used: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(last_used_secs)),
+            ..ApiKeyInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_nonce_on_another_scale_or_a_later_use_is_another_client() {
+        let ours = 1_772_627_060_997; // milliseconds
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_772_627_061);
+        // Kraken's nonce is our own call's, used in the same second: nothing to say.
+        assert_eq!(
+            usage_warnings(&key_used(ours, 1_772_627_061), Some(ours), sent),
+            []
+        );
+        // A client signing with microseconds, then nanoseconds.
+        let micro = usage_warnings(&key_used(ours * 1000 + 5, 1_772_627_061), Some(ours), sent);
+        assert_eq!(micro, [KeyWarning::NonceScale { factor: 1000 }]);
+        assert!(micro[0].message().contains("microsecond"), "{micro:?}");
+        assert!(micro[0].message().contains("new API key"));
+        let nano = usage_warnings(&key_used(ours * 1_000_000, 1_772_627_061), Some(ours), sent);
+        assert!(nano[0].message().contains("nanosecond"), "{nano:?}");
+        // A nonce ahead of ours on the same scale is not a scale problem.
+        assert_eq!(
+            usage_warnings(&key_used(ours * 999, 1_772_627_061), Some(ours), sent),
+            []
+        );
+        // Used 30 s after our call: within the margin (clocks, whole seconds); 10 min: not ours.
+        assert_eq!(
+            usage_warnings(&key_used(ours, 1_772_627_091), Some(ours), sent),
+            []
+        );
+        let shared = usage_warnings(&key_used(ours, 1_772_627_661), Some(ours), sent);
+        assert!(
+            matches!(shared.as_slice(), [KeyWarning::UsedElsewhere { .. }]),
+            "{shared:?}"
+        );
+        assert!(shared[0].message().contains("600s after"), "{shared:?}");
+        // Without a nonce of ours (no call signed yet) nothing is compared.
+        assert_eq!(
+            usage_warnings(&key_used(ours * 1000, 1_772_627_061), None, sent),
+            []
+        );
+    }
 
     #[test]
     fn raw_names_map_to_normalised_permissions() {

@@ -4,12 +4,14 @@
 //! Must not: start the HTTP server or retry (the operator runs it again after fixing the key).
 
 use std::io::Write;
+use std::time::{Duration, SystemTime};
 
 use crate::app::{App, SharedEnv};
 use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
 use crate::exporter::{resolve_assets, unknown_asset_message};
+use crate::kraken::{KeyExpiry, Reason};
 use crate::status::format_amount;
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
@@ -66,6 +68,9 @@ pub async fn run(
             writeln!(err, "check failed for account {:?}: {message}", status.name)?;
             writeln!(err, "reason: {reason}")?;
             writeln!(err, "what to do: {}", reason.advice())?;
+            if *reason == Reason::InvalidNonce {
+                writeln!(err, "{}", nonce_scale_hint(SystemTime::now()))?;
+            }
             continue;
         }
         let Some(snapshot) = status.balances else {
@@ -101,6 +106,7 @@ pub async fn run(
         writeln!(out)?;
         write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
         write_audit(out, status.audit.as_ref())?;
+        write_key_hygiene(out, status.audit.as_ref(), SystemTime::now())?;
         writeln!(out)?;
     }
     Ok(all_ok)
@@ -186,6 +192,62 @@ fn write_audit(out: &mut dyn Write, audit: Option<&KeyAudit>) -> std::io::Result
     Ok(())
 }
 
+/// What an invalid nonce that survived the retry most often means, with this exporter's nonce
+/// now, so the operator can compare it with the key's (Kraken shows it in GetApiKeyInfo and in
+/// other clients' logs).
+fn nonce_scale_hint(now: SystemTime) -> String {
+    let ours = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!(
+        "This exporter signs with millisecond nonces (now {ours}). Kraken refuses every one of them when another client used this key with microsecond ({}...) or nanosecond nonces: the key's nonce never goes back down. Fix: create a new API key for the exporter alone, or make the other client use millisecond nonces.",
+        ours * 1000
+    )
+}
+
+/// Writes the key hygiene GetApiKeyInfo tells: the key's name, expiry, IP allowlist and age,
+/// each with what to do when it falls short of an operator's checklist, then any sign that
+/// another client shares the key.
+fn write_key_hygiene(
+    out: &mut dyn Write,
+    audit: Option<&KeyAudit>,
+    now: SystemTime,
+) -> std::io::Result<()> {
+    let Some(key) = audit.and_then(|a| a.key.as_ref()) else {
+        return Ok(());
+    };
+    let days = |from: SystemTime, to: SystemTime| {
+        to.duration_since(from).unwrap_or(Duration::ZERO).as_secs() / 86_400
+    };
+    writeln!(
+        out,
+        "Key name: {}",
+        key.name.as_deref().unwrap_or("(not given)")
+    )?;
+    let expiry = match key.valid_until {
+        Some(KeyExpiry::Never) => "never (Kraken lets a key expire on a date: set one)".to_owned(),
+        Some(KeyExpiry::At(at)) if at <= now => "EXPIRED: create a new key".to_owned(),
+        Some(KeyExpiry::At(at)) => format!("in {} days", days(now, at)),
+        None => "not reported".to_owned(),
+    };
+    writeln!(out, "Key expires: {expiry}")?;
+    let allowlist = match &key.ip_allowlist {
+        Some(list) if list.is_empty() => {
+            "none: usable from any IP address (restrict it to the exporter's address)".to_owned()
+        }
+        Some(list) => format!("{} entries ({})", list.len(), list.join(", ")),
+        None => "not reported".to_owned(),
+    };
+    writeln!(out, "Key IP allowlist: {allowlist}")?;
+    if let Some(created) = key.created_time {
+        writeln!(out, "Key age: {} days", days(created, now))?;
+    }
+    for warning in audit.iter().flat_map(|a| &a.warnings) {
+        writeln!(out, "WARNING: {}", warning.message())?;
+    }
+    Ok(())
+}
+
 /// Writes aligned columns: text left, numbers right.
 fn write_table(
     out: &mut dyn Write,
@@ -232,6 +294,59 @@ mod tests {
     }
 
     #[test]
+    fn key_hygiene_prints_name_expiry_allowlist_age_and_warnings() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        let key = crate::kraken::ApiKeyInfo {
+            name: Some("monitor".into()),
+            valid_until: Some(KeyExpiry::At(now + day * 60)),
+            created_time: Some(now - day * 100),
+            ip_allowlist: Some(vec![]),
+            ..Default::default()
+        };
+        let mut audit = KeyAudit::from_api_key_info(&key);
+        audit
+            .warnings
+            .push(audit::KeyWarning::NonceScale { factor: 1000 });
+        let mut out = Vec::new();
+        write_key_hygiene(&mut out, Some(&audit), now).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Key name: monitor\n"), "{text}");
+        assert!(text.contains("Key expires: in 60 days\n"), "{text}");
+        assert!(text.contains("usable from any IP address"), "{text}");
+        assert!(text.contains("Key age: 100 days\n"), "{text}");
+        assert!(
+            text.contains("WARNING: Kraken's last accepted nonce"),
+            "{text}"
+        );
+
+        let never = crate::kraken::ApiKeyInfo {
+            valid_until: Some(KeyExpiry::Never),
+            ip_allowlist: Some(vec!["192.0.2.7".into()]),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        write_key_hygiene(&mut out, Some(&KeyAudit::from_api_key_info(&never)), now).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Key expires: never"), "{text}");
+        assert!(text.contains("1 entries (192.0.2.7)"), "{text}");
+        // The probe tells nothing about the key itself: nothing is printed.
+        let probe = KeyAudit::from_withdraw_probe(Ok(())).unwrap();
+        let mut out = Vec::new();
+        write_key_hygiene(&mut out, Some(&probe), now).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_nonce_explains_the_scale_of_another_client() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_772_627_060_997);
+        let hint = nonce_scale_hint(now);
+        assert!(hint.contains("now 1772627060997"), "{hint}");
+        assert!(hint.contains("microsecond (1772627060997000...)"), "{hint}");
+        assert!(hint.contains("create a new API key"), "{hint}");
+    }
+
+    #[test]
     fn the_audit_is_printed_and_a_risky_key_warned_about() {
         let query_only = KeyAudit {
             permissions: BTreeMap::from([
@@ -239,6 +354,8 @@ mod tests {
                 ("funds_withdraw".into(), false),
             ]),
             source: AuditSource::ApiKeyInfo,
+            key: None,
+            warnings: Vec::new(),
         };
         let text = printed(Some(&query_only));
         assert!(

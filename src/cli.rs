@@ -148,6 +148,14 @@ pub struct Flags {
     #[arg(long = "audit.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
     pub audit_interval: Option<Duration>,
 
+    /// Turn the Earn allocations (kraken_earn_allocation) off (they are on by default).
+    #[arg(long = "earn.disabled", global = true)]
+    pub earn_disabled: bool,
+
+    /// How often each account's Earn allocations are fetched again [default: 10m].
+    #[arg(long = "earn.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub earn_interval: Option<Duration>,
+
     /// Quote currency for prices (kraken_asset_price), by Kraken's short name: USD, EUR, …
     #[arg(long = "valuation.quote", value_name = "ASSET", global = true)]
     pub valuation_quote: Option<String>,

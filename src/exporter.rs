@@ -565,6 +565,7 @@ mod tests {
             equivalent: None,
             trade_balance_refused: false,
             retry_at: None,
+            earn: None,
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kraken::{CallObserver, Endpoint, Reason};
+use crate::kraken::{CallObserver, EarnAllocation, Endpoint, KeyExpiry, Reason};
 use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance};
 use crate::valuation::PriceBook;
@@ -74,6 +74,24 @@ const HELP_KRAKEN_CONFIG_UNKNOWN_ASSET: &str = "1 for each asset name in min_bal
 
 /// HELP of `kraken_api_key_permission`.
 const HELP_KRAKEN_API_KEY_PERMISSION: &str = "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money.";
+
+/// HELP of `kraken_api_key_created_timestamp_seconds`.
+const HELP_KRAKEN_API_KEY_CREATED_TIMESTAMP_SECONDS: &str = "Unix time the account's API key was created (GetApiKeyInfo createdTime), from the latest key audit; the key's age is time() minus this. Rotate keys every few months.";
+
+/// HELP of `kraken_api_key_expiry_timestamp_seconds`.
+const HELP_KRAKEN_API_KEY_EXPIRY_TIMESTAMP_SECONDS: &str = "Unix time the account's API key stops working (GetApiKeyInfo validUntil), from the latest key audit; absent for a key without an expiry date.";
+
+/// HELP of `kraken_api_key_info`.
+const HELP_KRAKEN_API_KEY_INFO: &str = "Always 1; the name label is the name given to the account's API key on Kraken (never the key itself), from the latest key audit.";
+
+/// HELP of `kraken_api_key_ip_allowlist_entries`.
+const HELP_KRAKEN_API_KEY_IP_ALLOWLIST_ENTRIES: &str = "Number of addresses or ranges the account's API key may be used from (GetApiKeyInfo ipAllowlist), from the latest key audit; 0 means from any IP address.";
+
+/// HELP of `kraken_earn_allocation`.
+const HELP_KRAKEN_EARN_ALLOCATION: &str = "Amount of the asset allocated to Kraken Earn strategies, by state: bonding (not yet earning), earning, exit_queue (ETH, waiting to unbond) and unbonding (on its way back); the states sum to the allocated total. None of it is spendable until it is back in the spot balance. From Earn/Allocations, fetched every --earn.interval.";
+
+/// HELP of `kraken_earn_next_unbonding_timestamp_seconds`.
+const HELP_KRAKEN_EARN_NEXT_UNBONDING_TIMESTAMP_SECONDS: &str = "Unix time the next unbonding (or exit-queue) allocation of the asset is due back in the spot balance, from Earn/Allocations; absent when nothing of the asset unbonds.";
 
 /// HELP of `kraken_equivalent_balance`.
 const HELP_KRAKEN_EQUIVALENT_BALANCE: &str = "Kraken's own valuation of the account in the quote currency (TradeBalance eb), when valuation.trade_balance is on and Kraken allows it for the key. Cached like kraken_balance.";
@@ -443,12 +461,14 @@ pub(crate) fn render_sized(
     let mut w = Writer {
         out: String::with_capacity(capacity),
     };
+    write_key_hygiene(&mut w, accounts);
     write_permissions(&mut w, accounts);
     if let Some(book) = prices {
         write_prices(&mut w, book);
     }
     write_balances(&mut w, accounts);
     write_unknown_assets(&mut w, accounts);
+    write_earn(&mut w, accounts);
     write_equivalent(&mut w, accounts);
     write_build_and_reload(&mut w, build, reload);
     write_last_success(&mut w, accounts);
@@ -458,6 +478,66 @@ pub(crate) fn render_sized(
         write_process(&mut w, process);
     }
     w.out.into_bytes()
+}
+
+/// `kraken_api_key_created_timestamp_seconds`, `kraken_api_key_expiry_timestamp_seconds`,
+/// `kraken_api_key_info` and `kraken_api_key_ip_allowlist_entries`, from what GetApiKeyInfo said
+/// at each account's latest audit.
+fn write_key_hygiene(w: &mut Writer, accounts: &[AccountView<'_>]) {
+    let keys = || {
+        accounts.iter().filter_map(|view| {
+            let key = view.status.audit.as_ref()?.key.as_ref()?;
+            Some((name_of(view), key))
+        })
+    };
+    let mut f = w.family(
+        "kraken_api_key_created_timestamp_seconds",
+        HELP_KRAKEN_API_KEY_CREATED_TIMESTAMP_SECONDS,
+        "gauge",
+    );
+    for (account, key) in keys() {
+        if let Some(created) = key.created_time {
+            f.sample(
+                "",
+                &[("account", &account)],
+                Value::Float(unix_seconds(created)),
+            );
+        }
+    }
+    let mut f = w.family(
+        "kraken_api_key_expiry_timestamp_seconds",
+        HELP_KRAKEN_API_KEY_EXPIRY_TIMESTAMP_SECONDS,
+        "gauge",
+    );
+    for (account, key) in keys() {
+        if let Some(KeyExpiry::At(at)) = key.valid_until {
+            f.sample("", &[("account", &account)], Value::Float(unix_seconds(at)));
+        }
+    }
+    let mut f = w.family("kraken_api_key_info", HELP_KRAKEN_API_KEY_INFO, "gauge");
+    for (account, key) in keys() {
+        if let Some(name) = &key.name {
+            f.sample(
+                "",
+                &[("account", &account), ("name", name)],
+                Value::Float(1.0),
+            );
+        }
+    }
+    let mut f = w.family(
+        "kraken_api_key_ip_allowlist_entries",
+        HELP_KRAKEN_API_KEY_IP_ALLOWLIST_ENTRIES,
+        "gauge",
+    );
+    for (account, key) in keys() {
+        if let Some(allowlist) = &key.ip_allowlist {
+            f.sample(
+                "",
+                &[("account", &account)],
+                Value::Float(allowlist.len() as f64),
+            );
+        }
+    }
 }
 
 /// The `process_*` families, named and described as Prometheus' Go and Rust client libraries
@@ -624,6 +704,84 @@ fn write_unknown_assets(w: &mut Writer, accounts: &[AccountView<'_>]) {
         for asset in view.unknown_assets {
             let labels = [("account", account.as_str()), ("asset", asset.as_str())];
             f.sample("", &labels, Value::Float(1.0));
+        }
+    }
+}
+
+/// One asset's Earn allocations summed over its strategies.
+#[derive(Default)]
+struct EarnByAsset {
+    /// Amounts in label order: bonding, earning, exit_queue, unbonding.
+    states: [f64; 4],
+    /// The earliest time an unbonding or exit-queue allocation is due back.
+    next_unbonding: Option<SystemTime>,
+}
+
+/// The `state` label values of `kraken_earn_allocation`, in label order.
+const EARN_STATES: [&str; 4] = ["bonding", "earning", "exit_queue", "unbonding"];
+
+/// Sums an account's strategies per asset. Earning is what is allocated and in no other state,
+/// never below 0 (Kraken's amounts are rounded separately).
+fn earn_by_asset(allocations: &[EarnAllocation]) -> BTreeMap<&str, EarnByAsset> {
+    let mut by_asset: BTreeMap<&str, EarnByAsset> = BTreeMap::new();
+    for a in allocations {
+        let entry = by_asset.entry(a.native_asset.as_str()).or_default();
+        let earning = (a.total - a.bonding - a.unbonding - a.exit_queue).max(0.0);
+        for (sum, amount) in
+            entry
+                .states
+                .iter_mut()
+                .zip([a.bonding, earning, a.exit_queue, a.unbonding])
+        {
+            *sum += amount;
+        }
+        for due in [a.unbonding_until, a.exit_queue_until]
+            .into_iter()
+            .flatten()
+        {
+            entry.next_unbonding = Some(entry.next_unbonding.map_or(due, |d| d.min(due)));
+        }
+    }
+    by_asset
+}
+
+/// `kraken_earn_allocation` and `kraken_earn_next_unbonding_timestamp_seconds`.
+fn write_earn(w: &mut Writer, accounts: &[AccountView<'_>]) {
+    let summed: Vec<(String, BTreeMap<&str, EarnByAsset>)> = accounts
+        .iter()
+        .filter_map(|view| {
+            let earn = view.status.earn.as_ref()?;
+            Some((name_of(view), earn_by_asset(earn)))
+        })
+        .collect();
+    let mut f = w.family(
+        "kraken_earn_allocation",
+        HELP_KRAKEN_EARN_ALLOCATION,
+        "gauge",
+    );
+    for (account, by_asset) in &summed {
+        for (asset, earn) in by_asset {
+            for (state, amount) in EARN_STATES.iter().zip(earn.states) {
+                let labels = [
+                    ("account", account.as_str()),
+                    ("asset", asset),
+                    ("state", state),
+                ];
+                f.sample("", &labels, Value::Float(amount));
+            }
+        }
+    }
+    let mut f = w.family(
+        "kraken_earn_next_unbonding_timestamp_seconds",
+        HELP_KRAKEN_EARN_NEXT_UNBONDING_TIMESTAMP_SECONDS,
+        "gauge",
+    );
+    for (account, by_asset) in &summed {
+        for (asset, earn) in by_asset {
+            if let Some(due) = earn.next_unbonding {
+                let labels = [("account", account.as_str()), ("asset", asset)];
+                f.sample("", &labels, Value::Float(unix_seconds(due)));
+            }
         }
     }
 }
@@ -863,6 +1021,44 @@ mod tests {
         assert!(!text.contains("account=\"a\""));
         let probe = exposition(&metrics, Some("nobody"));
         assert!(!probe.contains("account=\"b\""), "{probe}");
+    }
+
+    #[test]
+    fn earn_states_sum_to_the_total_per_asset_and_earning_is_never_negative() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let allocation = |asset: &str, total, bonding, unbonding, exit_queue| EarnAllocation {
+            strategy_id: String::new(),
+            native_asset: asset.to_owned(),
+            total,
+            bonding,
+            unbonding,
+            exit_queue,
+            unbonding_until: None,
+            exit_queue_until: None,
+        };
+        let allocations = vec![
+            EarnAllocation {
+                unbonding_until: Some(at(2_000)),
+                ..allocation("DOT", 130.0, 0.0, 30.0, 0.0)
+            },
+            // A second DOT strategy is summed into the same series.
+            allocation("DOT", 20.0, 5.0, 0.0, 0.0),
+            EarnAllocation {
+                exit_queue_until: Some(at(1_500)),
+                unbonding_until: Some(at(3_000)),
+                ..allocation("ETH", 1.0, 0.5, 0.25, 0.25)
+            },
+            // Rounded amounts above the total: earning reads 0, not below.
+            allocation("USDC", 1.0, 0.6, 0.5, 0.0),
+        ];
+        let by_asset = earn_by_asset(&allocations);
+        assert_eq!(by_asset["DOT"].states, [5.0, 115.0, 0.0, 30.0]);
+        assert_eq!(by_asset["DOT"].states.iter().sum::<f64>(), 150.0);
+        assert_eq!(by_asset["DOT"].next_unbonding, Some(at(2_000)));
+        assert_eq!(by_asset["ETH"].states, [0.5, 0.0, 0.25, 0.25]);
+        assert_eq!(by_asset["ETH"].next_unbonding, Some(at(1_500)));
+        assert_eq!(by_asset["USDC"].states[1], 0.0);
+        assert_eq!(by_asset["USDC"].next_unbonding, None);
     }
 
     #[test]

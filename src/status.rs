@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use crate::audit::KeyAudit;
-use crate::kraken::{Endpoint, Reason};
+use crate::kraken::{EarnAllocation, Endpoint, Reason};
 
 /// One asset's balance with both its names.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,9 @@ pub struct AccountStatus {
     pub trade_balance_refused: bool,
     /// While backing off after a failure: the earliest time Kraken is called again.
     pub retry_at: Option<SystemTime>,
+    /// The latest Earn allocations, one entry per strategy, unless Earn is off, never answered
+    /// or the answer is stale.
+    pub earn: Option<Arc<Vec<EarnAllocation>>>,
 }
 
 #[cfg(test)]

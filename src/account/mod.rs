@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::audit::{self, KeyAudit};
 use crate::kraken::client::BalanceAnswer;
-use crate::kraken::{AssetTable, KrakenClient, KrakenError, Reason};
+use crate::kraken::{AssetTable, EarnAllocation, KrakenClient, KrakenError, Reason};
 use crate::market::Market;
 use crate::metrics::RequestMetrics;
 use crate::spendable;
@@ -56,6 +56,10 @@ struct State {
     equivalent: Option<(String, f64, Instant)>,
     /// Kraken refused TradeBalance; it is not asked again until a reload.
     trade_balance_refused: bool,
+    /// Latest Earn allocations and when they were fetched.
+    earn: Option<(Arc<Vec<EarnAllocation>>, Instant)>,
+    /// When Earn allocations are fetched next; `None` before the first attempt.
+    earn_due: Option<Instant>,
 }
 
 /// Calls an account makes besides balances.
@@ -65,6 +69,8 @@ pub struct Extras {
     pub audit_interval: Option<Duration>,
     /// Collect TradeBalance's equivalent balance in this quote (an altname such as `USD`).
     pub trade_balance_quote: Option<String>,
+    /// Fetch Earn allocations at this interval; `None` turns them off.
+    pub earn_interval: Option<Duration>,
 }
 
 /// How long to wait before trying a failed audit again.
@@ -203,6 +209,7 @@ impl Account {
             // The extra calls run in this same task, after the balance call, so calls with
             // this key never overlap and their nonces reach Kraken in order.
             self.audit_if_due().await;
+            self.earn_if_due().await;
             self.trade_balance_if_enabled(&assets).await;
             self.changes.touch();
         }
@@ -329,12 +336,43 @@ impl Account {
                         "key audit: this key can move funds or trade; an exporter needs only 'Funds: Query': create a Query-only key and replace this one"
                     );
                 }
+                for warning in &audit.warnings {
+                    tracing::warn!(account = %self.name(), "key audit: {}", warning.message());
+                }
                 state.audit = Some(audit);
                 state.audit_due = Some(Instant::now() + interval);
             }
             Err(error) => {
                 tracing::warn!(account = %self.name(), %error, "key audit failed; trying again later");
                 state.audit_due = Some(Instant::now() + AUDIT_RETRY);
+            }
+        }
+    }
+
+    /// Fetches the Earn allocations when due (every `earn_interval`, much slower than balances:
+    /// they change by the day). A failed or refused call is counted like any other, keeps the
+    /// previous allocations until they are stale, and is tried again at the next interval; it
+    /// never makes the account down.
+    async fn earn_if_due(&self) {
+        let Some(interval) = self.extras.earn_interval else {
+            return;
+        };
+        let now = Instant::now();
+        if self.lock().earn_due.is_some_and(|due| now < due) {
+            return;
+        }
+        let result = self.client.earn_allocations().await;
+        let mut state = self.lock();
+        state.earn_due = Some(Instant::now() + interval);
+        match result {
+            Ok(allocations) => state.earn = Some((Arc::new(allocations), Instant::now())),
+            Err(error) if error.reason() == Reason::PermissionDenied => tracing::warn!(
+                account = %self.name(),
+                %error,
+                "Earn/Allocations was refused: it needs 'Funds: Query' like the balances; kraken_earn_allocation is not exported for this account; set --earn.disabled (earn.enabled: false) to stop asking"
+            ),
+            Err(error) => {
+                tracing::warn!(account = %self.name(), %error, "fetching Earn allocations failed; keeping the previous ones until they are stale");
             }
         }
     }
@@ -452,6 +490,11 @@ impl Account {
             .as_ref()
             .filter(|(_, _, at)| at.elapsed() <= self.policy.stale_after)
             .map(|(quote, value, _)| (quote.clone(), *value));
+        // Earn allocations are fetched less often than balances: stale after two missed fetches.
+        let earn = state.earn.as_ref().and_then(|(allocations, at)| {
+            let limit = self.extras.earn_interval? * 2 + self.policy.stale_after;
+            (at.elapsed() <= limit).then(|| Arc::clone(allocations))
+        });
         let retry_at = state.backoff_until.and_then(|until| {
             let wait = until.checked_duration_since(Instant::now())?;
             Some(SystemTime::now() + wait)
@@ -466,6 +509,7 @@ impl Account {
             equivalent,
             trade_balance_refused: state.trade_balance_refused,
             retry_at,
+            earn,
         }
     }
 }
@@ -483,6 +527,11 @@ pub(crate) mod tests {
 
     /// An account on the simulated Kraken with the production policy (no scaled backoffs).
     fn account(sim: &SimKraken) -> Arc<Account> {
+        account_with(sim, Extras::default())
+    }
+
+    /// Like [`account`], with the given extra calls.
+    fn account_with(sim: &SimKraken, extras: Extras) -> Arc<Account> {
         let metrics = Arc::new(RequestMetrics::new());
         let options = ClientOptions {
             api_url: sim.url(),
@@ -510,7 +559,7 @@ pub(crate) mod tests {
             stale_after: STALE_AFTER,
             ..RefreshPolicy::default()
         };
-        Account::new(client, policy, Extras::default(), market, metrics)
+        Account::new(client, policy, extras, market, metrics)
     }
 
     /// Time is paused, and tokio moves a paused clock to the next timer whenever nothing is
@@ -620,6 +669,58 @@ pub(crate) mod tests {
         assert_eq!(
             account.status(true).last_error.map(|e| e.0),
             Some(Reason::Timeout)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn earn_is_fetched_once_per_interval_kept_through_a_failure_then_dropped_as_stale() {
+        const EARN: Duration = Duration::from_secs(600);
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = pace_the_clock();
+        let account = account_with(
+            &sim,
+            Extras {
+                earn_interval: Some(EARN),
+                ..Extras::default()
+            },
+        );
+        let calls = || sim.calls(Endpoint::EarnAllocations);
+        account.refresh_now().await;
+        let fetched = Instant::now();
+        assert_eq!(calls(), 1);
+        let earn = account
+            .status(true)
+            .earn
+            .expect("allocations after the first refresh");
+        assert_eq!(earn.len(), 3);
+        // Balances refresh every minimum interval; Earn waits for its own interval.
+        tokio::time::advance(MIN_INTERVAL).await;
+        assert!(scrape(&account).await.up);
+        assert_eq!(calls(), 1);
+        tokio::time::advance(EARN).await;
+        assert!(scrape(&account).await.up);
+        assert_eq!(calls(), 2);
+        // A refused Earn call neither downs the account nor drops what is known.
+        sim.inject(
+            Endpoint::EarnAllocations,
+            Fault::KrakenError("EGeneral:Permission denied".into()),
+            None,
+        );
+        tokio::time::advance(EARN).await;
+        let status = scrape(&account).await;
+        assert_eq!(calls(), 3);
+        assert!(status.up);
+        assert!(status.earn.is_some(), "kept while not stale");
+        // Stale once older than twice the interval plus the staleness limit (the second fetch
+        // was one interval after the first).
+        let limit = EARN * 2 + STALE_AFTER;
+        tokio::time::advance(
+            fetched + EARN + MIN_INTERVAL + limit + Duration::from_secs(1) - Instant::now(),
+        )
+        .await;
+        assert!(
+            account.status(true).earn.is_none(),
+            "stale allocations are dropped"
         );
     }
 }

@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// The key-permission audit.
     #[serde(default)]
     pub audit: AuditSection,
+    /// Earn allocations.
+    #[serde(default)]
+    pub earn: EarnSection,
     /// Prices in a quote currency.
     #[serde(default)]
     pub valuation: ValuationSection,
@@ -92,6 +95,16 @@ pub struct AuditSection {
     /// `false` is like `--audit.disabled`.
     pub enabled: Option<bool>,
     /// Like `--audit.interval`.
+    pub interval: Option<FileDuration>,
+}
+
+/// `earn:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarnSection {
+    /// `false` is like `--earn.disabled`.
+    pub enabled: Option<bool>,
+    /// Like `--earn.interval`.
     pub interval: Option<FileDuration>,
 }
 
@@ -191,6 +204,7 @@ kraken: {api_url: "https://api.kraken.com", timeout: 5s}
 refresh: {min_interval: 30s, interval: 1m, stale_after: 10m, assets_interval: 12h}
 web: {listen_address: ":10987", telemetry_path: /metrics}
 audit: {enabled: true, interval: 6h}
+earn: {enabled: true, interval: 10m}
 valuation: {quote: USD, trade_balance: false}
 accounts:
   - name: cold

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::file::{FileConfig, FileDuration};
 use super::{
     AccountConfig, AuditConfig, Config, ConfigError, DEFAULT_API_URL, DEFAULT_AUDIT_INTERVAL,
-    DEFAULT_TIMEOUT, ValuationConfig, WebConfig, validate,
+    DEFAULT_EARN_INTERVAL, DEFAULT_TIMEOUT, EarnConfig, ValuationConfig, WebConfig, validate,
 };
 use crate::account::RefreshPolicy;
 use crate::cli::{DEFAULT_PORT, Flags};
@@ -32,6 +32,7 @@ pub(super) fn base_config(
     let (api_url, timeout) = kraken_settings(flags, file, problems)?;
     let policy = refresh_policy(flags, file, problems)?;
     let audit = audit_config(flags, file, problems)?;
+    let earn = earn_config(flags, file, problems)?;
     let valuation = valuation_config(flags, file, problems)?;
     let web = web_config(flags, file, problems)?;
     Ok(Config {
@@ -44,6 +45,7 @@ pub(super) fn base_config(
         timeout,
         policy,
         audit,
+        earn,
         valuation,
         web,
         log_level: flags.log_level,
@@ -217,6 +219,24 @@ fn audit_config(
     );
     check(validate::audit_interval(interval), place, problems)?;
     Ok(AuditConfig { enabled, interval })
+}
+
+/// `--earn.*`: the Earn allocations.
+fn earn_config(
+    flags: &Flags,
+    file: &FileConfig,
+    problems: &mut Vec<Problem>,
+) -> Result<EarnConfig, ConfigError> {
+    let enabled = !flags.earn_disabled && file.earn.enabled.unwrap_or(true);
+    let (interval, place) = pick(
+        flags.earn_interval,
+        "--earn.interval",
+        dur(&file.earn.interval),
+        "earn.interval",
+        DEFAULT_EARN_INTERVAL,
+    );
+    check(validate::earn_interval(interval), place, problems)?;
+    Ok(EarnConfig { enabled, interval })
 }
 
 /// `--valuation.quote` and the file's `valuation.trade_balance`.

@@ -55,6 +55,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default interval of the key-permission audit.
 pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
+/// Default interval of the Earn allocations: they change by the day, and each fetch costs one
+/// call of the key's rate budget.
+pub const DEFAULT_EARN_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
 /// Everything the exporter needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,6 +80,8 @@ pub struct Config {
     pub policy: RefreshPolicy,
     /// The key-permission audit.
     pub audit: AuditConfig,
+    /// Earn allocations.
+    pub earn: EarnConfig,
     /// Prices in a quote currency.
     pub valuation: ValuationConfig,
     /// The HTTP front.
@@ -157,6 +163,15 @@ pub struct AuditConfig {
     /// Whether keys are audited at all.
     pub enabled: bool,
     /// How often each key is audited again.
+    pub interval: Duration,
+}
+
+/// Earn allocations (`kraken_earn_allocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarnConfig {
+    /// Whether Earn/Allocations is called at all.
+    pub enabled: bool,
+    /// How often each account's allocations are fetched again.
     pub interval: Duration,
 }
 
@@ -433,6 +448,44 @@ mod tests {
         assert_eq!(
             config.accounts[0].credentials.clone().unwrap().key.expose(),
             "fromflag"
+        );
+    }
+
+    #[test]
+    fn earn_is_on_every_10m_by_default_and_follows_its_flags_and_the_file() {
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let config = resolve_with(&[], &creds).unwrap();
+        assert_eq!(
+            config.earn,
+            EarnConfig {
+                enabled: true,
+                interval: Duration::from_secs(600)
+            }
+        );
+        let config = resolve_with(&["--earn.disabled", "--earn.interval", "1h"], &creds).unwrap();
+        assert!(!config.earn.enabled);
+        assert_eq!(config.earn.interval, Duration::from_secs(3600));
+        let message = resolve_with(&["--earn.interval", "30s"], &creds)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--earn.interval") && message.contains("at least 1m"),
+            "{message}"
+        );
+        let file = temp_file(
+            b"earn: {enabled: false, interval: 30m}\naccounts:\n  - name: a\n    key_env: K\n    secret_env: S\n",
+        );
+        let config = resolve_with(
+            &["--config.file", file.to_str().unwrap()],
+            &[("K", "k"), ("S", SECRET)],
+        )
+        .unwrap();
+        assert_eq!(
+            config.earn,
+            EarnConfig {
+                enabled: false,
+                interval: Duration::from_secs(1800)
+            }
         );
     }
 

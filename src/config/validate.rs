@@ -112,6 +112,16 @@ pub(super) fn audit_interval(interval: Duration) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `--earn.interval`.
+pub(super) fn earn_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval < Duration::from_secs(60) {
+        return Err(
+            "must be at least 1m: Earn allocations change by the day, and each fetch costs a call",
+        );
+    }
+    Ok(())
+}
+
 /// `--valuation.quote`: Kraken's short name of an asset.
 pub(super) fn quote(quote: &str) -> Result<(), String> {
     if quote.is_empty() || !quote.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {

@@ -19,7 +19,7 @@ use super::endpoint::Endpoint;
 use super::error::{KrakenError, Reason};
 use super::nonce::NonceSource;
 use super::observer::CallObserver;
-use super::parse::{self, ApiKeyInfo, AssetBalance, AssetTable, PairTable};
+use super::parse::{self, ApiKeyInfo, AssetBalance, AssetTable, EarnAllocation, PairTable};
 use super::sign::sign;
 use crate::secret::Credentials;
 
@@ -396,6 +396,19 @@ impl KrakenClient {
     pub async fn api_key_info(&self) -> Result<ApiKeyInfo, KrakenError> {
         self.private(Endpoint::GetApiKeyInfo, &[], parse::api_key_info)
             .await
+    }
+
+    /// The account's Earn allocations, one entry per strategy, amounts in the native asset.
+    /// Needs only "Funds: Query"; costs one private call like any other.
+    pub async fn earn_allocations(&self) -> Result<Vec<EarnAllocation>, KrakenError> {
+        self.private(Endpoint::EarnAllocations, &[], parse::earn_allocations)
+            .await
+    }
+
+    /// The nonce of the latest private call this client signed (`None` before the first), so
+    /// the key audit can compare it with the largest nonce Kraken accepted for the key.
+    pub fn last_nonce(&self) -> Option<u64> {
+        self.signer.as_ref().and_then(|signer| signer.nonces.last())
     }
 
     /// Lists withdrawal methods and discards them: the call reads nothing sensitive and changes

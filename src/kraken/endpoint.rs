@@ -23,6 +23,8 @@ pub enum Endpoint {
     TradeBalance,
     /// Private: the key's name and permissions.
     GetApiKeyInfo,
+    /// Private: funds allocated to Earn strategies, by state (needs only "Funds: Query").
+    EarnAllocations,
     /// Private: withdrawal methods, answered only for keys that may withdraw.
     WithdrawMethods,
     /// Public: asset codes and their short names.
@@ -37,11 +39,12 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every method, in declaration order.
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::BalanceEx,
         Endpoint::Balance,
         Endpoint::TradeBalance,
         Endpoint::GetApiKeyInfo,
+        Endpoint::EarnAllocations,
         Endpoint::WithdrawMethods,
         Endpoint::Assets,
         Endpoint::AssetPairs,
@@ -49,13 +52,15 @@ impl Endpoint {
         Endpoint::Time,
     ];
 
-    /// Kraken's method name, which is also the `endpoint` label value (`BalanceEx`).
+    /// Kraken's method name, which is also the `endpoint` label value (`BalanceEx`); methods in a
+    /// group keep Kraken's group prefix (`Earn/Allocations`).
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::BalanceEx => "BalanceEx",
             Endpoint::Balance => "Balance",
             Endpoint::TradeBalance => "TradeBalance",
             Endpoint::GetApiKeyInfo => "GetApiKeyInfo",
+            Endpoint::EarnAllocations => "Earn/Allocations",
             Endpoint::WithdrawMethods => "WithdrawMethods",
             Endpoint::Assets => "Assets",
             Endpoint::AssetPairs => "AssetPairs",
@@ -71,6 +76,7 @@ impl Endpoint {
             Endpoint::Balance => "/0/private/Balance",
             Endpoint::TradeBalance => "/0/private/TradeBalance",
             Endpoint::GetApiKeyInfo => "/0/private/GetApiKeyInfo",
+            Endpoint::EarnAllocations => "/0/private/Earn/Allocations",
             Endpoint::WithdrawMethods => "/0/private/WithdrawMethods",
             Endpoint::Assets => "/0/public/Assets",
             Endpoint::AssetPairs => "/0/public/AssetPairs",
@@ -92,6 +98,7 @@ impl Endpoint {
                 | Endpoint::Balance
                 | Endpoint::TradeBalance
                 | Endpoint::GetApiKeyInfo
+                | Endpoint::EarnAllocations
                 | Endpoint::WithdrawMethods
         )
     }

@@ -88,7 +88,7 @@ impl Reason {
                 "the private key does not match the API key: copy the private key of this same key again, and set KRAKEN_API_OTP if the key has an API 2FA password"
             }
             Reason::InvalidNonce => {
-                "Kraken saw a larger nonce for this key: give this exporter its own API key (never share it with a bot or script), or raise the key's nonce window"
+                "Kraken saw a larger nonce for this key: give this exporter its own API key (never share it with a bot or script), or raise the key's nonce window; if another client once signed with microsecond or nanosecond nonces (1000 times this exporter's milliseconds or more), Kraken refuses every nonce of this exporter for good and only a new key helps"
             }
             Reason::PermissionDenied => {
                 "the key lacks a permission or its 2FA password is wrong: enable 'Funds: Query' on the key and check KRAKEN_API_OTP"

@@ -22,7 +22,9 @@ pub use client::{
 pub use endpoint::Endpoint;
 pub use error::{KrakenError, Reason};
 pub use observer::CallObserver;
-pub use parse::{ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, PairInfo, PairTable};
+pub use parse::{
+    ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, EarnAllocation, KeyExpiry, PairInfo, PairTable,
+};
 
 #[cfg(test)]
 mod tests {

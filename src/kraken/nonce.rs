@@ -116,6 +116,12 @@ impl NonceSource {
         })
     }
 
+    /// The latest nonce handed out (or read from the state file); `None` before any.
+    pub fn last(&self) -> Option<u64> {
+        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        (last > 0).then_some(last)
+    }
+
     /// The next nonce: greater than every nonce this source (or, with a state file, an earlier
     /// process) handed out.
     pub fn next(&self) -> Result<u64, NonceError> {

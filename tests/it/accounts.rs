@@ -631,8 +631,9 @@ async fn every_account_is_priced_within_seconds_of_readiness() {
 /// that sold it, and an asset of a removed account at the reload that removes it.
 #[tokio::test(start_paused = true)]
 async fn a_sold_asset_and_a_removed_accounts_assets_lose_their_price() {
+    // Earn off: the simulated Earn allocations name ETH too.
     let fleet = Fleet::start(
-        "valuation: {quote: USD}\naudit: {enabled: false}\nrefresh: {min_interval: 1s}",
+        "valuation: {quote: USD}\naudit: {enabled: false}\nearn: {enabled: false}\nrefresh: {min_interval: 1s}",
         &[
             ("hot", "", balances(&[("XXBT", 0.5), ("XETH", 3.0)])),
             ("cold", "", balances(&[("DOT", 100.0)])),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::SimOptions;
+use kraken_exporter::kraken::sim::{SimKeyInfo, SimKraken};
 
 use crate::Harness;
 use crate::rules::{heading_anchors, repo_path};
@@ -101,20 +102,27 @@ async fn every_served_metric_family_is_documented_with_its_help_text_and_vice_ve
     let dir = TempDir::new();
     let config = dir.0.join("kraken_exporter.yml");
     std::fs::write(&config, EVERY_FAMILY_CONFIG).unwrap();
-    let harness = Harness::start_with_balances(
-        &["--config.file", config.to_str().unwrap()],
-        SimOptions {
-            trade_balance_enabled: true,
-            ..SimOptions::default()
-        },
-        Some(vec![
-            ("XXBT".to_owned(), 1.5, 0.25),
-            ("ZUSD".to_owned(), 100.0, 0.0),
-            // No market prices it: kraken_asset_price_missing.
-            ("NEWCOIN".to_owned(), 3.0, 0.0),
-        ]),
-    )
-    .await;
+    let sim = SimKraken::start(SimOptions {
+        trade_balance_enabled: true,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    sim.set_balances(vec![
+        ("XXBT".to_owned(), 1.5, 0.25),
+        ("ZUSD".to_owned(), 100.0, 0.0),
+        // No market prices it: kraken_asset_price_missing.
+        ("NEWCOIN".to_owned(), 3.0, 0.0),
+    ]);
+    // A key with an expiry date: kraken_api_key_expiry_timestamp_seconds.
+    sim.set_key_info(SimKeyInfo {
+        name: "exporter".to_owned(),
+        valid_until: 1_800_000_000,
+        created: 1_772_542_900,
+        ip_allowlist: vec![],
+        last_used: None,
+    });
+    let harness = Harness::serve(sim, &["--config.file", config.to_str().unwrap()]).await;
     harness.wait_ready().await;
 
     // Families appear as the refresh, the audit, TradeBalance and the prices complete: scrape

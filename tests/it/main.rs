@@ -6,6 +6,7 @@ mod accounts;
 mod binary;
 mod docs;
 mod e2e;
+mod earn;
 mod faults;
 mod layers;
 mod mixin;
@@ -144,6 +145,12 @@ impl Harness {
         if let Some(balances) = balances {
             sim.set_balances(balances);
         }
+        Self::serve(sim, args).await
+    }
+
+    /// Starts the exporter with `args` against `sim`, which the test has set up already (key
+    /// info, Earn allocations, faults), so the first refresh and key audit see what it set.
+    pub async fn serve(sim: SimKraken, args: &[&str]) -> Harness {
         let creds = sim.credentials();
         let key = creds.key.expose().to_owned();
         let secret = STANDARD.encode(creds.secret.expose());

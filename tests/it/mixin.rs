@@ -19,6 +19,8 @@ pub struct MixinConfig {
     pub job_selector: String,
     /// Where docs/runbook.md is published; alerts append `#<anchor>`.
     pub runbook_url: String,
+    /// Age in days after which a key is due for rotation (`KrakenKeyRotationDue`).
+    pub key_rotation_days: u32,
 }
 
 /// Reads and checks `mixin/config.yml`.
@@ -49,6 +51,10 @@ fn check_config(config: &MixinConfig) {
         "mixin/config.yml runbook_url {url:?}: write an absolute URL without #, quotes or spaces \
          (alerts append #<anchor>)"
     );
+    assert!(
+        config.key_rotation_days > 0,
+        "mixin/config.yml key_rotation_days must be a number of days above 0"
+    );
 }
 
 /// Replaces the placeholders of a template; `json` escapes the values for a JSON string.
@@ -64,6 +70,7 @@ fn render(template: &str, config: &MixinConfig, json: bool) -> String {
     template
         .replace("@JOB_SELECTOR@", &escape(&config.job_selector))
         .replace("@RUNBOOK_URL@", &escape(&config.runbook_url))
+        .replace("@KEY_ROTATION_DAYS@", &config.key_rotation_days.to_string())
 }
 
 /// A rule template without its first comment paragraph (which documents the template itself,
@@ -245,17 +252,30 @@ fn the_job_selector_reaches_every_rule_and_the_dashboard_job_list() {
     let custom = MixinConfig {
         job_selector: r#"job="my-balances""#.to_owned(),
         runbook_url: "https://wiki.example.org/kraken/runbook".to_owned(),
+        key_rotation_days: 30,
     };
     check_config(&custom);
     let files = generated(&custom);
     for (path, contents) in &files {
-        for leftover in [".*kraken.*", "@JOB_SELECTOR@", "@RUNBOOK_URL@", "file:///"] {
+        for leftover in [
+            ".*kraken.*",
+            "@JOB_SELECTOR@",
+            "@RUNBOOK_URL@",
+            "@KEY_ROTATION_DAYS@",
+            "file:///",
+        ] {
             assert!(
                 !contents.contains(leftover),
                 "{path}: {leftover} is left over"
             );
         }
     }
+    assert!(
+        files[0]
+            .1
+            .contains("kraken_api_key_created_timestamp_seconds{job=\"my-balances\"} > 30 * 86400"),
+        "key_rotation_days reaches KrakenKeyRotationDue"
+    );
     let alerts: serde_norway::Value = serde_norway::from_str(&files[0].1).unwrap();
     let recording: serde_norway::Value = serde_norway::from_str(&files[1].1).unwrap();
     let mut checked = 0;

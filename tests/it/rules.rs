@@ -707,3 +707,42 @@ fn the_readme_alert_stays_one_to_one_when_both_metrics_and_probe_are_scraped() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.contains("SUCCESS"), "{out}");
 }
+
+#[test]
+fn dashboard_shows_key_hygiene_and_earn_allocations_per_account() {
+    let dashboard = dashboard();
+    let panels = dashboard_panels(&dashboard);
+    let exprs_of = |title: &str| -> String {
+        let panel = panels
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no panel {title:?}"));
+        panel["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["expr"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let hygiene = exprs_of("API key hygiene");
+    for family in [
+        "kraken_api_key_info{",
+        "kraken_api_key_expiry_timestamp_seconds{",
+        "kraken_api_key_ip_allowlist_entries{",
+        "kraken_api_key_created_timestamp_seconds{",
+    ] {
+        assert!(
+            hygiene.contains(family),
+            "key hygiene lacks {family}: {hygiene}"
+        );
+    }
+    assert!(hygiene.contains("by (account"), "{hygiene}");
+    let earn = exprs_of("Earn allocations by state");
+    assert!(earn.contains("by (account, asset, state)"), "{earn}");
+    let next = exprs_of("Next unbonding");
+    assert!(
+        next.contains("kraken_earn_next_unbonding_timestamp_seconds{"),
+        "{next}"
+    );
+}

@@ -63,6 +63,16 @@ async fn exposition_matches_the_golden_file() {
     )
     .await;
     h.wait_ready().await;
+    // The Earn allocations are fetched right after the first balances, in the same task; the
+    // file shows them once that call is counted (well within the 10s minimum interval, so no
+    // second refresh starts meanwhile).
+    let earn_counted = r#"kraken_requests_total{account="default",endpoint="Earn/Allocations"} 1"#;
+    for _ in 0..250 {
+        if h.metrics().await.contains(earn_counted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, content_type, body) = h.get("/metrics", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -202,8 +212,14 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
 
 #[tokio::test(start_paused = true)]
 async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fresh() {
+    // Audit and Earn off: their calls would lengthen the first refresh past the second scrape.
     let h = Harness::start(
-        &["--refresh.min-interval", "300ms", "--audit.disabled"],
+        &[
+            "--refresh.min-interval",
+            "300ms",
+            "--audit.disabled",
+            "--earn.disabled",
+        ],
         SimOptions {
             latency: Duration::from_millis(800),
             ..SimOptions::default()

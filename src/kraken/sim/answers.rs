@@ -10,7 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use super::auth::{PrivateParams, percent_decode};
-use super::data::{ASSETS, PAIRS, WITHDRAW_METHODS, asset_altname, canonical_pair, usd_value};
+use super::data::{
+    ASSETS, PAIRS, SimEarn, SimKeyInfo, WITHDRAW_METHODS, asset_altname, canonical_pair, usd_value,
+};
 use super::response::{envelope_error, envelope_ok};
 use super::state::Shared;
 use crate::kraken::endpoint::Endpoint;
@@ -43,11 +45,19 @@ pub(super) fn private(shared: &Shared, endpoint: Endpoint, params: &PrivateParam
                 Err(message) => envelope_error(message),
             }
         }
-        Endpoint::GetApiKeyInfo => envelope_ok(api_key_info_result(
-            &shared.permissions,
-            shared.credentials.key.expose(),
-            shared.state().key.last_nonce,
-        )),
+        Endpoint::GetApiKeyInfo => {
+            let (last_nonce, key_info) = {
+                let state = shared.state();
+                (state.key.last_nonce, state.key_info.clone())
+            };
+            envelope_ok(api_key_info_result(
+                &shared.permissions,
+                shared.credentials.key.expose(),
+                last_nonce,
+                &key_info,
+            ))
+        }
+        Endpoint::EarnAllocations => envelope_ok(earn_allocations_result(&shared.state().earn)),
         Endpoint::WithdrawMethods => envelope_ok(withdraw_methods_result()),
         public => unreachable!("{public} is public"),
     }
@@ -253,27 +263,111 @@ fn trade_balance_result(
 
 /// GetApiKeyInfo's documented answer (docs.kraken.com/api-reference/account-data/
 /// get-api-key-info): the key itself is echoed as Kraken does, so tests can check that the
-/// exporter never keeps it; times are the documented example's.
-fn api_key_info_result(permissions: &[String], key: &str, last_nonce: Option<u64>) -> Value {
+/// exporter never keeps it; name, expiry, creation, allowlist and last use come from `info`.
+fn api_key_info_result(
+    permissions: &[String],
+    key: &str,
+    last_nonce: Option<u64>,
+    info: &SimKeyInfo,
+) -> Value {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     json!({
-        "apiKeyName": "exporter",
+        "apiKeyName": info.name,
         "apiKey": key,
         "nonce": last_nonce.unwrap_or(0).to_string(),
         "nonceWindow": 0,
         "permissions": permissions,
         "iban": "AA00 SIMU LATE DKRK",
-        "validUntil": "0",
+        "validUntil": info.valid_until.to_string(),
         "queryFrom": "0",
         "queryTo": "0",
-        "createdTime": "1772542900",
-        "modifiedTime": "1772543095",
-        "ipAllowlist": [],
-        "lastUsed": now.to_string(),
+        "createdTime": info.created.to_string(),
+        "modifiedTime": info.created.to_string(),
+        "ipAllowlist": info.ip_allowlist,
+        "lastUsed": info.last_used.unwrap_or(now).to_string(),
     })
+}
+
+/// Earn/Allocations' documented answer (api-specs `/private/Earn/Allocations`): per strategy
+/// the native amounts of each state that has allocations, with each allocation's expiry, and
+/// the total. Converted amounts are in USD at the sim's default values.
+fn earn_allocations_result(earn: &[SimEarn]) -> Value {
+    let usd = |asset: &str, native: f64| {
+        let code = ASSETS.iter().find(|a| a.1 == asset).map_or(asset, |a| a.0);
+        format!("{:.4}", native * usd_value(code))
+    };
+    let state = |asset: &str, allocations: &[(f64, u64)]| -> Option<Value> {
+        if allocations.is_empty() {
+            return None;
+        }
+        let native: f64 = allocations.iter().map(|(amount, _)| amount).sum();
+        let items: Vec<Value> = allocations
+            .iter()
+            .map(|&(part, expires)| {
+                json!({
+                    "created_at": rfc3339(expires.saturating_sub(7 * 86_400)),
+                    "expires": rfc3339(expires),
+                    "native": amount(part),
+                    "converted": usd(asset, part),
+                })
+            })
+            .collect();
+        Some(json!({
+            "native": amount(native),
+            "converted": usd(asset, native),
+            "allocation_count": items.len(),
+            "allocations": items,
+        }))
+    };
+    let mut total_allocated = 0.0;
+    let items: Vec<Value> = earn
+        .iter()
+        .map(|strategy| {
+            let asset = strategy.native_asset.as_str();
+            let mut allocated = Map::new();
+            for (name, allocations) in [
+                ("bonding", &strategy.bonding),
+                ("exit_queue", &strategy.exit_queue),
+                ("unbonding", &strategy.unbonding),
+            ] {
+                if let Some(value) = state(asset, allocations) {
+                    allocated.insert(name.to_owned(), value);
+                }
+            }
+            allocated.insert(
+                "total".to_owned(),
+                json!({ "native": amount(strategy.total), "converted": usd(asset, strategy.total) }),
+            );
+            total_allocated += usd(asset, strategy.total).parse::<f64>().unwrap_or(0.0);
+            json!({
+                "strategy_id": strategy.strategy_id,
+                "native_asset": asset,
+                "amount_allocated": allocated,
+                "total_rewarded": { "native": amount(0.0), "converted": "0.0000" },
+            })
+        })
+        .collect();
+    json!({
+        "converted_asset": "USD",
+        "total_allocated": format!("{total_allocated:.4}"),
+        "total_rewarded": "0.0000",
+        "items": items,
+    })
+}
+
+/// An RFC 3339 time in UTC as Kraken writes Earn expiries (`2026-12-18T08:00:00Z`).
+fn rfc3339(unixtime: u64) -> String {
+    let (year, month, day) = civil_from_days(unixtime / 86_400);
+    let secs = unixtime % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn withdraw_methods_result() -> Value {
@@ -592,6 +686,67 @@ mod tests {
         let mut bad = Call::new(&sim, Endpoint::GetApiKeyInfo, 2);
         bad.key = "nobody".into();
         assert_eq!(errors(&bad.send(&sim).await), ["EAPI:Invalid key"]);
+    }
+
+    #[tokio::test]
+    async fn earn_allocations_answer_as_the_fixture_they_model_parses() {
+        let sim = start_with_key(None).await;
+        let answer = call(&sim, Endpoint::EarnAllocations, 1).await;
+        let body = serde_json::to_vec(&answer).unwrap();
+        let served = crate::kraken::parse::earn_allocations(200, &body).unwrap();
+        let fixture = crate::kraken::parse::earn_allocations(
+            200,
+            include_bytes!("../../../tests/fixtures/kraken/earn_allocations_states.json"),
+        )
+        .unwrap();
+        // The fixture's one unbonding expiry with milliseconds is served to the second.
+        let to_second = |mut items: Vec<crate::kraken::EarnAllocation>| {
+            for item in &mut items {
+                item.unbonding_until = item.unbonding_until.map(|at| {
+                    UNIX_EPOCH
+                        + std::time::Duration::from_secs(
+                            at.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+                        )
+                });
+            }
+            items
+        };
+        assert_eq!(to_second(served), to_second(fixture));
+        assert_eq!(
+            answer["result"]["items"][0]["amount_allocated"]["unbonding"]["allocations"][0]["expires"],
+            "2026-12-18T08:00:00Z"
+        );
+        sim.set_earn(vec![]);
+        let answer = call(&sim, Endpoint::EarnAllocations, 2).await;
+        assert_eq!(answer["result"]["items"], json!([]));
+        assert_eq!(sim.calls(Endpoint::EarnAllocations), 2);
+    }
+
+    #[tokio::test]
+    async fn get_api_key_info_tells_the_configured_expiry_allowlist_and_creation() {
+        let sim = start_with_key(None).await;
+        sim.set_key_info(SimKeyInfo {
+            name: "backup-monitor".into(),
+            valid_until: 1_800_000_000,
+            created: 1_790_000_000,
+            ip_allowlist: vec!["192.0.2.1/32".into()],
+            last_used: Some(1_795_000_000),
+        });
+        let answer = call(&sim, Endpoint::GetApiKeyInfo, 1).await;
+        let info =
+            crate::kraken::parse::api_key_info(200, &serde_json::to_vec(&answer).unwrap()).unwrap();
+        assert_eq!(info.name.as_deref(), Some("backup-monitor"));
+        assert_eq!(
+            info.valid_until,
+            Some(crate::kraken::KeyExpiry::At(
+                UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
+            ))
+        );
+        assert_eq!(info.ip_allowlist, Some(vec!["192.0.2.1/32".to_owned()]));
+        assert_eq!(
+            info.last_used,
+            Some(UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000))
+        );
     }
 
     #[tokio::test]

@@ -128,3 +128,83 @@ pub(super) fn usd_value(code: &str) -> f64 {
 pub(super) fn asset_altname(code: &str) -> &str {
     ASSETS.iter().find(|a| a.0 == code).map_or(code, |a| a.1)
 }
+
+/// One Earn strategy as the simulated Kraken lists it in Earn/Allocations: amounts in the native
+/// asset, each allocation in a state as (amount, unix seconds it expires).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimEarn {
+    /// Kraken's strategy id.
+    pub strategy_id: String,
+    /// The asset allocated (`DOT`, `ETH`).
+    pub native_asset: String,
+    /// Everything allocated, in whatever state (`amount_allocated.total.native`).
+    pub total: f64,
+    /// Allocations still bonding.
+    pub bonding: Vec<(f64, u64)>,
+    /// Allocations on their way back to the spot balance.
+    pub unbonding: Vec<(f64, u64)>,
+    /// Allocations waiting in ETH's exit queue.
+    pub exit_queue: Vec<(f64, u64)>,
+}
+
+/// What GetApiKeyInfo says about the simulated key besides its permissions and nonce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimKeyInfo {
+    /// `apiKeyName`.
+    pub name: String,
+    /// `validUntil`, unix seconds; 0 never expires.
+    pub valid_until: u64,
+    /// `createdTime`, unix seconds.
+    pub created: u64,
+    /// `ipAllowlist`; empty means any address.
+    pub ip_allowlist: Vec<String>,
+    /// `lastUsed`, unix seconds; `None` answers the time of the call itself.
+    pub last_used: Option<u64>,
+}
+
+/// The Earn allocations served until [`super::SimKraken::set_earn`] is called: the model of
+/// `tests/fixtures/kraken/earn_allocations_states.json` (DOT partly unbonding, ETH bonding and
+/// in the exit queue, an empty USDC allocation), so tests read the fixture's amounts and times.
+pub(super) fn default_earn() -> Vec<SimEarn> {
+    vec![
+        SimEarn {
+            strategy_id: "ESXUM7H-SJHQ6-KOQNNI".into(),
+            native_asset: "DOT".into(),
+            total: 130.0,
+            bonding: vec![],
+            // 2026-12-18T08:00:00Z and 2026-12-08T08:00:00Z.
+            unbonding: vec![(20.0, 1_797_580_800), (10.0, 1_796_716_800)],
+            exit_queue: vec![],
+        },
+        SimEarn {
+            strategy_id: "ESRFUO3-Q62XD-WIOIL7".into(),
+            native_asset: "ETH".into(),
+            total: 1.2265,
+            // 2026-12-05T10:00:00Z.
+            bonding: vec![(0.5, 1_796_464_800)],
+            unbonding: vec![],
+            // 2026-12-30T10:00:00Z.
+            exit_queue: vec![(0.25, 1_798_624_800)],
+        },
+        SimEarn {
+            strategy_id: "ESMWVX6-JAPVY-23L3CK".into(),
+            native_asset: "USDC".into(),
+            total: 0.0,
+            bonding: vec![],
+            unbonding: vec![],
+            exit_queue: vec![],
+        },
+    ]
+}
+
+/// The key GetApiKeyInfo describes until [`super::SimKraken::set_key_info`] is called: the
+/// documented example's times, no expiry, usable from any address.
+pub(super) fn default_key_info() -> SimKeyInfo {
+    SimKeyInfo {
+        name: "exporter".into(),
+        valid_until: 0,
+        created: 1_772_542_900,
+        ip_allowlist: vec![],
+        last_used: None,
+    }
+}

@@ -73,6 +73,7 @@ use self::state::{Shared, SimState};
 use crate::kraken::endpoint::Endpoint;
 use crate::secret::Credentials;
 
+pub use data::{SimEarn, SimKeyInfo};
 pub use faults::{DOCUMENTED_ERRORS, Fault};
 
 /// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
@@ -246,6 +247,24 @@ impl SimKraken {
             .get(&endpoint)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Replaces the Earn allocations Earn/Allocations lists (by default those of
+    /// `tests/fixtures/kraken/earn_allocations_states.json`).
+    pub fn set_earn(&self, earn: Vec<SimEarn>) {
+        self.shared.state().earn = earn;
+    }
+
+    /// Replaces what GetApiKeyInfo says about the key (name, expiry, creation, allowlist, last
+    /// use).
+    pub fn set_key_info(&self, info: SimKeyInfo) {
+        self.shared.state().key_info = info;
+    }
+
+    /// Makes Kraken's last accepted nonce for the key `nonce`, as another client using the same
+    /// key would (with microsecond nonces, every millisecond nonce is refused from then on).
+    pub fn set_last_nonce(&self, nonce: u64) {
+        self.shared.state().key.last_nonce = Some(nonce);
     }
 
     /// Last nonce accepted for the key (None before the first), to check the client's nonce

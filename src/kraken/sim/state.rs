@@ -12,7 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::auth::{KeyState, RateCounter, may_withdraw};
-use super::data::{DEFAULT_BALANCES, PAIRS, PRICE_DRIFT_PHASE, default_prices, drifted};
+use super::data::{
+    DEFAULT_BALANCES, PAIRS, PRICE_DRIFT_PHASE, SimEarn, SimKeyInfo, default_earn,
+    default_key_info, default_prices, drifted,
+};
 use super::faults::{Fault, Faults};
 use crate::kraken::endpoint::Endpoint;
 use crate::secret::Credentials;
@@ -109,6 +112,10 @@ pub(super) struct SimState {
     pub(super) calls: HashMap<Endpoint, u64>,
     /// What Kraken remembers about the key: last nonce, rate counter.
     pub(super) key: KeyState,
+    /// The Earn allocations, as Earn/Allocations lists them.
+    pub(super) earn: Vec<SimEarn>,
+    /// The key's name, expiry, creation time, allowlist and last use (GetApiKeyInfo).
+    pub(super) key_info: SimKeyInfo,
     /// The counter of public calls (Kraken's per-IP limit).
     pub(super) public_counter: RateCounter,
 }
@@ -124,6 +131,8 @@ impl SimState {
             faults: Faults::default(),
             calls: HashMap::new(),
             key: KeyState::new(Instant::now()),
+            earn: default_earn(),
+            key_info: default_key_info(),
             public_counter: RateCounter::new(Instant::now()),
         }
     }
