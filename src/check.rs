@@ -10,8 +10,8 @@ use crate::app::{App, SharedEnv};
 use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
-use crate::exporter::{resolve_assets, unknown_asset_message};
-use crate::kraken::{KeyExpiry, Reason};
+use crate::exporter::{AccountSet, ExportedAccount, resolve_assets, unknown_asset_message};
+use crate::kraken::{AssetTable, KeyExpiry, Reason};
 use crate::status::format_amount;
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
@@ -27,12 +27,29 @@ pub async fn run(
     let demo = config.demo;
     let (app, _reloads) = App::start(config, flags, env).await?;
     let set = app.exporter.accounts();
+    refresh_once(&set).await?;
+    if demo {
+        writeln!(
+            out,
+            "DEMO MODE: these balances come from a simulated Kraken; they are not real."
+        )?;
+    }
+    let assets = set.market.current_assets();
+    let mut all_ok = true;
+    for exported in &set.accounts {
+        all_ok &= report(exported, &assets, out, err)?;
+    }
+    Ok(all_ok)
+}
+
+/// Refreshes every account once, concurrently, joining the refresh start-up already began
+/// rather than calling twice.
+async fn refresh_once(set: &AccountSet) -> anyhow::Result<()> {
     let refreshes: Vec<_> = set
         .accounts
         .iter()
         .map(|a| {
             let account = std::sync::Arc::clone(&a.account);
-            // Start-up already began the first refresh; join it rather than calling twice.
             tokio::spawn(async move {
                 if !account.has_outcome() {
                     account.refresh_now().await;
@@ -43,73 +60,73 @@ pub async fn run(
     for refresh in refreshes {
         refresh.await?;
     }
-    if demo {
+    Ok(())
+}
+
+/// Writes one account's result: its balances, thresholds, audit and key hygiene to `out`, or
+/// what failed and the fix to `err`. Returns whether the account passed.
+fn report(
+    exported: &ExportedAccount,
+    assets: &AssetTable,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<bool> {
+    let mut ok = true;
+    let resolved = resolve_assets(&exported.config, assets);
+    for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
+        ok = false;
         writeln!(
-            out,
-            "DEMO MODE: these balances come from a simulated Kraken; they are not real."
+            err,
+            "check failed for account {:?}: {}",
+            exported.config.name,
+            unknown_asset_message(name, nearest.as_deref())
         )?;
     }
-    let mut all_ok = true;
-    let assets = set.market.current_assets();
-    for exported in &set.accounts {
-        let resolved = resolve_assets(&exported.config, &assets);
-        for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
-            all_ok = false;
-            writeln!(
-                err,
-                "check failed for account {:?}: {}",
-                exported.config.name,
-                unknown_asset_message(name, nearest.as_deref())
-            )?;
+    let status = exported.account.status(true);
+    if let Some((reason, message)) = &status.last_error {
+        writeln!(err, "check failed for account {:?}: {message}", status.name)?;
+        writeln!(err, "reason: {reason}")?;
+        writeln!(err, "what to do: {}", reason.advice())?;
+        if *reason == Reason::InvalidNonce {
+            writeln!(err, "{}", nonce_scale_hint(SystemTime::now()))?;
         }
-        let status = exported.account.status(true);
-        if let Some((reason, message)) = &status.last_error {
-            all_ok = false;
-            writeln!(err, "check failed for account {:?}: {message}", status.name)?;
-            writeln!(err, "reason: {reason}")?;
-            writeln!(err, "what to do: {}", reason.advice())?;
-            if *reason == Reason::InvalidNonce {
-                writeln!(err, "{}", nonce_scale_hint(SystemTime::now()))?;
-            }
-            continue;
-        }
-        let Some(snapshot) = status.balances else {
-            all_ok = false;
-            writeln!(
-                err,
-                "check failed for account {:?}: no answer from Kraken",
-                status.name
-            )?;
-            continue;
-        };
-        writeln!(
-            out,
-            "The key works: account {:?}, {} assets from {}.",
-            status.name,
-            snapshot.balances.len(),
-            snapshot.endpoint
-        )?;
-        let rows: Vec<[String; 5]> = snapshot
-            .balances
-            .iter()
-            .map(|b| {
-                [
-                    b.asset.clone(),
-                    b.code.clone(),
-                    format_amount(b.total),
-                    b.hold.map_or_else(|| "-".to_owned(), format_amount),
-                    b.available().map_or_else(|| "-".to_owned(), format_amount),
-                ]
-            })
-            .collect();
-        write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
-        writeln!(out)?;
-        write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
-        write_audit(out, status.audit.as_ref())?;
-        write_key_hygiene(out, status.audit.as_ref(), SystemTime::now())?;
-        writeln!(out)?;
+        return Ok(false);
     }
-    Ok(all_ok)
+    let Some(snapshot) = status.balances else {
+        writeln!(
+            err,
+            "check failed for account {:?}: no answer from Kraken",
+            status.name
+        )?;
+        return Ok(false);
+    };
+    writeln!(
+        out,
+        "The key works: account {:?}, {} assets from {}.",
+        status.name,
+        snapshot.balances.len(),
+        snapshot.endpoint
+    )?;
+    let rows: Vec<[String; 5]> = snapshot
+        .balances
+        .iter()
+        .map(|b| {
+            [
+                b.asset.clone(),
+                b.code.clone(),
+                format_amount(b.total),
+                b.hold.map_or_else(|| "-".to_owned(), format_amount),
+                b.available().map_or_else(|| "-".to_owned(), format_amount),
+            ]
+        })
+        .collect();
+    write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
+    writeln!(out)?;
+    write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
+    write_audit(out, status.audit.as_ref())?;
+    write_key_hygiene(out, status.audit.as_ref(), SystemTime::now())?;
+    writeln!(out)?;
+    Ok(ok)
 }
 
 /// Writes each minimum against what its asset can spend now (0 without a spendable balance), or

@@ -582,93 +582,114 @@ fn unix_time(secs: u64) -> SystemTime {
 /// An item without `native_asset` or without `amount_allocated.total.native` is a decode error,
 /// never a zero: the total is the balance itself.
 pub fn earn_allocations(status: u16, body: &[u8]) -> Result<Vec<EarnAllocation>, KrakenError> {
-    #[derive(Deserialize)]
-    struct Page {
-        #[serde(default)]
-        items: Vec<Item>,
-    }
-    #[derive(Deserialize)]
-    struct Item {
-        #[serde(default)]
-        strategy_id: Option<String>,
-        #[serde(default)]
-        native_asset: Option<String>,
-        #[serde(default)]
-        amount_allocated: Option<Allocated>,
-    }
-    #[derive(Deserialize)]
-    struct Allocated {
-        #[serde(default)]
-        total: Option<Native>,
-        #[serde(default)]
-        bonding: Option<State>,
-        #[serde(default)]
-        unbonding: Option<State>,
-        #[serde(default)]
-        exit_queue: Option<State>,
-    }
-    #[derive(Deserialize)]
-    struct Native {
-        native: Amount,
-    }
-    #[derive(Deserialize)]
-    struct State {
-        native: Amount,
-        #[serde(default)]
-        allocations: Vec<Expiring>,
-    }
-    #[derive(Deserialize)]
-    struct Expiring {
-        #[serde(default)]
-        expires: Option<String>,
-    }
-    fn amount(state: Option<&State>, what: &str) -> Result<f64, KrakenError> {
-        state.map_or(Ok(0.0), |state| state.native.value(what))
-    }
-    fn earliest(state: Option<&State>, what: &str) -> Result<Option<SystemTime>, KrakenError> {
-        let mut earliest: Option<SystemTime> = None;
-        for expires in state
-            .iter()
-            .flat_map(|state| &state.allocations)
-            .filter_map(|allocation| allocation.expires.as_deref())
-        {
-            let at = parse_rfc3339(expires).ok_or_else(|| {
-                KrakenError::Decode(format!("{what} expires at an unreadable time"))
-            })?;
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
-        }
-        Ok(earliest)
-    }
-
-    let page: Option<Page> = envelope(status, body)?;
+    let page: Option<EarnPage> = envelope(status, body)?;
     page.map(|page| page.items)
         .unwrap_or_default()
         .into_iter()
-        .map(|item| {
-            let native_asset = item.native_asset.map(|a| printable(&a)).ok_or_else(|| {
-                KrakenError::Decode("an Earn allocation has no native_asset".to_owned())
-            })?;
-            let what = format!("Earn allocation of {native_asset}");
-            let allocated = item
-                .amount_allocated
-                .ok_or_else(|| KrakenError::Decode(format!("{what} has no amount_allocated")))?;
-            let total = allocated
-                .total
-                .ok_or_else(|| KrakenError::Decode(format!("{what} has no total")))?
-                .native
-                .value(&what)?;
-            Ok(EarnAllocation {
-                strategy_id: item.strategy_id.map(|s| printable(&s)).unwrap_or_default(),
-                total,
-                bonding: amount(allocated.bonding.as_ref(), &what)?,
-                unbonding: amount(allocated.unbonding.as_ref(), &what)?,
-                exit_queue: amount(allocated.exit_queue.as_ref(), &what)?,
-                unbonding_until: earliest(allocated.unbonding.as_ref(), &what)?,
-                exit_queue_until: earliest(allocated.exit_queue.as_ref(), &what)?,
-                native_asset,
-            })
-        })
+        .map(earn_item)
         .collect()
+}
+
+/// The `result` of an Earn/Allocations answer, as far as it is read.
+#[derive(Deserialize)]
+struct EarnPage {
+    #[serde(default)]
+    items: Vec<EarnItem>,
+}
+
+/// One strategy's allocation.
+#[derive(Deserialize)]
+struct EarnItem {
+    #[serde(default)]
+    strategy_id: Option<String>,
+    #[serde(default)]
+    native_asset: Option<String>,
+    #[serde(default)]
+    amount_allocated: Option<EarnAllocated>,
+}
+
+/// `amount_allocated`: the total and the states that are not (yet, or any more) earning.
+#[derive(Deserialize)]
+struct EarnAllocated {
+    #[serde(default)]
+    total: Option<EarnNative>,
+    #[serde(default)]
+    bonding: Option<EarnState>,
+    #[serde(default)]
+    unbonding: Option<EarnState>,
+    #[serde(default)]
+    exit_queue: Option<EarnState>,
+}
+
+/// An amount in the native asset.
+#[derive(Deserialize)]
+struct EarnNative {
+    native: Amount,
+}
+
+/// A state's amount and its allocations, each with the time it ends.
+#[derive(Deserialize)]
+struct EarnState {
+    native: Amount,
+    #[serde(default)]
+    allocations: Vec<EarnExpiring>,
+}
+
+/// When one allocation leaves its state.
+#[derive(Deserialize)]
+struct EarnExpiring {
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+/// One item as an [`EarnAllocation`]; a missing asset or total is a decode error.
+fn earn_item(item: EarnItem) -> Result<EarnAllocation, KrakenError> {
+    let native_asset = item
+        .native_asset
+        .map(|a| printable(&a))
+        .ok_or_else(|| KrakenError::Decode("an Earn allocation has no native_asset".to_owned()))?;
+    let what = format!("Earn allocation of {native_asset}");
+    let allocated = item
+        .amount_allocated
+        .ok_or_else(|| KrakenError::Decode(format!("{what} has no amount_allocated")))?;
+    let total = allocated
+        .total
+        .ok_or_else(|| KrakenError::Decode(format!("{what} has no total")))?
+        .native
+        .value(&what)?;
+    Ok(EarnAllocation {
+        strategy_id: item.strategy_id.map(|s| printable(&s)).unwrap_or_default(),
+        total,
+        bonding: earn_amount(allocated.bonding.as_ref(), &what)?,
+        unbonding: earn_amount(allocated.unbonding.as_ref(), &what)?,
+        exit_queue: earn_amount(allocated.exit_queue.as_ref(), &what)?,
+        unbonding_until: earliest_expiry(allocated.unbonding.as_ref(), &what)?,
+        exit_queue_until: earliest_expiry(allocated.exit_queue.as_ref(), &what)?,
+        native_asset,
+    })
+}
+
+/// A state's native amount; 0 when Kraken leaves the state out.
+fn earn_amount(state: Option<&EarnState>, what: &str) -> Result<f64, KrakenError> {
+    state.map_or(Ok(0.0), |state| state.native.value(what))
+}
+
+/// The earliest `expires` among a state's allocations; an unreadable time is a decode error.
+fn earliest_expiry(
+    state: Option<&EarnState>,
+    what: &str,
+) -> Result<Option<SystemTime>, KrakenError> {
+    let mut earliest: Option<SystemTime> = None;
+    for expires in state
+        .iter()
+        .flat_map(|state| &state.allocations)
+        .filter_map(|allocation| allocation.expires.as_deref())
+    {
+        let at = parse_rfc3339(expires)
+            .ok_or_else(|| KrakenError::Decode(format!("{what} expires at an unreadable time")))?;
+        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+    }
+    Ok(earliest)
 }
 
 /// An RFC 3339 time as Kraken writes it (`2023-08-19T02:34:05.807Z`, or with a `+01:00`
