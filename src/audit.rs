@@ -255,6 +255,19 @@ impl KeyAudit {
             .collect()
     }
 
+    /// The granted permissions besides `funds_query` that cannot move funds by themselves (Earn,
+    /// deposit, address book, order and ledger queries, data export, WebSocket tokens): an
+    /// operator's checklist wants none of them on a monitoring key.
+    pub fn unneeded(&self) -> Vec<&str> {
+        self.permissions
+            .iter()
+            .filter(|(name, granted)| {
+                **granted && name.as_str() != FUNDS_QUERY && !RISKY.contains(&name.as_str())
+            })
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// Whether the key has a normalised permission; `None` when the audit could not tell (the
     /// probe establishes only `funds_withdraw`; GetApiKeyInfo may omit denied permissions).
     pub fn granted(&self, name: &str) -> Option<bool> {
@@ -645,6 +658,19 @@ mod tests {
             audit.risky(),
             [FUNDS_WITHDRAW, ORDERS_CREATE, ORDERS_CANCEL]
         );
+    }
+
+    #[test]
+    fn unneeded_lists_what_a_monitoring_key_should_not_have_beside_the_risky_ones() {
+        let audit = KeyAudit::from_api_key_info(&info(&[
+            "query-funds",
+            "earn-funds",
+            "export-data",
+            "withdraw-funds",
+        ]));
+        assert_eq!(audit.unneeded(), [EXPORT_DATA, FUNDS_EARN]);
+        let query_only = KeyAudit::from_api_key_info(&info(&["query-funds"]));
+        assert!(query_only.unneeded().is_empty());
     }
 
     #[test]

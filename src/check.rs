@@ -206,6 +206,14 @@ fn write_audit(out: &mut dyn Write, audit: Option<&KeyAudit>) -> std::io::Result
             risky.join(", ")
         )?;
     }
+    let unneeded = audit.unneeded();
+    if !unneeded.is_empty() {
+        writeln!(
+            out,
+            "NOTE: this key also has {}, which the exporter does not use: a monitoring key should have only 'Funds: Query'.",
+            unneeded.join(", ")
+        )?;
+    }
     Ok(())
 }
 
