@@ -650,50 +650,21 @@ mod tests {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
+    use crate::account::tests::account_on;
     use crate::account::{Extras, RefreshPolicy};
-    use crate::kraken::client::http_client;
-    use crate::kraken::nonce::{NonceSource, SystemClock};
+    use crate::kraken::BalanceEndpoint;
     use crate::kraken::sim::{SimKraken, SimOptions};
-    use crate::kraken::{BalanceEndpoint, ClientOptions, KrakenClient};
 
     const STALE_AFTER: Duration = Duration::from_secs(10);
 
     /// A background-mode exporter of one account on the simulated Kraken, refreshed once.
     async fn background_exporter(sim: &SimKraken) -> Exporter {
-        let metrics = Arc::new(RequestMetrics::new());
-        let options = ClientOptions {
-            api_url: sim.url(),
-            timeout: Duration::from_secs(5),
-            balance_endpoint: BalanceEndpoint::Auto,
-        };
-        let http = http_client(options.timeout).unwrap();
-        let public = KrakenClient::public(
-            http.clone(),
-            options.clone(),
-            "_public".into(),
-            metrics.clone(),
-        );
-        let market = Market::new(public, Duration::from_secs(3600), None, metrics.clone());
-        let client = KrakenClient::new(
-            http,
-            options,
-            sim.credentials(),
-            NonceSource::new(Box::new(SystemClock)),
-            "default".into(),
-            metrics.clone(),
-        );
         let policy = RefreshPolicy {
             background_interval: Some(Duration::from_secs(3600)),
             stale_after: STALE_AFTER,
             ..RefreshPolicy::default()
         };
-        let account = Account::new(
-            client,
-            policy,
-            Extras::default(),
-            Arc::clone(&market),
-            metrics.clone(),
-        );
+        let (account, market, metrics) = account_on(sim, policy, Extras::default());
         account.refresh_now().await;
         let config = AccountConfig {
             name: "default".into(),

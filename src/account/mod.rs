@@ -532,6 +532,21 @@ pub(crate) mod tests {
 
     /// Like [`account`], with the given extra calls.
     fn account_with(sim: &SimKraken, extras: Extras) -> Arc<Account> {
+        let policy = RefreshPolicy {
+            min_interval: MIN_INTERVAL,
+            stale_after: STALE_AFTER,
+            ..RefreshPolicy::default()
+        };
+        account_on(sim, policy, extras).0
+    }
+
+    /// An account named `default` on the simulated Kraken with `policy` and `extras`, its market
+    /// (a public client on the same sim, no prices) and the counters both report to.
+    pub(crate) fn account_on(
+        sim: &SimKraken,
+        policy: RefreshPolicy,
+        extras: Extras,
+    ) -> (Arc<Account>, Arc<Market>, Arc<RequestMetrics>) {
         let metrics = Arc::new(RequestMetrics::new());
         let options = ClientOptions {
             api_url: sim.url(),
@@ -554,12 +569,8 @@ pub(crate) mod tests {
             "default".into(),
             metrics.clone(),
         );
-        let policy = RefreshPolicy {
-            min_interval: MIN_INTERVAL,
-            stale_after: STALE_AFTER,
-            ..RefreshPolicy::default()
-        };
-        Account::new(client, policy, extras, market, metrics)
+        let account = Account::new(client, policy, extras, Arc::clone(&market), metrics.clone());
+        (account, market, metrics)
     }
 
     /// Time is paused, and tokio moves a paused clock to the next timer whenever nothing is
