@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kraken::{CallObserver, EarnAllocation, Endpoint, KeyExpiry, Reason};
+use crate::kraken::{
+    CallObserver, EarnAllocation, Endpoint, KeyExpiry, Reason, at_kraken_precision,
+};
 use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance};
 use crate::valuation::PriceBook;
@@ -726,14 +728,15 @@ fn earn_by_asset(allocations: &[EarnAllocation]) -> BTreeMap<&str, EarnByAsset> 
     let mut by_asset: BTreeMap<&str, EarnByAsset> = BTreeMap::new();
     for a in allocations {
         let entry = by_asset.entry(a.native_asset.as_str()).or_default();
-        let earning = (a.total - a.bonding - a.unbonding - a.exit_queue).max(0.0);
+        let earning =
+            at_kraken_precision(a.total - a.bonding - a.unbonding - a.exit_queue).max(0.0);
         for (sum, amount) in
             entry
                 .states
                 .iter_mut()
                 .zip([a.bonding, earning, a.exit_queue, a.unbonding])
         {
-            *sum += amount;
+            *sum = at_kraken_precision(*sum + amount);
         }
         for due in [a.unbonding_until, a.exit_queue_until]
             .into_iter()
@@ -1052,6 +1055,9 @@ mod tests {
             allocation("USDC", 1.0, 0.6, 0.5, 0.0),
         ];
         let by_asset = earn_by_asset(&allocations);
+        // Amounts at Kraken's ten decimals, without float noise.
+        let noisy = [allocation("ETH", 0.3, 0.1, 0.0, 0.0)];
+        assert_eq!(earn_by_asset(&noisy)["ETH"].states[1].to_string(), "0.2");
         assert_eq!(by_asset["DOT"].states, [5.0, 115.0, 0.0, 30.0]);
         assert_eq!(by_asset["DOT"].states.iter().sum::<f64>(), 150.0);
         assert_eq!(by_asset["DOT"].next_unbonding, Some(at(2_000)));

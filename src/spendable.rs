@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kraken::{AssetBalance, AssetTable};
+use crate::kraken::{AssetBalance, AssetTable, at_kraken_precision};
 
 /// The suffixes whose balance is spendable through the base code.
 pub const SPENDABLE_SUFFIXES: &[&str] = &["F"];
@@ -46,14 +46,6 @@ pub fn available_by_asset(balances: &[AssetBalance], assets: &AssetTable) -> BTr
     sums.into_iter()
         .filter_map(|(name, sum)| sum.map(|sum| (name, at_kraken_precision(sum))))
         .collect()
-}
-
-/// Kraken keeps amounts to at most 10 decimals; a sum or difference of such amounts is rounded
-/// back to them, so `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
-fn at_kraken_precision(amount: f64) -> f64 {
-    const SCALE: f64 = 1e10;
-    let rounded = (amount * SCALE).round() / SCALE;
-    if rounded.is_finite() { rounded } else { amount }
 }
 
 /// Splits `XBT.F` into (`XBT`, `F`); a code without a dot has no suffix.

@@ -23,7 +23,8 @@ pub use endpoint::Endpoint;
 pub use error::{KrakenError, Reason};
 pub use observer::CallObserver;
 pub use parse::{
-    ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, EarnAllocation, KeyExpiry, PairInfo, PairTable,
+    ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, EarnAllocation, KeyExpiry, PairInfo,
+    PairTable, at_kraken_precision,
 };
 
 #[cfg(test)]

@@ -563,6 +563,14 @@ pub fn api_key_info(status: u16, body: &[u8]) -> Result<ApiKeyInfo, KrakenError>
     })
 }
 
+/// Kraken keeps amounts to at most 10 decimals; a sum or difference of such amounts is rounded
+/// back to them, so `1.2345678901 - 0.1` reads `1.1345678901`, not `1.1345678900999998`.
+pub fn at_kraken_precision(amount: f64) -> f64 {
+    const SCALE: f64 = 1e10;
+    let rounded = (amount * SCALE).round() / SCALE;
+    if rounded.is_finite() { rounded } else { amount }
+}
+
 /// A non-negative integer Kraken sent as a decimal string (`"1772627060997"`) or a number.
 fn unsigned(value: Option<&serde_json::Value>) -> Option<u64> {
     match value? {
