@@ -23,6 +23,14 @@ fn auto_earn_balances() -> Vec<(String, f64, f64)> {
     .collect()
 }
 
+/// The exporter with `args` on a simulated Kraken holding [`auto_earn_balances`], ready.
+async fn auto_earn_harness(args: &[&str]) -> Harness {
+    let h =
+        Harness::start_with_balances(args, SimOptions::default(), Some(auto_earn_balances())).await;
+    h.wait_ready().await;
+    h
+}
+
 /// The thresholds of the tests below, each asset in another spelling, and one name that is no
 /// Kraken asset.
 const THRESHOLDS: [&str; 10] = [
@@ -40,13 +48,7 @@ const THRESHOLDS: [&str; 10] = [
 
 #[tokio::test]
 async fn available_counts_auto_earn_funds_and_a_missing_threshold_asset_reads_0() {
-    let h = Harness::start_with_balances(
-        &THRESHOLDS,
-        SimOptions::default(),
-        Some(auto_earn_balances()),
-    )
-    .await;
-    h.wait_ready().await;
+    let h = auto_earn_harness(&THRESHOLDS).await;
     let body = h.metrics().await;
     let available = |asset: &str| {
         sample(
@@ -102,13 +104,7 @@ async fn available_counts_auto_earn_funds_and_a_missing_threshold_asset_reads_0(
 
 #[tokio::test]
 async fn an_unknown_asset_name_is_exported_as_such_never_as_a_balance() {
-    let h = Harness::start_with_balances(
-        &THRESHOLDS,
-        SimOptions::default(),
-        Some(auto_earn_balances()),
-    )
-    .await;
-    h.wait_ready().await;
+    let h = auto_earn_harness(&THRESHOLDS).await;
     let body = h.metrics().await;
     assert_eq!(
         sample(
@@ -140,9 +136,7 @@ async fn an_unknown_asset_name_is_exported_as_such_never_as_a_balance() {
 async fn with_the_balance_endpoint_no_available_amount_is_claimed() {
     let mut args = THRESHOLDS.to_vec();
     args.extend(["--kraken.balance-endpoint", "balance"]);
-    let h = Harness::start_with_balances(&args, SimOptions::default(), Some(auto_earn_balances()))
-        .await;
-    h.wait_ready().await;
+    let h = auto_earn_harness(&args).await;
     let body = h.metrics().await;
     assert!(
         !body.contains("kraken_balance_available{"),
@@ -166,13 +160,7 @@ async fn with_the_balance_endpoint_no_available_amount_is_claimed() {
 
 #[tokio::test]
 async fn the_landing_page_shows_available_against_minimum_and_highlights_what_is_below() {
-    let h = Harness::start_with_balances(
-        &THRESHOLDS,
-        SimOptions::default(),
-        Some(auto_earn_balances()),
-    )
-    .await;
-    h.wait_ready().await;
+    let h = auto_earn_harness(&THRESHOLDS).await;
     let (status, _, page) = h.get("/", &[]).await;
     assert_eq!(status, 200);
     assert!(
@@ -201,18 +189,13 @@ async fn the_landing_page_shows_available_against_minimum_and_highlights_what_is
 
 #[tokio::test]
 async fn after_a_failure_the_landing_page_gives_the_advice_and_the_next_attempt() {
-    let h = Harness::start_with_balances(
-        &[
-            "--balance.min",
-            "XBT=0.5",
-            "--refresh.min-interval",
-            "100ms",
-        ],
-        SimOptions::default(),
-        Some(auto_earn_balances()),
-    )
+    let h = auto_earn_harness(&[
+        "--balance.min",
+        "XBT=0.5",
+        "--refresh.min-interval",
+        "100ms",
+    ])
     .await;
-    h.wait_ready().await;
     for endpoint in [Endpoint::BalanceEx, Endpoint::Balance] {
         h.sim.inject(
             endpoint,
