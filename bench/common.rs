@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kraken_exporter::audit::{AuditSource, KeyAudit};
-use kraken_exporter::kraken::Reason;
-use kraken_exporter::kraken::{CallObserver, Endpoint};
+use kraken::Reason;
+use kraken::{CallObserver, Endpoint};
 use kraken_exporter::metrics::RequestMetrics;
 use kraken_exporter::status::{AccountStatus, LabeledBalance, Snapshot};
 

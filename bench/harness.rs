@@ -48,8 +48,8 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
 use kraken_exporter::app::{App, SharedEnv};
 use kraken_exporter::cli::Cli;
-use kraken_exporter::kraken::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
-use kraken_exporter::kraken::{CallObserver, Endpoint};
+use kraken::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
+use kraken::{CallObserver, Endpoint};
 use kraken_exporter::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
 
 // ---------------------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kraken_exporter::kraken::parse;
-use kraken_exporter::kraken::sign::sign;
+use kraken::parse;
+use kraken::sign::sign;
 use kraken_exporter::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
-use kraken_exporter::secret::ApiSecret;
+use kraken::secret::ApiSecret;
 
 /// One BalanceEx call's signature, with a 64-byte secret like Kraken's.
 fn signing(c: &mut Criterion) {

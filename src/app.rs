@@ -19,12 +19,12 @@ use crate::account::{Account, Extras};
 use crate::cli::Flags;
 use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
-use crate::kraken::client::{ClientOptions, http_client};
-use crate::kraken::nonce::{NonceSource, SystemClock};
-use crate::kraken::sim::{
+use kraken::client::{ClientOptions, http_client};
+use kraken::nonce::{NonceSource, SystemClock};
+use kraken::sim::{
     PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken, SimOptions,
 };
-use crate::kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
+use kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
 use crate::web;
@@ -304,7 +304,7 @@ async fn demo_endpoint(
     config: &Config,
     name: &str,
     sims: &Mutex<HashMap<String, Arc<SimKraken>>>,
-) -> anyhow::Result<Option<(String, crate::secret::Credentials)>> {
+) -> anyhow::Result<Option<(String, kraken::secret::Credentials)>> {
     if !config.demo {
         return Ok(None);
     }
@@ -365,7 +365,7 @@ fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<Endpoint> {
 fn start_account(
     config: &Config,
     account: &AccountConfig,
-    demo: Option<(String, crate::secret::Credentials)>,
+    demo: Option<(String, kraken::secret::Credentials)>,
     http: &reqwest::Client,
     market: &Arc<Market>,
     requests: &Arc<RequestMetrics>,

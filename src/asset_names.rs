@@ -9,7 +9,7 @@
 //! Must not: guess by stripping prefixes or digits (`XRP`, `XTZ` and `LUNA2` are real names), do
 //! I/O, or decide what happens to an unknown name (the caller logs, exports and fails `check`).
 
-use crate::kraken::AssetTable;
+use kraken::AssetTable;
 
 /// Common names that are not Kraken's short names, and the short name each means. Kraken's web
 /// interface and most other tools say BTC and DOGE where the API says XBT and XDG (the
@@ -128,7 +128,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kraken::AssetInfo;
+    use kraken::AssetInfo;
 
     fn table() -> AssetTable {
         AssetTable::from_entries(

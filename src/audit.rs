@@ -5,7 +5,7 @@
 //!
 //! Owns the normalised permission names, the interpretation of GetApiKeyInfo and of the
 //! WithdrawMethods probe, and which permissions count as risky.
-//! Must not: parse Kraken bodies or match Kraken error strings (that is [`crate::kraken`]), call
+//! Must not: parse Kraken bodies or match Kraken error strings (that is [`kraken`]), call
 //! any endpoint that changes the account, or decide what a risky key means for the exporter
 //! (warn, refuse, export a metric: the caller chooses).
 //!
@@ -46,7 +46,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
+use kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
 
 /// Every permission group Kraken's key settings offer, by normalised name; each is exported
 /// for every key audited with GetApiKeyInfo (0 when not granted).
@@ -428,10 +428,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::kraken::client::http_client;
-    use crate::kraken::nonce::{NonceSource, SystemClock};
-    use crate::kraken::sim::{Fault, SimKraken, SimOptions};
-    use crate::kraken::{BalanceEndpoint, ClientOptions, Endpoint};
+    use kraken::client::http_client;
+    use kraken::nonce::{NonceSource, SystemClock};
+    use kraken::sim::{Fault, SimKraken, SimOptions};
+    use kraken::{BalanceEndpoint, ClientOptions, Endpoint};
     use crate::metrics::RequestMetrics;
 
     fn key_used(nonce: u64, last_used_secs: u64) -> ApiKeyInfo {
@@ -579,7 +579,7 @@ mod tests {
 
     #[test]
     fn every_documented_code_lands_on_a_known_name_without_stray_series() {
-        let info = crate::kraken::parse::api_key_info(
+        let info = kraken::parse::api_key_info(
             200,
             include_bytes!("../tests/fixtures/kraken/api_key_info_every_code.json"),
         )
@@ -598,7 +598,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_key_may_withdraw_and_trade() {
-        let info = crate::kraken::parse::api_key_info(
+        let info = kraken::parse::api_key_info(
             200,
             include_bytes!("../tests/fixtures/kraken/doc_api_key_info.json"),
         )
@@ -685,7 +685,7 @@ mod tests {
     }
 
     fn api_error(message: &str) -> KrakenError {
-        let (reason, retry_at) = crate::kraken::error::classify(message);
+        let (reason, retry_at) = kraken::error::classify(message);
         KrakenError::Api {
             reason,
             message: message.to_owned(),

@@ -11,7 +11,7 @@ use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
 use crate::exporter::{AccountSet, ExportedAccount, resolve_assets, unknown_asset_message};
-use crate::kraken::{AssetTable, KeyExpiry, Reason};
+use kraken::{AssetTable, KeyExpiry, Reason};
 use crate::status::format_amount;
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
@@ -322,7 +322,7 @@ mod tests {
     fn key_hygiene_prints_name_expiry_allowlist_age_and_warnings() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let day = Duration::from_secs(86_400);
-        let key = crate::kraken::ApiKeyInfo {
+        let key = kraken::ApiKeyInfo {
             name: Some("monitor".into()),
             valid_until: Some(KeyExpiry::At(now + day * 60)),
             created_time: Some(now - day * 100),
@@ -345,7 +345,7 @@ mod tests {
             "{text}"
         );
 
-        let never = crate::kraken::ApiKeyInfo {
+        let never = kraken::ApiKeyInfo {
             valid_until: Some(KeyExpiry::Never),
             ip_allowlist: Some(vec!["192.0.2.7".into()]),
             ..Default::default()

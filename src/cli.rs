@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::builder::{EnumValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::kraken::BalanceEndpoint;
+use kraken::BalanceEndpoint;
 
 /// Default listen port: outside the 9100–9999 range that Prometheus exporters share.
 pub const DEFAULT_PORT: u16 = 10987;

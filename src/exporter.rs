@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::account::{Account, PendingScrape};
 use crate::asset_names::{self, Resolution};
 use crate::config::AccountConfig;
-use crate::kraken::AssetTable;
+use kraken::AssetTable;
 use crate::market::Market;
 use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
 use crate::process::ProcessStats;
@@ -493,7 +493,7 @@ pub(crate) fn with_watched(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kraken::{AssetInfo, BalanceEndpoint, Endpoint};
+    use kraken::{AssetInfo, BalanceEndpoint, Endpoint};
 
     fn table() -> AssetTable {
         AssetTable::from_entries(
@@ -652,8 +652,8 @@ mod cache_tests {
     use super::*;
     use crate::account::tests::account_on;
     use crate::account::{Extras, RefreshPolicy};
-    use crate::kraken::BalanceEndpoint;
-    use crate::kraken::sim::{SimKraken, SimOptions};
+    use kraken::BalanceEndpoint;
+    use kraken::sim::{SimKraken, SimOptions};
 
     const STALE_AFTER: Duration = Duration::from_secs(10);
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::kraken::{AssetTable, KrakenClient, PairTable};
+use kraken::{AssetTable, KrakenClient, PairTable};
 use crate::metrics::RequestMetrics;
 use crate::valuation::{self, PriceBook};
 
@@ -376,9 +376,9 @@ impl MarketState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kraken::client::http_client;
-    use crate::kraken::sim::{SimKraken, SimOptions};
-    use crate::kraken::{BalanceEndpoint, ClientOptions, Endpoint};
+    use kraken::client::http_client;
+    use kraken::sim::{SimKraken, SimOptions};
+    use kraken::{BalanceEndpoint, ClientOptions, Endpoint};
 
     const MIN_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -527,7 +527,7 @@ mod tests {
         let market = market(&sim);
         sim.inject(
             Endpoint::Ticker,
-            crate::kraken::sim::Fault::Status(502, "bad gateway".into()),
+            kraken::sim::Fault::Status(502, "bad gateway".into()),
             None,
         );
         market.note_held("hot", held(&[("XXBT", "XBT")]));

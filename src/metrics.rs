@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kraken::{
+use kraken::{
     CallObserver, EarnAllocation, Endpoint, KeyExpiry, Reason, at_kraken_precision,
 };
 use crate::process::ProcessStats;

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kraken::{AssetBalance, AssetTable, at_kraken_precision};
+use kraken::{AssetBalance, AssetTable, at_kraken_precision};
 
 /// The suffixes whose balance is spendable through the base code.
 pub const SPENDABLE_SUFFIXES: &[&str] = &["F"];
@@ -79,7 +79,7 @@ mod tests {
         let available = available_by_asset(&balances, &table());
         assert_eq!(available["XBT"].to_string(), "1.1345678901");
     }
-    use crate::kraken::AssetInfo;
+    use kraken::AssetInfo;
 
     fn table() -> AssetTable {
         AssetTable::from_entries([("XXBT", "XBT"), ("USDT", "USDT"), ("DOT", "DOT")].map(
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn a_balance_ex_answer_with_auto_earn_and_credit_gives_krakens_formula() {
         let body = include_bytes!("../tests/fixtures/kraken/balance_ex_credit_auto_earn.json");
-        let balances = crate::kraken::parse::balance_ex(200, body).unwrap();
+        let balances = kraken::parse::balance_ex(200, body).unwrap();
         let assets =
             AssetTable::from_entries([("XXBT", "XBT"), ("ZUSD", "USD")].map(|(code, altname)| {
                 (

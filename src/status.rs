@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use crate::audit::KeyAudit;
-use crate::kraken::{EarnAllocation, Endpoint, Reason};
+use kraken::{EarnAllocation, Endpoint, Reason};
 
 /// One asset's balance with both its names.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 //! `LUNA2` → `LUNA`), the choice of the pair that prices it (direct, inverse or none), and the
 //! assembly of last trade prices into a [`PriceBook`]. The pure steps ([`base_code`], [`route`],
 //! [`plan`], [`assemble`]) are split from the one I/O step ([`fetch_prices`]).
-//! Must not: parse Kraken bodies (that is [`crate::kraken`]), decide how often prices are
+//! Must not: parse Kraken bodies (that is [`kraken`]), decide how often prices are
 //! fetched, or ever report an asset without a market as worth 0: such an asset is listed in
 //! [`PriceBook::unpriced`], so a sum over the book is visibly partial rather than silently wrong.
 //!
@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::kraken::{AssetTable, KrakenClient, KrakenError, PairTable};
+use kraken::{AssetTable, KrakenClient, KrakenError, PairTable};
 
 /// Suffixes of Kraken's staking and earn variants (`.S` staked, `.M` opt-in rewards, `.P`
 /// parachain, `.B` yield-bearing, `.F` auto-earn). Only these may carry a digit that is not part
@@ -277,9 +277,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::kraken::client::http_client;
-    use crate::kraken::sim::{SimKraken, SimOptions};
-    use crate::kraken::{AssetInfo, BalanceEndpoint, ClientOptions, Endpoint, PairInfo};
+    use kraken::client::http_client;
+    use kraken::sim::{SimKraken, SimOptions};
+    use kraken::{AssetInfo, BalanceEndpoint, ClientOptions, Endpoint, PairInfo};
     use crate::metrics::RequestMetrics;
 
     fn assets() -> AssetTable {
@@ -594,7 +594,7 @@ mod tests {
         let metrics = Arc::new(RequestMetrics::new());
         let client = public_client(&sim, &metrics);
         // Twenty coins whose pairs Kraken does not know fill the first batch, which fails.
-        let coins: Vec<String> = (0..crate::kraken::TICKER_BATCH)
+        let coins: Vec<String> = (0..kraken::TICKER_BATCH)
             .map(|i| format!("AAA{i:02}"))
             .collect();
         let mut assets: Vec<(String, AssetInfo)> = coins

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, STARTER_RATE_LIMIT, SimKraken, SimOptions};
+use kraken::Endpoint;
+use kraken::sim::{Fault, STARTER_RATE_LIMIT, SimKraken, SimOptions};
 
 /// Faults the sim cycles through, each held for one slot; `None` is normal service. A lockout
 /// comes last: the exporter then leaves Kraken alone for 15 minutes, as it must.

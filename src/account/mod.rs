@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::audit::{self, KeyAudit};
-use crate::kraken::client::BalanceAnswer;
-use crate::kraken::{AssetTable, EarnAllocation, KrakenClient, KrakenError, Reason};
+use kraken::client::BalanceAnswer;
+use kraken::{AssetTable, EarnAllocation, KrakenClient, KrakenError, Reason};
 use crate::market::Market;
 use crate::metrics::RequestMetrics;
 use crate::spendable;
@@ -517,10 +517,10 @@ impl Account {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::kraken::client::http_client;
-    use crate::kraken::nonce::{NonceSource, SystemClock};
-    use crate::kraken::sim::{Fault, SimKraken, SimOptions};
-    use crate::kraken::{BalanceEndpoint, ClientOptions, Endpoint};
+    use kraken::client::http_client;
+    use kraken::nonce::{NonceSource, SystemClock};
+    use kraken::sim::{Fault, SimKraken, SimOptions};
+    use kraken::{BalanceEndpoint, ClientOptions, Endpoint};
 
     const MIN_INTERVAL: Duration = Duration::from_secs(10);
     const STALE_AFTER: Duration = Duration::from_secs(300);

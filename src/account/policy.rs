@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::kraken::{KrakenError, Reason};
+use kraken::{KrakenError, Reason};
 
 /// Longest backoff after repeated failures of any kind but a lockout.
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
@@ -91,7 +91,7 @@ mod tests {
     use super::*;
 
     fn api(message: &str) -> KrakenError {
-        let (reason, retry_at) = crate::kraken::error::classify(message);
+        let (reason, retry_at) = kraken::error::classify(message);
         KrakenError::Api {
             reason,
             message: message.into(),

@@ -12,9 +12,9 @@ use std::path::Path;
 use super::file::{AccountEntry, FileConfig};
 use super::{AccountConfig, ConfigError, Env, credentials, thresholds, validate};
 use crate::cli::Flags;
-use crate::kraken::BalanceEndpoint;
+use kraken::BalanceEndpoint;
 use crate::problem::Problem;
-use crate::secret::Credentials;
+use kraken::secret::Credentials;
 
 /// The one account of one-account mode; the first mistake is the error.
 pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<AccountConfig, ConfigError> {

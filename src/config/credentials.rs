@@ -16,7 +16,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
 use super::file::AccountEntry;
 use super::{ConfigError, Env, SECRET_LEN};
-use crate::secret::{ApiSecret, Credentials, SecretText};
+use kraken::secret::{ApiSecret, Credentials, SecretText};
 
 /// Where a credential came from, for messages.
 enum Origin {

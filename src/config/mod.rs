@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use crate::account::RefreshPolicy;
 use crate::cli::{Cli, Command, Flags, LogFormat, LogLevel};
-use crate::kraken::BalanceEndpoint;
+use kraken::BalanceEndpoint;
 use crate::problem::{Problem, list};
-use crate::secret::Credentials;
+use kraken::secret::Credentials;
 use file::FileConfig;
 
 /// Length of a decoded Kraken private key.

@@ -4,14 +4,14 @@
 //! Each check returns the value it accepts, or what is wrong and the fix, without the place:
 //! the caller knows whether the value came from a flag or a field of the config file.
 //! Must not: read the environment or credentials; the only file it looks at is the nonce file's
-//! directory (through [`crate::kraken::nonce::check_state_file`]).
+//! directory (through [`kraken::nonce::check_state_file`]).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::DEFAULT_PORT;
-use crate::kraken::BalanceEndpoint;
+use kraken::BalanceEndpoint;
 
 /// Names become label values and `/probe?account=` arguments: keep them plain. Names starting
 /// with `_` are reserved (`_public` counts calls to Kraken's public endpoints).
@@ -162,7 +162,7 @@ pub(super) fn telemetry_path(path: &str) -> Result<(), String> {
 
 /// A nonce file must be usable before the first call spends a nonce.
 pub(super) fn nonce_file(path: &Path) -> Result<(), String> {
-    crate::kraken::nonce::check_state_file(path).map_err(|error| error.to_string())
+    kraken::nonce::check_state_file(path).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]

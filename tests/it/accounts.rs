@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kraken_exporter::app::SharedEnv;
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimKraken, SimOptions};
 use tokio::time::Instant;
 
 use crate::{Served, client, sample};

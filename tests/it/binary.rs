@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
-use kraken_exporter::secret::{ApiSecret, Credentials, SecretText};
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimKraken, SimOptions};
+use kraken::secret::{ApiSecret, Credentials, SecretText};
 use rand::distributions::Alphanumeric;
 use rand::{Rng, RngCore};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};

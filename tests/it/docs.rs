@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::SimOptions;
-use kraken_exporter::kraken::sim::{SimKeyInfo, SimKraken};
+use kraken::sim::{SimKeyInfo, SimKraken};
 
 use crate::Harness;
 use crate::rules::{heading_anchors, repo_path};

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Parser as _;
 use kraken_exporter::app::SharedEnv;
 use kraken_exporter::cli::Cli;
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, SimKeyInfo, SimKraken, SimOptions};
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimKeyInfo, SimKraken, SimOptions};
 
 use crate::{Harness, sample};
 

@@ -17,8 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kraken_exporter::account::BackoffPolicy;
 use kraken_exporter::app::SharedEnv;
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, SimKraken, SimOptions};
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimKraken, SimOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -534,7 +534,7 @@ fn documented_reason(docs: &str, message: &str) -> Option<String> {
 
 /// Every BalanceEx error counter, by reason.
 fn error_counts(body: &str) -> Vec<(String, f64)> {
-    kraken_exporter::kraken::Reason::ALL
+    kraken::Reason::ALL
         .iter()
         .map(|reason| (reason.as_str().to_owned(), errors(body, reason.as_str())))
         .collect()
@@ -544,7 +544,7 @@ fn error_counts(body: &str) -> Vec<(String, f64)> {
 /// exporter under the reason the documentation's table gives it, and under no other.
 #[tokio::test(start_paused = true)]
 async fn every_documented_error_string_is_counted_under_its_documented_reason() {
-    use kraken_exporter::kraken::sim::DOCUMENTED_ERRORS;
+    use kraken::sim::DOCUMENTED_ERRORS;
     let docs =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
     let quick = BackoffPolicy {

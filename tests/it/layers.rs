@@ -57,7 +57,7 @@ fn imports(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
                 .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
                 .collect();
             let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
-            // `use crate::kraken::{a, b}` names `kraken`; `crate::kraken::sim::X` names `kraken::sim`.
+            // `use kraken::{a, b}` names `kraken`; `kraken::sim::X` names `kraken::sim`.
             let longest = (1..=segments.len())
                 .rev()
                 .map(|n| segments[..n].join("::"))

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
 use kraken_exporter::app::SharedEnv;
 use kraken_exporter::cli::Cli;
-use kraken_exporter::kraken::sim::{SimKraken, SimOptions};
+use kraken::sim::{SimKraken, SimOptions};
 use tokio::sync::oneshot;
 
 /// An exporter served in-process, with the simulated Kraken it talks to.

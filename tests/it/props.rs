@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hyper::header::HeaderValue;
 use kraken_exporter::config::file;
-use kraken_exporter::kraken::{Reason, error, parse};
+use kraken::{Reason, error, parse};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, SimOptions};
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimOptions};
 use tokio::time::Instant;
 
 use crate::{Harness, client, sample};
@@ -453,7 +453,7 @@ async fn every_reason_is_reached_by_an_injected_error() {
             errors.is_some_and(|n| n >= 1.0),
             "{label}: {reason} not counted\n{body}"
         );
-        for other in kraken_exporter::kraken::Reason::ALL {
+        for other in kraken::Reason::ALL {
             if other.as_str() != reason {
                 assert_eq!(
                     sample(

@@ -3,8 +3,8 @@
 
 use clap::Parser;
 use kraken_exporter::cli::Cli;
-use kraken_exporter::kraken::Endpoint;
-use kraken_exporter::kraken::sim::{Fault, SimOptions};
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimOptions};
 
 use crate::rules::{repo_path, yaml_file};
 use crate::{Harness, sample};
@@ -297,7 +297,7 @@ fn the_deployment_examples_set_a_threshold_the_exporter_accepts() {
 /// `XBT` is then neither filled with a made-up 0 nor called unknown.
 #[tokio::test]
 async fn without_the_assets_list_nothing_is_guessed() {
-    let sim = kraken_exporter::kraken::sim::SimKraken::start(SimOptions::default())
+    let sim = kraken::sim::SimKraken::start(SimOptions::default())
         .await
         .unwrap();
     sim.inject(

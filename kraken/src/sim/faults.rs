@@ -14,7 +14,7 @@ use hyper::{Response, StatusCode};
 use tokio::time::MissedTickBehavior;
 
 use super::response::{SimBody, envelope_error, json_content_type, json_response};
-use crate::kraken::endpoint::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// Content-Length declared by [`Fault::Trickle`]: large enough that the body never completes.
 const TRICKLE_DECLARED_LENGTH: u64 = 1_000_000;
@@ -188,8 +188,8 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
-    use crate::kraken::endpoint::Endpoint;
-    use crate::kraken::sim::SimOptions;
+    use crate::endpoint::Endpoint;
+    use crate::sim::SimOptions;
 
     #[tokio::test]
     async fn injected_kraken_error_applies_for_the_given_calls_then_service_resumes() {

@@ -6,7 +6,7 @@
 //! codes. Every shape is tested on Kraken's documented example answers
 //! (`tests/fixtures/kraken/doc_*.json`, sources in `tests/fixtures/kraken/SOURCES.md`).
 //! Must not: do I/O, look at anything but the status and the body it is given, or interpret what
-//! an answer means for the operator (permission names are kept raw; [`crate::audit`] reads them).
+//! an answer means for the operator (permission names are kept raw; the exporter's key audit reads them).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -193,7 +193,7 @@ pub struct ApiKeyInfo {
     /// The label the operator gave the key on Kraken (`apiKeyName`, not secret).
     pub name: Option<String>,
     /// Kraken's permission codes as listed (`query-funds`, `withdraw-funds`, ...): a listed code
-    /// is granted. [`crate::audit`] interprets them.
+    /// is granted. The exporter's key audit interprets them.
     pub permissions: BTreeSet<String>,
     /// The largest nonce Kraken has accepted for the key (`nonce`, a decimal string).
     pub nonce: Option<u64>,
@@ -586,7 +586,7 @@ fn unix_time(secs: u64) -> SystemTime {
 
 /// Parses an Earn/Allocations answer (api-specs `/private/Earn/Allocations`): one entry per
 /// strategy, in Kraken's order, with the amounts in the native asset. The `converted` amounts
-/// (in the `converted_asset` of the request) are ignored: prices are [`crate::valuation`]'s.
+/// (in the `converted_asset` of the request) are ignored: prices are the exporter's valuation's.
 /// An item without `native_asset` or without `amount_allocated.total.native` is a decode error,
 /// never a zero: the total is the balance itself.
 pub fn earn_allocations(status: u16, body: &[u8]) -> Result<Vec<EarnAllocation>, KrakenError> {

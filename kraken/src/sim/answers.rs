@@ -15,7 +15,7 @@ use super::data::{
 };
 use super::response::{envelope_error, envelope_ok};
 use super::state::Shared;
-use crate::kraken::endpoint::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// The answer body of a public method.
 pub(super) fn public(shared: &Shared, endpoint: Endpoint, query: Option<&str>) -> Vec<u8> {
@@ -435,10 +435,10 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
-    use crate::kraken::endpoint::Endpoint;
-    use crate::kraken::sim::SimOptions;
-    use crate::kraken::sim::data::{DEFAULT_BALANCES, drifted};
-    use crate::kraken::sim::state::SimState;
+    use crate::endpoint::Endpoint;
+    use crate::sim::SimOptions;
+    use crate::sim::data::{DEFAULT_BALANCES, drifted};
+    use crate::sim::state::SimState;
 
     #[tokio::test]
     async fn signed_balance_ex_returns_ten_decimal_strings_with_hold_trade() {
@@ -693,14 +693,14 @@ mod tests {
         let sim = start_with_key(None).await;
         let answer = call(&sim, Endpoint::EarnAllocations, 1).await;
         let body = serde_json::to_vec(&answer).unwrap();
-        let served = crate::kraken::parse::earn_allocations(200, &body).unwrap();
-        let fixture = crate::kraken::parse::earn_allocations(
+        let served = crate::parse::earn_allocations(200, &body).unwrap();
+        let fixture = crate::parse::earn_allocations(
             200,
             include_bytes!("../../../tests/fixtures/kraken/earn_allocations_states.json"),
         )
         .unwrap();
         // The fixture's one unbonding expiry with milliseconds is served to the second.
-        let to_second = |mut items: Vec<crate::kraken::EarnAllocation>| {
+        let to_second = |mut items: Vec<crate::EarnAllocation>| {
             for item in &mut items {
                 item.unbonding_until = item.unbonding_until.map(|at| {
                     UNIX_EPOCH
@@ -734,11 +734,11 @@ mod tests {
         });
         let answer = call(&sim, Endpoint::GetApiKeyInfo, 1).await;
         let info =
-            crate::kraken::parse::api_key_info(200, &serde_json::to_vec(&answer).unwrap()).unwrap();
+            crate::parse::api_key_info(200, &serde_json::to_vec(&answer).unwrap()).unwrap();
         assert_eq!(info.name.as_deref(), Some("backup-monitor"));
         assert_eq!(
             info.valid_until,
-            Some(crate::kraken::KeyExpiry::At(
+            Some(crate::KeyExpiry::At(
                 UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
             ))
         );

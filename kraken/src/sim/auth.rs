@@ -14,7 +14,7 @@ use rand::RngCore;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::kraken::sign::sign;
+use crate::sign::sign;
 use crate::secret::{ApiSecret, Credentials, SecretText};
 
 /// Kraken's leaky-bucket call counter: +1 per call, continuous decay.
@@ -232,8 +232,8 @@ mod tests {
 
     use super::super::testing::*;
     use super::*;
-    use crate::kraken::endpoint::Endpoint;
-    use crate::kraken::sim::{STARTER_RATE_LIMIT, SimOptions};
+    use crate::endpoint::Endpoint;
+    use crate::sim::{STARTER_RATE_LIMIT, SimOptions};
 
     #[tokio::test]
     async fn wrong_signature_is_refused_and_consumes_no_nonce() {

@@ -192,14 +192,14 @@ impl std::fmt::Debug for KrakenClient {
 }
 
 /// The `User-Agent` sent with every call, so Kraken can tell this exporter apart.
-pub(crate) fn user_agent() -> String {
+fn user_agent() -> String {
     format!("kraken_exporter/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Builds the shared HTTP client with the given per-request timeout. It never follows a redirect:
 /// following one would send `API-Key` and `API-Sign` to wherever it points, so a 3xx answer is a
 /// [`KrakenError::Redirected`].
-pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
     reqwest::Client::builder()
         .user_agent(user_agent())
         .redirect(reqwest::redirect::Policy::none())
@@ -611,9 +611,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kraken::nonce::SystemClock;
-    use crate::kraken::observer::CountingObserver;
-    use crate::kraken::sim::{Fault, SimKraken, SimOptions};
+    use crate::nonce::SystemClock;
+    use crate::observer::CountingObserver;
+    use crate::sim::{Fault, SimKraken, SimOptions};
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -873,7 +873,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_paced_like_kraken_asks_allows_is_never_refused() {
         let sim = start(SimOptions {
-            public_rate_limit: Some(crate::kraken::sim::PUBLIC_RATE_LIMIT),
+            public_rate_limit: Some(crate::sim::PUBLIC_RATE_LIMIT),
             ..SimOptions::default()
         })
         .await;

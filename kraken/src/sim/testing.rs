@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::{SimKraken, SimOptions};
-use crate::kraken::endpoint::Endpoint;
-use crate::kraken::sign::sign;
+use crate::endpoint::Endpoint;
+use crate::sign::sign;
 use crate::secret::{ApiSecret, Credentials, SecretText};
 
 pub(super) fn test_credentials(otp: Option<&str>) -> Credentials {

@@ -70,7 +70,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::state::{Shared, SimState};
-use crate::kraken::endpoint::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::secret::Credentials;
 
 pub use data::{SimEarn, SimKeyInfo};

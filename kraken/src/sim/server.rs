@@ -24,7 +24,7 @@ use super::auth::authenticate;
 use super::faults::fault_response;
 use super::response::{SimBody, envelope_error, json_response};
 use super::state::Shared;
-use crate::kraken::endpoint::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// Largest private request body read; a balance call is a few dozen bytes.
 const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -166,8 +166,8 @@ mod tests {
     use std::time::Duration;
 
     use super::super::testing::*;
-    use crate::kraken::endpoint::Endpoint;
-    use crate::kraken::sim::SimOptions;
+    use crate::endpoint::Endpoint;
+    use crate::sim::SimOptions;
 
     #[tokio::test]
     async fn unknown_paths_and_wrong_methods_are_http_errors() {
@@ -206,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn public_calls_over_the_public_limit_are_too_many_requests() {
         let sim = start(SimOptions {
-            public_rate_limit: Some(crate::kraken::sim::PUBLIC_RATE_LIMIT),
+            public_rate_limit: Some(crate::sim::PUBLIC_RATE_LIMIT),
             ..SimOptions::default()
         })
         .await;

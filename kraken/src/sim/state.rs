@@ -17,7 +17,7 @@ use super::data::{
     default_key_info, default_prices, drifted,
 };
 use super::faults::{Fault, Faults};
-use crate::kraken::endpoint::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::secret::Credentials;
 
 /// Configuration and mutable state shared by the handle and every connection task.
