@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kraken_exporter::audit::{AuditSource, KeyAudit};
 use kraken::Reason;
 use kraken::{CallObserver, Endpoint};
+use kraken_exporter::audit::{AuditSource, KeyAudit};
 use kraken_exporter::metrics::RequestMetrics;
 use kraken_exporter::status::{AccountStatus, LabeledBalance, Snapshot};
 
@@ -98,16 +98,13 @@ pub fn account_status(name: &str, assets: usize) -> AccountStatus {
             endpoint: Endpoint::BalanceEx,
             available: Some(available),
         })),
-        audit: Some(KeyAudit {
+        retry_at: None,
+        features: vec![Arc::new(KeyAudit {
             permissions,
             source: AuditSource::ApiKeyInfo,
             key: None,
             warnings: Vec::new(),
-        }),
-        equivalent: None,
-        trade_balance_refused: false,
-        retry_at: None,
-        earn: None,
+        })],
     }
 }
 

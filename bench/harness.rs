@@ -46,10 +46,10 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
-use kraken_exporter::app::{App, SharedEnv};
-use kraken_exporter::cli::Cli;
 use kraken::sim::{STARTER_RATE_LIMIT, SimKraken, SimOptions};
 use kraken::{CallObserver, Endpoint};
+use kraken_exporter::app::{App, SharedEnv};
+use kraken_exporter::cli::Cli;
 use kraken_exporter::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
 
 // ---------------------------------------------------------------------------------------------

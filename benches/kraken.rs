@@ -17,9 +17,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kraken::parse;
+use kraken::secret::ApiSecret;
 use kraken::sign::sign;
 use kraken_exporter::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
-use kraken::secret::ApiSecret;
 
 /// One BalanceEx call's signature, with a 64-byte secret like Kraken's.
 fn signing(c: &mut Criterion) {

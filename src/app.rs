@@ -19,15 +19,15 @@ use crate::account::{Account, Extras};
 use crate::cli::Flags;
 use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
+use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
+use crate::metrics::RequestMetrics;
+use crate::web;
 use kraken::client::{ClientOptions, http_client};
 use kraken::nonce::{NonceSource, SystemClock};
 use kraken::sim::{
     PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken, SimOptions,
 };
 use kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
-use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
-use crate::metrics::RequestMetrics;
-use crate::web;
 
 /// The environment, shared with reloads (which read credential variables again).
 pub type SharedEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -229,10 +229,7 @@ async fn build_set(
     }
     requests.prepare(PUBLIC_ACCOUNT, &public);
     for exported in &accounts {
-        requests.prepare(
-            &exported.config.name,
-            &endpoints_of(config, &exported.config),
-        );
+        requests.prepare(&exported.config.name, &endpoints_of(exported));
     }
     Ok(AccountSet { accounts, market })
 }
@@ -347,17 +344,9 @@ async fn demo_endpoint(
 
 /// The private endpoints an account may call, so their counters exist at 0 before the first
 /// call (a counter born at 1 hides the first error from `increase()`).
-fn endpoints_of(config: &Config, account: &AccountConfig) -> Vec<Endpoint> {
-    let mut endpoints = account.balance_endpoint.endpoints().to_vec();
-    if config.audit.enabled {
-        endpoints.extend([Endpoint::GetApiKeyInfo, Endpoint::WithdrawMethods]);
-    }
-    if config.earn.enabled {
-        endpoints.push(Endpoint::EarnAllocations);
-    }
-    if config.valuation.trade_balance {
-        endpoints.push(Endpoint::TradeBalance);
-    }
+fn endpoints_of(exported: &ExportedAccount) -> Vec<Endpoint> {
+    let mut endpoints = exported.config.balance_endpoint.endpoints().to_vec();
+    endpoints.extend(exported.account.feature_endpoints());
     endpoints
 }
 

@@ -428,11 +428,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::metrics::RequestMetrics;
     use kraken::client::http_client;
     use kraken::nonce::{NonceSource, SystemClock};
     use kraken::sim::{Fault, SimKraken, SimOptions};
     use kraken::{BalanceEndpoint, ClientOptions, Endpoint};
-    use crate::metrics::RequestMetrics;
 
     fn key_used(nonce: u64, last_used_secs: u64) -> ApiKeyInfo {
         ApiKeyInfo {

@@ -11,8 +11,8 @@ use crate::audit::{self, AuditSource, KeyAudit};
 use crate::cli::Flags;
 use crate::config::Config;
 use crate::exporter::{AccountSet, ExportedAccount, resolve_assets, unknown_asset_message};
-use kraken::{AssetTable, KeyExpiry, Reason};
 use crate::status::format_amount;
+use kraken::{AssetTable, KeyExpiry, Reason};
 
 /// Refreshes every account once and writes a table of balances per account to `out`, or the
 /// reason and the fix to `err`. Returns whether every key works and every asset name in
@@ -92,7 +92,7 @@ fn report(
         }
         return Ok(false);
     }
-    let Some(snapshot) = status.balances else {
+    let Some(snapshot) = &status.balances else {
         writeln!(
             err,
             "check failed for account {:?}: no answer from Kraken",
@@ -123,8 +123,8 @@ fn report(
     write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
     writeln!(out)?;
     write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
-    write_audit(out, status.audit.as_ref())?;
-    write_key_hygiene(out, status.audit.as_ref(), SystemTime::now())?;
+    write_audit(out, status.feature::<KeyAudit>())?;
+    write_key_hygiene(out, status.feature::<KeyAudit>(), SystemTime::now())?;
     writeln!(out)?;
     Ok(ok)
 }

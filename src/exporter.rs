@@ -22,11 +22,11 @@ use tokio::time::Instant;
 use crate::account::{Account, PendingScrape};
 use crate::asset_names::{self, Resolution};
 use crate::config::AccountConfig;
-use kraken::AssetTable;
 use crate::market::Market;
-use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics};
+use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics, Scrape};
 use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance, Snapshot};
+use kraken::AssetTable;
 
 /// Background tasks of one account; aborted when the last account set holding them is dropped.
 #[derive(Debug, Default)]
@@ -301,16 +301,15 @@ impl Exporter {
         } else {
             4096 + views.len() * 2048
         };
-        let body = metrics::render_sized(
-            &views,
-            prices.as_deref(),
+        let process = whole.then(ProcessStats::read).flatten();
+        let scrape = Scrape {
+            accounts: &views,
+            prices: prices.as_deref(),
             reload,
-            only,
-            &self.requests,
-            &self.build,
-            whole.then(ProcessStats::read).flatten().as_ref(),
-            capacity,
-        );
+            only_account: only,
+            process: process.as_ref(),
+        };
+        let body = metrics::render_sized(&scrape, &self.requests, &self.build, capacity);
         if whole {
             self.last_size.store(body.len(), Ordering::Relaxed);
         }
@@ -561,11 +560,8 @@ mod tests {
                         .collect()
                 }),
             })),
-            audit: None,
-            equivalent: None,
-            trade_balance_refused: false,
             retry_at: None,
-            earn: None,
+            features: Vec::new(),
         }
     }
 

@@ -45,6 +45,8 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod exporter;
+pub mod exposition;
+pub mod features;
 pub mod logging;
 pub mod market;
 pub mod metrics;

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use kraken::{AssetTable, KrakenClient, PairTable};
 use crate::metrics::RequestMetrics;
 use crate::valuation::{self, PriceBook};
+use kraken::{AssetTable, KrakenClient, PairTable};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
 /// starting with `_` are refused, so it cannot clash.

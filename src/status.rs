@@ -1,19 +1,29 @@
 //! What the exporter knows about an account, as the renderer, the landing page and `check` see
-//! it: balances with both their names, the latest snapshot, and the status of one account.
+//! it: balances with both their names, the latest snapshot, the state of each feature, and the
+//! status of one account.
 //!
-//! Owns these plain types and how an amount is printed for people.
-//! Must not: import anything above the wire layer (metrics, account state, exporter, web front,
-//! configuration); it is the leaf every one of them reads, so none of them has to import another
-//! to share it.
+//! Owns these plain types, the [`FeatureView`] trait every feature's state implements, and how
+//! an amount is printed for people.
+//! Must not: import anything of the exporter but the [`crate::exposition`] writer (metrics,
+//! features, account state, exporter, web front, configuration); it is the leaf every one of
+//! them reads, so none of them has to import another to share it.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use kraken::{Endpoint, Reason};
 use tokio::time::Instant;
 
-use crate::audit::KeyAudit;
-use kraken::{EarnAllocation, Endpoint, Reason};
+use crate::exposition::Exposition;
+
+/// What a feature's state adds to a scrape, and what the status page and `check` read from it
+/// (by type, with [`AccountStatus::feature`]).
+pub trait FeatureView: Any + Send + Sync + std::fmt::Debug {
+    /// Writes this account's samples of the feature's families.
+    fn collect(&self, account: &str, out: &mut Exposition);
+}
 
 /// One asset's balance with both its names.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,18 +89,31 @@ pub struct AccountStatus {
     pub last_error: Option<(Reason, String)>,
     /// The balances to export; `None` before the first success and once they are stale.
     pub balances: Option<Arc<Snapshot>>,
-    /// What the key may do, from the latest successful audit.
-    pub audit: Option<KeyAudit>,
-    /// Kraken's equivalent balance (TradeBalance `eb`) as (quote altname, value), when collected
-    /// and not stale.
-    pub equivalent: Option<(String, f64)>,
-    /// Kraken refused TradeBalance for this key, so it is no longer asked.
-    pub trade_balance_refused: bool,
     /// While backing off after a failure: the earliest time Kraken is called again.
     pub retry_at: Option<SystemTime>,
-    /// The latest Earn allocations, one entry per strategy, unless Earn is off, never answered
-    /// or the answer is stale.
-    pub earn: Option<Arc<Vec<EarnAllocation>>>,
+    /// The state of every other feature (key audit, Earn, ...) that has one and is not stale.
+    pub features: Vec<Arc<dyn FeatureView>>,
+}
+
+impl AccountStatus {
+    /// The state of the feature whose state type is `T`, if it has one and it is not stale.
+    pub fn feature<T: FeatureView>(&self) -> Option<&T> {
+        self.features.iter().find_map(|view| {
+            let any: &dyn Any = view.as_ref();
+            any.downcast_ref::<T>()
+        })
+    }
+}
+
+/// One account as a scrape shows it.
+#[derive(Debug)]
+pub struct AccountView<'a> {
+    /// Status and balances (watched assets already filled in).
+    pub status: AccountStatus,
+    /// Asset → lowest acceptable available balance, by Kraken's short name.
+    pub min_balance: &'a BTreeMap<String, f64>,
+    /// Configured asset names that are not Kraken assets (`kraken_config_unknown_asset`).
+    pub unknown_assets: &'a [String],
 }
 
 #[cfg(test)]

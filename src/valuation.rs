@@ -277,10 +277,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::metrics::RequestMetrics;
     use kraken::client::http_client;
     use kraken::sim::{SimKraken, SimOptions};
     use kraken::{AssetInfo, BalanceEndpoint, ClientOptions, Endpoint, PairInfo};
-    use crate::metrics::RequestMetrics;
 
     fn assets() -> AssetTable {
         AssetTable::from_entries(

@@ -1,12 +1,14 @@
 //! When Kraken is called, and what the exporter knows about each account between calls.
 //!
-//! Owns [`Account`]: one account's client and state, the refresh itself (balances, then the key
-//! audit and TradeBalance when due), single-flight (concurrent scrapes share one call), the
-//! optional background loop, and the staleness limit after which balances are dropped. The
-//! settings and the backoff are in [`policy`]; the status it reports is [`crate::status`].
-//! Must not: parse Kraken bodies or render metrics, or read `std::time::Instant` (its clock is
-//! tokio's, so tests can pause it). A refresh runs in its own task, so a scrape that gives up
-//! waiting never cancels a call in flight.
+//! Owns [`Account`]: one account's client and state, the refresh itself (balances, then every
+//! other feature that is due, in one task so calls with one key never overlap), single-flight
+//! (concurrent scrapes share one call), the optional background loop, and the staleness limit
+//! after which balances are dropped. The settings and the backoff are in [`policy`]; the
+//! status it reports is [`crate::status`]; the features it runs are [`crate::features`]
+//! [`Source`]s, of which it knows nothing but their list.
+//! Must not: parse Kraken bodies or render metrics, know any feature but balances, or read
+//! `std::time::Instant` (its clock is tokio's, so tests can pause it). A refresh runs in its
+//! own task, so a scrape that gives up waiting never cancels a call in flight.
 
 pub mod policy;
 
@@ -16,14 +18,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::audit::{self, KeyAudit};
 use kraken::client::BalanceAnswer;
-use kraken::{AssetTable, EarnAllocation, KrakenClient, KrakenError, Reason};
+use kraken::{AssetTable, Endpoint, KrakenClient, KrakenError, Reason};
+
+use crate::features::{CallContext, Source, balances};
 use crate::market::Market;
 use crate::metrics::RequestMetrics;
-use crate::spendable;
-use crate::status::{AccountStatus, LabeledBalance, Snapshot};
+use crate::status::{AccountStatus, Snapshot};
 
+pub use crate::features::Extras;
 pub use policy::{BackoffPolicy, RefreshPolicy, backoff};
 
 /// The result of the latest refresh.
@@ -48,33 +51,7 @@ struct State {
     consecutive_failures: u32,
     /// No call to Kraken before this instant.
     backoff_until: Option<Instant>,
-    /// Latest successful key audit.
-    audit: Option<KeyAudit>,
-    /// When the key is audited next; `None` before the first audit.
-    audit_due: Option<Instant>,
-    /// Latest equivalent balance: (quote altname, value, when fetched).
-    equivalent: Option<(String, f64, Instant)>,
-    /// Kraken refused TradeBalance; it is not asked again until a reload.
-    trade_balance_refused: bool,
-    /// Latest Earn allocations and when they were fetched.
-    earn: Option<(Arc<Vec<EarnAllocation>>, Instant)>,
-    /// When Earn allocations are fetched next; `None` before the first attempt.
-    earn_due: Option<Instant>,
 }
-
-/// Calls an account makes besides balances.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extras {
-    /// Audit the key's permissions at this interval; `None` turns the audit off.
-    pub audit_interval: Option<Duration>,
-    /// Collect TradeBalance's equivalent balance in this quote (an altname such as `USD`).
-    pub trade_balance_quote: Option<String>,
-    /// Fetch Earn allocations at this interval; `None` turns them off.
-    pub earn_interval: Option<Duration>,
-}
-
-/// How long to wait before trying a failed audit again.
-const AUDIT_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// A refresh a scrape may wait for; see [`Account::begin_scrape`].
 #[derive(Debug)]
@@ -99,8 +76,8 @@ pub struct Account {
     changes: Arc<RequestMetrics>,
     /// When to call.
     policy: RefreshPolicy,
-    /// Audit and TradeBalance settings.
-    extras: Extras,
+    /// Every feature besides balances, in the order their calls follow a balance call.
+    sources: Vec<Arc<dyn Source>>,
     /// What is known; see [`State`].
     state: Mutex<State>,
     /// Bumped after every finished refresh; waiters subscribe before the refresh can finish.
@@ -135,12 +112,13 @@ impl Account {
         market: Arc<Market>,
         changes: Arc<RequestMetrics>,
     ) -> Arc<Self> {
+        let sources = extras.sources(policy.stale_after);
         Arc::new(Self {
             client,
             market,
             changes,
             policy,
-            extras,
+            sources,
             state: Mutex::new(State::default()),
             finished: watch::Sender::new(0),
         })
@@ -153,6 +131,15 @@ impl Account {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The private endpoints this account's features besides balances may call, so their
+    /// counters exist at 0 from the start.
+    pub(crate) fn feature_endpoints(&self) -> Vec<Endpoint> {
+        self.sources
+            .iter()
+            .flat_map(|source| source.endpoints().iter().copied())
+            .collect()
     }
 
     /// Whether a refresh has finished, successfully or not.
@@ -200,17 +187,21 @@ impl Account {
     async fn run_refresh(&self) {
         let _guard = InFlightGuard(self);
         let assets = self.market.assets().await;
-        let result = self.client.balances().await;
+        let result = balances::fetch(&self.client).await;
         let now = Instant::now();
         let held = self.record(result, now, &assets);
         self.changes.touch();
         if let Some(held) = held {
             self.market.note_held(self.name(), held);
-            // The extra calls run in this same task, after the balance call, so calls with
-            // this key never overlap and their nonces reach Kraken in order.
-            self.audit_if_due().await;
-            self.earn_if_due().await;
-            self.trade_balance_if_enabled(&assets).await;
+            // The other features' calls run in this same task, after the balance call, so
+            // calls with this key never overlap and their nonces reach Kraken in order.
+            let call = CallContext {
+                client: &self.client,
+                assets: &assets,
+            };
+            for source in &self.sources {
+                source.poll_if_due(self.name(), call).await;
+            }
             self.changes.touch();
         }
     }
@@ -239,37 +230,20 @@ impl Account {
         now: Instant,
         assets: &AssetTable,
     ) -> Vec<(String, String)> {
-        // Without the Assets list `XXBT` and `XBT.F` cannot be known to be one asset.
-        let available = (answer.endpoint.reports_holds() && !assets.is_empty())
-            .then(|| spendable::available_by_asset(&answer.balances, assets));
-        let balances: Vec<LabeledBalance> = answer
+        let snapshot = balances::snapshot(answer, assets, now);
+        let held = snapshot
             .balances
-            .into_iter()
-            .map(|b| LabeledBalance {
-                asset: assets.display_name(&b.code),
-                code: b.code,
-                total: b.total,
-                hold: b.hold,
-            })
-            .collect();
-        let held = balances
             .iter()
             .map(|b| (b.code.clone(), b.asset.clone()))
             .collect();
         tracing::debug!(
             account = %self.name(),
-            endpoint = answer.endpoint.as_str(),
-            assets = balances.len(),
+            endpoint = snapshot.endpoint.as_str(),
+            assets = snapshot.balances.len(),
             "balances refreshed"
         );
         let mut state = self.lock();
-        state.snapshot = Some(Arc::new(Snapshot {
-            balances,
-            fetched_at: SystemTime::now(),
-            fetched_instant: now,
-            endpoint: answer.endpoint,
-            available,
-        }));
+        state.snapshot = Some(Arc::new(snapshot));
         if state.consecutive_failures > 0 {
             tracing::info!(account = %self.name(), "refresh succeeded again");
         }
@@ -306,105 +280,6 @@ impl Account {
             at: now,
             error: Some((reason, error.to_string())),
         });
-    }
-
-    /// Audits the key's permissions when due. A key that can move funds or trade is logged as a
-    /// warning at every audit; a failed audit is tried again in a few minutes and never makes
-    /// the account down.
-    async fn audit_if_due(&self) {
-        let Some(interval) = self.extras.audit_interval else {
-            return;
-        };
-        let due = self
-            .lock()
-            .audit_due
-            .is_none_or(|due| Instant::now() >= due);
-        if !due {
-            return;
-        }
-        let result = audit::audit_key(&self.client).await;
-        let mut state = self.lock();
-        match result {
-            Ok(audit) => {
-                let risky = audit.risky();
-                if risky.is_empty() {
-                    tracing::debug!(account = %self.name(), source = ?audit.source, "key audit: the key cannot move funds or trade");
-                } else {
-                    tracing::warn!(
-                        account = %self.name(),
-                        permissions = ?risky,
-                        "key audit: this key can move funds or trade; an exporter needs only 'Funds: Query': create a Query-only key and replace this one"
-                    );
-                }
-                for warning in &audit.warnings {
-                    tracing::warn!(account = %self.name(), "key audit: {}", warning.message());
-                }
-                state.audit = Some(audit);
-                state.audit_due = Some(Instant::now() + interval);
-            }
-            Err(error) => {
-                tracing::warn!(account = %self.name(), %error, "key audit failed; trying again later");
-                state.audit_due = Some(Instant::now() + AUDIT_RETRY);
-            }
-        }
-    }
-
-    /// Fetches the Earn allocations when due (every `earn_interval`, much slower than balances:
-    /// they change by the day). A failed or refused call is counted like any other, keeps the
-    /// previous allocations until they are stale, and is tried again at the next interval; it
-    /// never makes the account down.
-    async fn earn_if_due(&self) {
-        let Some(interval) = self.extras.earn_interval else {
-            return;
-        };
-        let now = Instant::now();
-        if self.lock().earn_due.is_some_and(|due| now < due) {
-            return;
-        }
-        let result = self.client.earn_allocations().await;
-        let mut state = self.lock();
-        state.earn_due = Some(Instant::now() + interval);
-        match result {
-            Ok(allocations) => state.earn = Some((Arc::new(allocations), Instant::now())),
-            Err(error) if error.reason() == Reason::PermissionDenied => tracing::warn!(
-                account = %self.name(),
-                %error,
-                "Earn/Allocations was refused: it needs 'Funds: Query' like the balances; kraken_earn_allocation is not exported for this account; set --earn.disabled (earn.enabled: false) to stop asking"
-            ),
-            Err(error) => {
-                tracing::warn!(account = %self.name(), %error, "fetching Earn allocations failed; keeping the previous ones until they are stale");
-            }
-        }
-    }
-
-    /// Collects TradeBalance's equivalent balance when enabled. A refusal is reported once and
-    /// stops the calls, instead of counting as an outage at every refresh.
-    async fn trade_balance_if_enabled(&self, assets: &AssetTable) {
-        let Some(quote) = &self.extras.trade_balance_quote else {
-            return;
-        };
-        if self.lock().trade_balance_refused {
-            return;
-        }
-        let code = assets
-            .code_for_altname(quote)
-            .map_or_else(|| quote.clone(), str::to_owned);
-        let result = self.client.trade_balance(&code).await;
-        let mut state = self.lock();
-        match result {
-            Ok(value) => state.equivalent = Some((quote.clone(), value, Instant::now())),
-            Err(error) if error.reason() == Reason::PermissionDenied => {
-                tracing::warn!(
-                    account = %self.name(),
-                    "TradeBalance was refused: this key lacks the permission Kraken asks for it (documented both as 'Funds: Query' and as 'Orders and trades: Query open orders & trades'); kraken_equivalent_balance is not exported for this account and TradeBalance is not asked again until a reload; set valuation.trade_balance: false to silence this"
-                );
-                state.trade_balance_refused = true;
-                state.equivalent = None;
-            }
-            Err(error) => {
-                tracing::warn!(account = %self.name(), %error, "TradeBalance failed; keeping the previous equivalent balance");
-            }
-        }
     }
 
     /// Waits for the refresh a scrape asked for, at most until `deadline`; returns whether it
@@ -485,16 +360,6 @@ impl Account {
             .as_ref()
             .filter(|s| s.fetched_instant.elapsed() <= self.policy.stale_after)
             .cloned();
-        let equivalent = state
-            .equivalent
-            .as_ref()
-            .filter(|(_, _, at)| at.elapsed() <= self.policy.stale_after)
-            .map(|(quote, value, _)| (quote.clone(), *value));
-        // Earn allocations are fetched less often than balances: stale after two missed fetches.
-        let earn = state.earn.as_ref().and_then(|(allocations, at)| {
-            let limit = self.extras.earn_interval? * 2 + self.policy.stale_after;
-            (at.elapsed() <= limit).then(|| Arc::clone(allocations))
-        });
         let retry_at = state.backoff_until.and_then(|until| {
             let wait = until.checked_duration_since(Instant::now())?;
             Some(SystemTime::now() + wait)
@@ -505,11 +370,12 @@ impl Account {
             last_success: state.snapshot.as_ref().map(|s| s.fetched_at),
             last_error: error,
             balances,
-            audit: state.audit.clone(),
-            equivalent,
-            trade_balance_refused: state.trade_balance_refused,
             retry_at,
-            earn,
+            features: self
+                .sources
+                .iter()
+                .filter_map(|source| source.view(Instant::now()))
+                .collect(),
         }
     }
 }
@@ -517,6 +383,7 @@ impl Account {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::features::earn::EarnAllocations;
     use kraken::client::http_client;
     use kraken::nonce::{NonceSource, SystemClock};
     use kraken::sim::{Fault, SimKraken, SimOptions};
@@ -701,9 +568,10 @@ pub(crate) mod tests {
         assert_eq!(calls(), 1);
         let earn = account
             .status(true)
-            .earn
-            .expect("allocations after the first refresh");
-        assert_eq!(earn.len(), 3);
+            .feature::<EarnAllocations>()
+            .expect("allocations after the first refresh")
+            .clone();
+        assert_eq!(earn.0.len(), 3);
         // Balances refresh every minimum interval; Earn waits for its own interval.
         tokio::time::advance(MIN_INTERVAL).await;
         assert!(scrape(&account).await.up);
@@ -721,7 +589,10 @@ pub(crate) mod tests {
         let status = scrape(&account).await;
         assert_eq!(calls(), 3);
         assert!(status.up);
-        assert!(status.earn.is_some(), "kept while not stale");
+        assert!(
+            status.feature::<EarnAllocations>().is_some(),
+            "kept while not stale"
+        );
         // Stale once older than twice the interval plus the staleness limit (the second fetch
         // was one interval after the first).
         let limit = EARN * 2 + STALE_AFTER;
@@ -730,7 +601,7 @@ pub(crate) mod tests {
         )
         .await;
         assert!(
-            account.status(true).earn.is_none(),
+            account.status(true).feature::<EarnAllocations>().is_none(),
             "stale allocations are dropped"
         );
     }

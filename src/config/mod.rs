@@ -38,10 +38,10 @@ use std::time::Duration;
 
 use crate::account::RefreshPolicy;
 use crate::cli::{Cli, Command, Flags, LogFormat, LogLevel};
-use kraken::BalanceEndpoint;
 use crate::problem::{Problem, list};
-use kraken::secret::Credentials;
 use file::FileConfig;
+use kraken::BalanceEndpoint;
+use kraken::secret::Credentials;
 
 /// Length of a decoded Kraken private key.
 pub const SECRET_LEN: usize = 64;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kraken_exporter::app::SharedEnv;
 use kraken::Endpoint;
 use kraken::sim::{Fault, SimKraken, SimOptions};
+use kraken_exporter::app::SharedEnv;
 use tokio::time::Instant;
 
 use crate::{Served, client, sample};

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::Parser as _;
-use kraken_exporter::app::SharedEnv;
-use kraken_exporter::cli::Cli;
 use kraken::Endpoint;
 use kraken::sim::{Fault, SimKeyInfo, SimKraken, SimOptions};
+use kraken_exporter::app::SharedEnv;
+use kraken_exporter::cli::Cli;
 
 use crate::{Harness, sample};
 

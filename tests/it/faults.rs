@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kraken_exporter::account::BackoffPolicy;
-use kraken_exporter::app::SharedEnv;
 use kraken::Endpoint;
 use kraken::sim::{Fault, SimKraken, SimOptions};
+use kraken_exporter::account::BackoffPolicy;
+use kraken_exporter::app::SharedEnv;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;

@@ -23,9 +23,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
+use kraken::sim::{SimKraken, SimOptions};
 use kraken_exporter::app::SharedEnv;
 use kraken_exporter::cli::Cli;
-use kraken::sim::{SimKraken, SimOptions};
 use tokio::sync::oneshot;
 
 /// An exporter served in-process, with the simulated Kraken it talks to.

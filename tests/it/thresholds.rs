@@ -2,9 +2,9 @@
 //! asset, `kraken_balance_available` with auto-earn funds, and the landing page's view of them.
 
 use clap::Parser;
-use kraken_exporter::cli::Cli;
 use kraken::Endpoint;
 use kraken::sim::{Fault, SimOptions};
+use kraken_exporter::cli::Cli;
 
 use crate::rules::{repo_path, yaml_file};
 use crate::{Harness, sample};

@@ -1,0 +1,144 @@
+//! One unit per Kraken-backed feature, and the seam they share.
+//!
+//! Each feature is one file that says what it calls ([`Polled::ENDPOINTS`]), on which interval
+//! ([`Polled::schedule`]), how the answer becomes state ([`Polled::fetch`]) and which metric
+//! families it writes ([`FeatureView::collect`], with its [`Family`] constants beside it):
+//!
+//! - [`balances`]: Balance or BalanceEx, at every refresh; the account's `up` follows it. The
+//!   account's scheduler ([`crate::account`]) calls it itself, since every other call follows a
+//!   successful balance call.
+//! - [`key_info`]: GetApiKeyInfo (or a WithdrawMethods probe), every `--audit.interval`.
+//! - [`earn`]: Earn/Allocations, every `--earn.interval`.
+//! - [`trade_balance`]: TradeBalance, at every refresh while Kraken allows it.
+//! - [`prices`]: the public Assets, AssetPairs and Ticker data every account shares.
+//!
+//! The rules every polled feature follows (when it is due, when its state is stale, what a
+//! refusal does, how long a failure waits) are written once, in [`schedule`];
+//! a feature only states its [`Schedule`]. A pushed source (a stream that changes state between
+//! polls) fits the same seam: it keeps its own state and offers it as a [`FeatureView`] through
+//! [`Source::view`], with nothing to poll.
+//!
+//! Must not: decide when Kraken is called (the scheduler does), parse Kraken bodies (the
+//! `kraken` crate does), or write the text format (the [`crate::exposition`] writer does).
+//!
+//! [`Family`]: crate::exposition::Family
+
+pub mod balances;
+pub mod earn;
+pub mod key_info;
+pub mod prices;
+mod schedule;
+pub mod trade_balance;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kraken::{AssetTable, Endpoint, KrakenClient, KrakenError};
+use tokio::time::Instant;
+
+use schedule::Polling;
+
+pub use crate::status::FeatureView;
+
+/// When a polled feature calls Kraken, and how long its answer is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// At most once per this interval, after a successful balance call; `None`: after every
+    /// successful balance call.
+    pub every: Option<Duration>,
+    /// After a failed call, try again after this long; `None`: at the next regular time.
+    pub retry_after_failure: Option<Duration>,
+    /// A refusal (permission denied, unknown method) stops the calls until a reload, and drops
+    /// what was known, instead of counting as a failure at every refresh.
+    pub stop_when_refused: bool,
+    /// The latest answer is shown for this long after it was fetched; `None`: until replaced.
+    pub keep_for: Option<Duration>,
+}
+
+/// What a polled feature's call may use besides the account's client.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    /// The account's client (its nonces and rate limit are the account's).
+    pub client: &'a KrakenClient,
+    /// Kraken's Assets list as currently known (empty before the first answer).
+    pub assets: &'a AssetTable,
+}
+
+/// A feature that calls one of the account's private endpoints on a [`Schedule`].
+pub trait Polled: Send + Sync + 'static {
+    /// Its answer as scrapes see it.
+    type State: FeatureView;
+    /// A name for logs.
+    const NAME: &'static str;
+    /// Every endpoint it may call, so their request counters exist at 0 from the start.
+    const ENDPOINTS: &'static [Endpoint];
+    /// What the log says when Kraken refuses the call: the permission it needs and what to do.
+    const WHEN_REFUSED: &'static str;
+
+    /// When it is called.
+    fn schedule(&self) -> Schedule;
+
+    /// Makes the call and turns the answer into state.
+    fn fetch(
+        &self,
+        call: CallContext<'_>,
+    ) -> impl Future<Output = Result<Self::State, KrakenError>> + Send;
+
+    /// Anything to log about a new answer (a risky key, say); nothing by default.
+    fn on_answer(&self, _account: &str, _state: &Self::State) {}
+}
+
+/// A boxed future, as the object-safe [`Source`] returns it.
+pub type BoxFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// A feature as the account holds it: polled on a schedule, or pushed by a stream. The
+/// account keeps a list of these and knows nothing of any one feature.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// A name for logs.
+    fn name(&self) -> &'static str;
+    /// The endpoints it may call.
+    fn endpoints(&self) -> &'static [Endpoint];
+    /// Calls Kraken if due. Runs inside the account's refresh task, after a successful balance
+    /// call, so calls with one key never overlap and their nonces reach Kraken in order. A
+    /// pushed source has nothing to poll.
+    fn poll_if_due<'a>(&'a self, account: &'a str, call: CallContext<'a>) -> BoxFuture<'a>;
+    /// The state to show now, unless there is none or it is stale.
+    fn view(&self, now: Instant) -> Option<Arc<dyn FeatureView>>;
+}
+
+/// Which features besides balances an account runs, from the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Audit the key's permissions at this interval; `None` turns the audit off.
+    pub audit_interval: Option<Duration>,
+    /// Collect TradeBalance's equivalent balance in this quote (an altname such as `USD`).
+    pub trade_balance_quote: Option<String>,
+    /// Fetch Earn allocations at this interval; `None` turns them off.
+    pub earn_interval: Option<Duration>,
+}
+
+impl Extras {
+    /// The enabled features, in the order their calls are made after a balance call. Adding a
+    /// polled feature means one line here and its own file.
+    pub fn sources(&self, stale_after: Duration) -> Vec<Arc<dyn Source>> {
+        let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+        if let Some(interval) = self.audit_interval {
+            sources.push(Arc::new(Polling::new(key_info::KeyInfo { interval })));
+        }
+        if let Some(interval) = self.earn_interval {
+            sources.push(Arc::new(Polling::new(earn::Earn {
+                interval,
+                stale_after,
+            })));
+        }
+        if let Some(quote) = &self.trade_balance_quote {
+            sources.push(Arc::new(Polling::new(trade_balance::TradeBalance {
+                quote: quote.clone(),
+                stale_after,
+            })));
+        }
+        sources
+    }
+}
