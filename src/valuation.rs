@@ -74,6 +74,7 @@ pub fn base_candidates(code: &str, assets: &AssetTable, pairs: &PairTable) -> Ve
 /// The asset code a held code is priced as (see [`base_candidates`]): `XXBT` for `XXBT` and
 /// `XBT.M`, `DOT` for `DOT28.S`, `ETH2` then `XETH` for `ETH2.S`; `None` for a code Kraken does
 /// not list.
+#[cfg(test)]
 pub fn base_code(code: &str, assets: &AssetTable, pairs: &PairTable) -> Option<String> {
     base_candidates(code, assets, pairs).into_iter().next()
 }

@@ -14,7 +14,7 @@
 use std::time::SystemTime;
 
 use kraken::client::BalanceAnswer;
-use kraken::{AssetTable, Endpoint, KrakenClient, KrakenError};
+use kraken::{AssetTable, KrakenClient, KrakenError};
 use tokio::time::Instant;
 
 use crate::exposition::{Exposition, Family, Kind, unix_seconds};
@@ -98,11 +98,6 @@ pub fn snapshot(answer: BalanceAnswer, assets: &AssetTable, now: Instant) -> Sna
         endpoint: answer.endpoint,
         available,
     }
-}
-
-/// The endpoints the balance call may use.
-pub fn endpoints(endpoint: kraken::BalanceEndpoint) -> &'static [Endpoint] {
-    endpoint.endpoints()
 }
 
 /// Writes one account's balance families.

@@ -122,3 +122,184 @@ impl<P: Polled + std::fmt::Debug> Source for Polling<P> {
         fresh.then(|| Arc::clone(state) as Arc<dyn FeatureView>)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use kraken::{AssetTable, BalanceEndpoint, ClientOptions, Endpoint, KrakenClient, Reason};
+
+    use super::*;
+    use crate::exposition::Exposition;
+    use crate::metrics::RequestMetrics;
+
+    /// A state that writes nothing: the schedule is what is tested.
+    #[derive(Debug, PartialEq)]
+    struct Answer(u32);
+
+    impl FeatureView for Answer {
+        fn collect(&self, _account: &str, _out: &mut Exposition) {}
+    }
+
+    /// A feature that answers from a script and counts its calls.
+    #[derive(Debug)]
+    struct Scripted {
+        schedule: Schedule,
+        answers: Mutex<VecDeque<Result<Answer, KrakenError>>>,
+        calls: Mutex<u32>,
+    }
+
+    impl Polled for Scripted {
+        type State = Answer;
+        const NAME: &'static str = "scripted";
+        const ENDPOINTS: &'static [kraken::Endpoint] = &[Endpoint::TradeBalance];
+        const WHEN_REFUSED: &'static str = "refused";
+
+        fn schedule(&self) -> Schedule {
+            self.schedule
+        }
+
+        async fn fetch(&self, _call: CallContext<'_>) -> Result<Answer, KrakenError> {
+            *self.calls.lock().unwrap() += 1;
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("a scripted answer")
+        }
+    }
+
+    fn api_error(reason: Reason, message: &str) -> KrakenError {
+        KrakenError::Api {
+            reason,
+            message: message.into(),
+            retry_at: None,
+        }
+    }
+
+    fn refusal() -> KrakenError {
+        api_error(Reason::PermissionDenied, "EGeneral:Permission denied")
+    }
+
+    fn outage() -> KrakenError {
+        api_error(Reason::Unavailable, "EService:Unavailable")
+    }
+
+    struct Harness {
+        polling: Polling<Scripted>,
+        client: KrakenClient,
+        assets: AssetTable,
+    }
+
+    impl Harness {
+        fn new(schedule: Schedule, answers: Vec<Result<Answer, KrakenError>>) -> Self {
+            let options = ClientOptions {
+                api_url: "http://127.0.0.1:9".into(),
+                timeout: Duration::from_secs(1),
+                balance_endpoint: BalanceEndpoint::Auto,
+            };
+            let client = KrakenClient::public(
+                reqwest::Client::new(),
+                options,
+                "a".into(),
+                Arc::new(RequestMetrics::new()),
+            );
+            Self {
+                polling: Polling::new(Scripted {
+                    schedule,
+                    answers: Mutex::new(answers.into()),
+                    calls: Mutex::new(0),
+                }),
+                client,
+                assets: AssetTable::default(),
+            }
+        }
+
+        async fn poll(&self) {
+            let call = CallContext {
+                client: &self.client,
+                assets: &self.assets,
+            };
+            self.polling.poll_if_due("a", call).await;
+        }
+
+        fn calls(&self) -> u32 {
+            *self.polling.feature.calls.lock().unwrap()
+        }
+
+        fn shown(&self) -> Option<u32> {
+            let view = self.polling.view(Instant::now())?;
+            let any: &dyn std::any::Any = view.as_ref();
+            any.downcast_ref::<Answer>().map(|a| a.0)
+        }
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interval_feature_is_called_once_per_interval_retried_early_and_dropped_when_stale()
+    {
+        let harness = Harness::new(
+            Schedule {
+                every: Some(10 * MINUTE),
+                retry_after_failure: Some(MINUTE),
+                stop_when_refused: false,
+                keep_for: Some(15 * MINUTE),
+            },
+            vec![Ok(Answer(1)), Err(outage()), Err(refusal()), Ok(Answer(2))],
+        );
+        harness.poll().await;
+        assert_eq!((harness.calls(), harness.shown()), (1, Some(1)));
+        tokio::time::advance(10 * MINUTE - Duration::from_secs(1)).await;
+        harness.poll().await;
+        assert_eq!(harness.calls(), 1, "called before its interval");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        harness.poll().await;
+        assert_eq!(harness.calls(), 2);
+        assert_eq!(harness.shown(), Some(1), "a failure keeps what was known");
+        tokio::time::advance(MINUTE).await;
+        harness.poll().await;
+        assert_eq!(
+            harness.calls(),
+            3,
+            "a failure is retried after its own wait"
+        );
+        assert_eq!(
+            harness.shown(),
+            Some(1),
+            "a refusal that does not stop keeps it too"
+        );
+        tokio::time::advance(4 * MINUTE).await;
+        assert_eq!(harness.shown(), Some(1), "shown for its full 15 minutes");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(harness.shown(), None, "stale after 15 minutes");
+        harness.poll().await;
+        assert_eq!((harness.calls(), harness.shown()), (4, Some(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feature_that_stops_when_refused_drops_its_state_and_is_not_called_again() {
+        let harness = Harness::new(
+            Schedule {
+                every: None,
+                retry_after_failure: None,
+                stop_when_refused: true,
+                keep_for: None,
+            },
+            vec![Ok(Answer(7)), Err(outage()), Err(refusal())],
+        );
+        harness.poll().await;
+        harness.poll().await;
+        assert_eq!(harness.calls(), 2, "called at every refresh");
+        assert_eq!(harness.shown(), Some(7), "an outage keeps what was known");
+        harness.poll().await;
+        assert_eq!(harness.calls(), 3);
+        assert_eq!(harness.shown(), None, "a refusal drops it");
+        tokio::time::advance(24 * 60 * MINUTE).await;
+        harness.poll().await;
+        assert_eq!(harness.calls(), 3, "not asked again until a reload");
+        assert_eq!(refusal().reason(), Reason::PermissionDenied);
+    }
+}
