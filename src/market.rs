@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::metrics::RequestMetrics;
 use crate::valuation::{self, PriceBook};
-use kraken::{AssetTable, KrakenClient, PairTable};
+use kraken::{AssetTable, KrakenClient, PUBLIC_CALL_SPACING, PairTable};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
 /// starting with `_` are refused, so it cannot clash.
@@ -26,10 +26,6 @@ pub(crate) const PUBLIC_ACCOUNT: &str = "_public";
 
 /// How long to wait before asking for a failed public list again.
 const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
-
-/// The least time between two price refreshes, whatever the reason: Kraken's public endpoints
-/// allow about one request per second per IP address.
-const PUBLIC_CALL_GAP: Duration = Duration::from_secs(1);
 
 /// How prices are kept, when valuation is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +173,7 @@ impl Market {
 
     /// Starts a price refresh in the background when valuation is on, none is running, and one
     /// is due (see [`MarketState::next_price_refresh`]); a refresh due within
-    /// [`PUBLIC_CALL_GAP`] is started now and waits for its time. Never waits itself.
+    /// [`PUBLIC_CALL_SPACING`] is started now and waits for its time. Never waits itself.
     pub(crate) fn refresh_prices_if_due(&self) {
         let Some(policy) = &self.prices else {
             return;
@@ -186,7 +182,7 @@ impl Market {
         let Some(at) = self.lock().next_price_refresh(policy, now) else {
             return;
         };
-        if at > now + PUBLIC_CALL_GAP {
+        if at > now + PUBLIC_CALL_SPACING {
             return;
         }
         if self.prices_in_flight.swap(true, Ordering::SeqCst) {
@@ -347,7 +343,7 @@ impl MarketState {
 
     /// When the next price refresh may start, `None` when nothing is held. Regularly, the
     /// minimum interval after the latest one started; sooner for an asset no price book knows
-    /// (an account that just reported it), but never less than [`PUBLIC_CALL_GAP`] after the
+    /// (an account that just reported it), but never less than [`PUBLIC_CALL_SPACING`] after the
     /// latest one, so Kraken's public rate limit is respected.
     fn next_price_refresh(&self, policy: &PricePolicy, now: Instant) -> Option<Instant> {
         if self.held.values().all(Vec::is_empty) {
@@ -369,7 +365,7 @@ impl MarketState {
             return None;
         }
         let latest = self.prices_finished.max(self.prices_attempted)?;
-        Some(latest + PUBLIC_CALL_GAP)
+        Some(latest + PUBLIC_CALL_SPACING)
     }
 }
 
@@ -509,7 +505,7 @@ mod tests {
         market.note_held("cold", held(&[("XETH", "ETH")]));
         // Started at once, waiting for its time: Kraken allows about one public call a second.
         assert!(market.prices_in_flight.load(Ordering::SeqCst));
-        tokio::time::sleep(PUBLIC_CALL_GAP / 2).await;
+        tokio::time::sleep(PUBLIC_CALL_SPACING / 2).await;
         assert_eq!(
             sim.calls(Endpoint::Ticker),
             1,
@@ -517,7 +513,7 @@ mod tests {
         );
         settle(&market).await;
         assert_eq!(sim.calls(Endpoint::Ticker), 2);
-        assert!(first_done.elapsed() >= PUBLIC_CALL_GAP);
+        assert!(first_done.elapsed() >= PUBLIC_CALL_SPACING);
         assert_eq!(priced(&market), ["ETH", "XBT"]);
     }
 
