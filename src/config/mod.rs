@@ -18,7 +18,10 @@
 //! - `credentials`: the one pipeline every credential goes through (find, read, check, decode);
 //! - `thresholds`: minimums and watched assets from the file, the flags or the environment,
 //!   their names normalised and their spellings merged;
-//! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path.
+//! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path;
+//! - `web_file`: the web configuration file (`--web.config.file`: TLS, client certificates,
+//!   basic auth, rate limit, headers), read and checked with the rest of the configuration so
+//!   that `config` never depends on `web`; the web server applies what it loads.
 
 pub mod file;
 
@@ -27,8 +30,10 @@ mod credentials;
 mod flags;
 mod thresholds;
 mod validate;
+mod web_file;
 
 pub use thresholds::{MIN_ENV, WATCH_ENV};
+pub use web_file::{WebConfigError, WebSecurity};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,10 +43,10 @@ use std::time::Duration;
 
 use crate::account::RefreshPolicy;
 use crate::cli::{Cli, Command, Flags, LogFormat, LogLevel};
-use kraken::BalanceEndpoint;
 use crate::problem::{Problem, list};
-use kraken::secret::Credentials;
 use file::FileConfig;
+use kraken::BalanceEndpoint;
+use kraken::secret::Credentials;
 
 /// Length of a decoded Kraken private key.
 pub const SECRET_LEN: usize = 64;
@@ -195,7 +200,7 @@ pub struct WebConfig {
     pub config_file: Option<PathBuf>,
     /// What that file configures (TLS, client certificates, basic auth, headers), loaded and
     /// validated; applied at start-up only.
-    pub security: Option<Arc<crate::web::security::WebSecurity>>,
+    pub security: Option<Arc<WebSecurity>>,
     /// `--web.enable-lifecycle`: `POST /-/reload` reloads; otherwise it answers 403.
     pub enable_lifecycle: bool,
 }
@@ -256,7 +261,7 @@ pub enum ConfigError {
     },
     /// The web configuration file (`--web.config.file`) cannot be read or has mistakes.
     #[error(transparent)]
-    WebConfig(#[from] crate::web::security::WebConfigError),
+    WebConfig(#[from] WebConfigError),
 }
 
 /// The environment, looked up by name; injected so tests control it.
