@@ -12,8 +12,8 @@ use std::path::Path;
 use super::file::{AccountEntry, FileConfig};
 use super::{AccountConfig, ConfigError, Env, credentials, thresholds, validate};
 use crate::cli::Flags;
-use kraken::BalanceEndpoint;
 use crate::problem::Problem;
+use kraken::BalanceEndpoint;
 use kraken::secret::Credentials;
 
 /// The one account of one-account mode; the first mistake is the error.
