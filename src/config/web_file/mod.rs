@@ -290,7 +290,11 @@ mod tests {
     fn the_web_file_imports_nothing_from_the_rest_of_config_or_from_web() {
         let files = [
             ("mod.rs", include_str!("mod.rs")),
-            ("tls.rs", include_str!("tls.rs")),
+            ("tls/mod.rs", include_str!("tls/mod.rs")),
+            ("tls/build.rs", include_str!("tls/build.rs")),
+            ("tls/client.rs", include_str!("tls/client.rs")),
+            ("tls/files.rs", include_str!("tls/files.rs")),
+            ("tls/protocol.rs", include_str!("tls/protocol.rs")),
             ("basic_auth.rs", include_str!("basic_auth.rs")),
             ("rate_limit.rs", include_str!("rate_limit.rs")),
             ("headers.rs", include_str!("headers.rs")),
