@@ -48,8 +48,6 @@ pub(super) fn base_config(
         earn,
         valuation,
         web,
-        log_level: flags.log_level,
-        log_format: flags.log_format,
     })
 }
 
@@ -295,7 +293,6 @@ fn web_config(
     Ok(WebConfig {
         listen_address,
         telemetry_path,
-        config_file: flags.web_config_file.clone(),
         security,
         enable_lifecycle: flags.enable_lifecycle,
     })

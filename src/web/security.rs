@@ -16,9 +16,9 @@ use hyper::{Method, Response, StatusCode};
 use tokio_rustls::TlsAcceptor;
 
 use super::routes::text;
-/// Kept under `web::security` as well: the server's callers and the property tests name it
-/// here.
-pub use crate::config::{WebConfigError, WebSecurity};
+/// Kept under `web::security` as well, where the property tests name it; it lives in
+/// [`crate::config`], which loads it.
+pub use crate::config::WebSecurity;
 
 /// The `WWW-Authenticate` value of a 401 answer.
 const BASIC_AUTH_CHALLENGE: &str = "Basic realm=\"kraken_exporter\"";

@@ -52,7 +52,7 @@ const MAX_REQUEST_HEADERS: usize = 64;
 /// Serves until `shutdown` completes, then lets requests in progress finish. `security` is the
 /// loaded `--web.config.file`: TLS, basic auth, headers and rate limit; `None` serves plain
 /// HTTP to anyone.
-pub async fn run(
+pub(crate) async fn run(
     exporter: Arc<Exporter>,
     listener: TcpListener,
     security: Option<Arc<WebSecurity>>,

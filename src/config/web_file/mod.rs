@@ -107,7 +107,7 @@ impl fmt::Debug for WebSecurity {
 impl WebSecurity {
     /// Reads and validates the file at `path`, loading every certificate and key it names
     /// (relative paths are relative to the file's directory).
-    pub fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| WebConfigError::Read {
             path: path.to_owned(),
             kind: e.kind(),
