@@ -18,16 +18,23 @@ use crate::problem::Problem;
 
 /// The server's certificate chain and key, with where they came from (for messages).
 pub(super) struct Identity<'a> {
+    /// Where the certificate chain came from.
     pub(super) cert: &'a PemSource,
+    /// Where the private key came from.
     pub(super) key: &'a PemSource,
+    /// The certificate chain, server certificate first.
     pub(super) chain: Vec<CertificateDer<'static>>,
+    /// The private key.
     pub(super) key_der: PrivateKeyDer<'static>,
 }
 
 /// How client certificates are asked for and checked.
 pub(super) struct ClientPolicy {
+    /// `client_auth_type`.
     pub(super) client_auth: ClientAuth,
+    /// The CAs of `client_ca_file`, when the type verifies certificates.
     pub(super) roots: Option<Arc<RootCertStore>>,
+    /// `client_allowed_sans`, when set.
     pub(super) allowed_sans: Option<Vec<String>>,
 }
 

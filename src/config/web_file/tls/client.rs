@@ -36,6 +36,7 @@ pub(crate) enum ClientAuth {
 }
 
 impl ClientAuth {
+    /// Go's name (and the legacy `RequireClientCert`); `None` for anything else.
     fn parse(text: &str) -> Option<ClientAuth> {
         Some(match text {
             "" | "NoClientCert" => ClientAuth::NoClientCert,
@@ -47,6 +48,7 @@ impl ClientAuth {
         })
     }
 
+    /// Whether certificates are checked against `client_ca_file` (which is then required).
     fn verifies(self) -> bool {
         matches!(
             self,
@@ -250,7 +252,9 @@ impl ClientCertVerifier for UnverifiedClientCert {
 /// alternative names must equal an allowed entry exactly.
 #[derive(Debug)]
 struct AllowedSans {
+    /// The verifier of `client_auth_type`, asked first.
     inner: Arc<dyn ClientCertVerifier>,
+    /// `client_allowed_sans` as written.
     allowed: Vec<String>,
 }
 

@@ -16,7 +16,9 @@ use crate::problem::Problem;
 
 /// Where a PEM document comes from: inline text, or a file.
 pub(super) enum PemSource {
+    /// PEM text written in the file (`cert`, `key`, `client_ca`); zeroed when dropped.
     Inline(Zeroizing<String>),
+    /// A file (`cert_file`, `key_file`, `client_ca_file`), already joined to the base directory.
     File(PathBuf),
 }
 

@@ -30,7 +30,8 @@ use client::{allowed_sans, client_auth, client_roots};
 use files::{PemSource, certificate_and_key, load_identity};
 use protocol::{chosen_cipher_suites, chosen_curves, protocol_versions};
 
-/// `tls_server_config:`.
+/// `tls_server_config:` as written; each field keeps Go's name (see the module header of
+/// `web_file` for what each accepts).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {

@@ -10,6 +10,8 @@ use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 use super::super::problem;
 use crate::problem::Problem;
 
+/// `min_version` or `max_version` (`field`): `TLS12` or `TLS13`; older versions are refused
+/// with the reason.
 fn tls_version(text: &str, field: &str) -> Result<&'static SupportedProtocolVersion, Problem> {
     match text {
         "TLS12" => Ok(&rustls::version::TLS12),
@@ -57,6 +59,7 @@ fn is_tls13_suite(name: &str) -> bool {
     )
 }
 
+/// Go's name of a curve that rustls (ring) implements, or why not.
 fn curve(name: &str) -> Result<&'static dyn SupportedKxGroup, String> {
     use rustls::crypto::ring::kx_group;
     match name {
