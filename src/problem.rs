@@ -3,7 +3,7 @@
 //! and the warning about a secret file other users can read.
 //!
 //! Owns the wording shared by the config file ([`crate::config`]) and the web configuration
-//! file ([`crate::web::security`]).
+//! file (`config::web_file`).
 //! Must not: echo a value the parser quoted back (it may be a credential written in the wrong
 //! place), or import anything from `config` or `web` (both build on it).
 

@@ -16,7 +16,7 @@ use crate::problem::{Problem, YamlError, parse_yaml};
 
 /// A duration written as `10s`, `5m`, `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileDuration(pub Duration);
+pub(crate) struct FileDuration(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for FileDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -33,128 +33,128 @@ impl<'de> Deserialize<'de> for FileDuration {
 pub struct FileConfig {
     /// Connection to Kraken.
     #[serde(default)]
-    pub kraken: KrakenSection,
+    pub(crate) kraken: KrakenSection,
     /// When Kraken is called.
     #[serde(default)]
-    pub refresh: RefreshSection,
+    pub(crate) refresh: RefreshSection,
     /// The HTTP front (read at start-up only).
     #[serde(default)]
-    pub web: WebSection,
+    pub(crate) web: WebSection,
     /// The key-permission audit.
     #[serde(default)]
-    pub audit: AuditSection,
+    pub(crate) audit: AuditSection,
     /// Earn allocations.
     #[serde(default)]
-    pub earn: EarnSection,
+    pub(crate) earn: EarnSection,
     /// Prices in a quote currency.
     #[serde(default)]
-    pub valuation: ValuationSection,
+    pub(crate) valuation: ValuationSection,
     /// The accounts to export.
     #[serde(default)]
-    pub accounts: Vec<AccountEntry>,
+    pub(crate) accounts: Vec<AccountEntry>,
 }
 
 /// `kraken:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KrakenSection {
+pub(crate) struct KrakenSection {
     /// Like `--kraken.api-url`.
-    pub api_url: Option<String>,
+    pub(crate) api_url: Option<String>,
     /// Like `--kraken.timeout`.
-    pub timeout: Option<FileDuration>,
+    pub(crate) timeout: Option<FileDuration>,
 }
 
 /// `refresh:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RefreshSection {
+pub(crate) struct RefreshSection {
     /// Like `--refresh.min-interval`.
-    pub min_interval: Option<FileDuration>,
+    pub(crate) min_interval: Option<FileDuration>,
     /// Like `--refresh.interval` (background mode).
-    pub interval: Option<FileDuration>,
+    pub(crate) interval: Option<FileDuration>,
     /// Like `--refresh.stale-after`.
-    pub stale_after: Option<FileDuration>,
+    pub(crate) stale_after: Option<FileDuration>,
     /// Like `--refresh.assets-interval`.
-    pub assets_interval: Option<FileDuration>,
+    pub(crate) assets_interval: Option<FileDuration>,
 }
 
 /// `web:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebSection {
+pub(crate) struct WebSection {
     /// Like `--web.listen-address`.
-    pub listen_address: Option<String>,
+    pub(crate) listen_address: Option<String>,
     /// Like `--web.telemetry-path`.
-    pub telemetry_path: Option<String>,
+    pub(crate) telemetry_path: Option<String>,
 }
 
 /// `audit:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditSection {
+pub(crate) struct AuditSection {
     /// `false` is like `--audit.disabled`.
-    pub enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// Like `--audit.interval`.
-    pub interval: Option<FileDuration>,
+    pub(crate) interval: Option<FileDuration>,
 }
 
 /// `earn:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EarnSection {
+pub(crate) struct EarnSection {
     /// `false` is like `--earn.disabled`.
-    pub enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// Like `--earn.interval`.
-    pub interval: Option<FileDuration>,
+    pub(crate) interval: Option<FileDuration>,
 }
 
 /// `valuation:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ValuationSection {
+pub(crate) struct ValuationSection {
     /// Like `--valuation.quote`.
-    pub quote: Option<String>,
+    pub(crate) quote: Option<String>,
     /// Collect Kraken's TradeBalance `eb` per account (off by default).
-    pub trade_balance: Option<bool>,
+    pub(crate) trade_balance: Option<bool>,
 }
 
 /// One entry of `accounts:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AccountEntry {
+pub(crate) struct AccountEntry {
     /// The `account` label.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// File holding the API key.
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Environment variable holding the API key.
-    pub key_env: Option<String>,
+    pub(crate) key_env: Option<String>,
     /// The API key itself (only in a file readable by its owner alone).
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// File holding the private key.
-    pub secret_file: Option<PathBuf>,
+    pub(crate) secret_file: Option<PathBuf>,
     /// Environment variable holding the private key.
-    pub secret_env: Option<String>,
+    pub(crate) secret_env: Option<String>,
     /// The private key itself (only in a file readable by its owner alone).
-    pub secret: Option<String>,
+    pub(crate) secret: Option<String>,
     /// File holding the static API 2FA password.
-    pub otp_file: Option<PathBuf>,
+    pub(crate) otp_file: Option<PathBuf>,
     /// Environment variable holding the static API 2FA password.
-    pub otp_env: Option<String>,
+    pub(crate) otp_env: Option<String>,
     /// The 2FA password itself (only in a file readable by its owner alone).
-    pub otp: Option<String>,
+    pub(crate) otp: Option<String>,
     /// `auto`, `balance-ex` or `balance`.
-    pub balance_endpoint: Option<String>,
+    pub(crate) balance_endpoint: Option<String>,
     /// Base URL for this account's private calls, when it differs from `kraken.api_url` (a
     /// per-account proxy).
-    pub api_url: Option<String>,
+    pub(crate) api_url: Option<String>,
     /// Where this key's nonce high-water mark is kept across restarts.
-    pub nonce_file: Option<PathBuf>,
+    pub(crate) nonce_file: Option<PathBuf>,
     /// Asset (Kraken's short name, as in the `asset` label) → lowest acceptable balance.
     #[serde(default)]
-    pub min_balance: BTreeMap<String, f64>,
+    pub(crate) min_balance: BTreeMap<String, f64>,
     /// Assets exported even when Kraken omits them (as 0), so an emptied wallet still alerts.
     #[serde(default)]
-    pub watch: Vec<String>,
+    pub(crate) watch: Vec<String>,
 }
 
 /// Parses the text of a config file, or says where it first goes wrong.

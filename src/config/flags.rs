@@ -13,12 +13,12 @@ use std::time::Duration;
 use super::file::{FileConfig, FileDuration};
 use super::{
     AccountConfig, AuditConfig, Config, ConfigError, DEFAULT_API_URL, DEFAULT_AUDIT_INTERVAL,
-    DEFAULT_EARN_INTERVAL, DEFAULT_TIMEOUT, EarnConfig, ValuationConfig, WebConfig, validate,
+    DEFAULT_EARN_INTERVAL, DEFAULT_TIMEOUT, EarnConfig, ValuationConfig, WebConfig, WebSecurity,
+    validate,
 };
 use crate::account::RefreshPolicy;
 use crate::cli::{DEFAULT_PORT, Flags};
 use crate::problem::Problem;
-use crate::web::security::WebSecurity;
 
 /// Resolves the global settings shared by both modes around `accounts`.
 pub(super) fn base_config(
@@ -48,8 +48,6 @@ pub(super) fn base_config(
         earn,
         valuation,
         web,
-        log_level: flags.log_level,
-        log_format: flags.log_format,
     })
 }
 
@@ -295,7 +293,6 @@ fn web_config(
     Ok(WebConfig {
         listen_address,
         telemetry_path,
-        config_file: flags.web_config_file.clone(),
         security,
         enable_lifecycle: flags.enable_lifecycle,
     })

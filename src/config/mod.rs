@@ -18,7 +18,10 @@
 //! - `credentials`: the one pipeline every credential goes through (find, read, check, decode);
 //! - `thresholds`: minimums and watched assets from the file, the flags or the environment,
 //!   their names normalised and their spellings merged;
-//! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path.
+//! - `validate`: the checks of names, URLs, durations, the listen address and the telemetry path;
+//! - `web_file`: the web configuration file (`--web.config.file`: TLS, client certificates,
+//!   basic auth, rate limit, headers), read and checked with the rest of the configuration so
+//!   that `config` never depends on `web`; the web server applies what it loads.
 
 pub mod file;
 
@@ -27,8 +30,9 @@ mod credentials;
 mod flags;
 mod thresholds;
 mod validate;
+mod web_file;
 
-pub use thresholds::{MIN_ENV, WATCH_ENV};
+pub use web_file::{WebConfigError, WebSecurity};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,27 +41,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::account::RefreshPolicy;
-use crate::cli::{Cli, Command, Flags, LogFormat, LogLevel};
+use crate::cli::{Cli, Command, Flags};
 use crate::problem::{Problem, list};
 use file::FileConfig;
 use kraken::BalanceEndpoint;
 use kraken::secret::Credentials;
 
 /// Length of a decoded Kraken private key.
-pub const SECRET_LEN: usize = 64;
+pub(crate) const SECRET_LEN: usize = 64;
 
 /// Default base URL of Kraken's REST API.
-pub const DEFAULT_API_URL: &str = "https://api.kraken.com";
+pub(crate) const DEFAULT_API_URL: &str = "https://api.kraken.com";
 
 /// Default per-request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default interval of the key-permission audit.
-pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+pub(crate) const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
 /// Default interval of the Earn allocations: they change by the day, and each fetch costs one
 /// call of the key's rate budget.
-pub const DEFAULT_EARN_INTERVAL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_EARN_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// Everything the exporter needs, validated.
 #[derive(Debug, Clone)]
@@ -67,29 +71,25 @@ pub struct Config {
     /// Validate the configuration and exit (`--config.check`).
     pub check_config: bool,
     /// Use the built-in simulated Kraken; credentials are then `None`.
-    pub demo: bool,
+    pub(crate) demo: bool,
     /// The config file, when accounts come from one; re-read on reload.
-    pub config_file: Option<PathBuf>,
+    pub(crate) config_file: Option<PathBuf>,
     /// The accounts to export, in the order written.
     pub accounts: Vec<AccountConfig>,
     /// Base URL of Kraken's REST API, without trailing slash.
-    pub api_url: String,
+    pub(crate) api_url: String,
     /// Upper bound on one call.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// When Kraken is called.
     pub policy: RefreshPolicy,
     /// The key-permission audit.
-    pub audit: AuditConfig,
+    pub(crate) audit: AuditConfig,
     /// Earn allocations.
-    pub earn: EarnConfig,
+    pub(crate) earn: EarnConfig,
     /// Prices in a quote currency.
-    pub valuation: ValuationConfig,
+    pub(crate) valuation: ValuationConfig,
     /// The HTTP front.
     pub web: WebConfig,
-    /// Logging.
-    pub log_level: LogLevel,
-    /// Logging.
-    pub log_format: LogFormat,
 }
 
 /// One Kraken account.
@@ -99,19 +99,19 @@ pub struct AccountConfig {
     pub name: String,
     /// Key, secret and optional 2FA password; `None` in demo mode, where the simulated Kraken
     /// generates them.
-    pub credentials: Option<Credentials>,
+    pub(crate) credentials: Option<Credentials>,
     /// Which endpoint returns balances.
-    pub balance_endpoint: BalanceEndpoint,
+    pub(crate) balance_endpoint: BalanceEndpoint,
     /// Base URL for this account's private calls; `None` uses [`Config::api_url`].
-    pub api_url: Option<String>,
+    pub(crate) api_url: Option<String>,
     /// Where the nonce high-water mark is kept across restarts.
-    pub nonce_file: Option<PathBuf>,
+    pub(crate) nonce_file: Option<PathBuf>,
     /// Asset name → lowest acceptable available balance (`kraken_balance_min`). Names are
     /// normalised without the network (`btc` and `XXBT` are `XBT`); the running exporter
     /// resolves them against Kraken's Assets list.
     pub min_balance: BTreeMap<String, f64>,
     /// Asset names exported as 0 when Kraken omits them, normalised like `min_balance`.
-    pub watch: Vec<String>,
+    pub(crate) watch: Vec<String>,
 }
 
 impl AccountConfig {
@@ -139,7 +139,7 @@ impl AccountConfig {
     /// Whether `other` talks to Kraken exactly as this one does (same key, secret, 2FA password,
     /// endpoint and nonce file), so a reload can keep the running account, its nonces and its
     /// cached balances.
-    pub fn same_connection(&self, other: &AccountConfig) -> bool {
+    pub(crate) fn same_connection(&self, other: &AccountConfig) -> bool {
         let creds = |c: &Option<Credentials>| {
             c.as_ref().map(|c| {
                 (
@@ -159,29 +159,29 @@ impl AccountConfig {
 
 /// The key-permission audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditConfig {
+pub(crate) struct AuditConfig {
     /// Whether keys are audited at all.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// How often each key is audited again.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 /// Earn allocations (`kraken_earn_allocation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EarnConfig {
+pub(crate) struct EarnConfig {
     /// Whether Earn/Allocations is called at all.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// How often each account's allocations are fetched again.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 /// Prices in a quote currency.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ValuationConfig {
+pub(crate) struct ValuationConfig {
     /// Kraken's short name of the quote currency (`USD`); `None` turns prices off.
-    pub quote: Option<String>,
+    pub(crate) quote: Option<String>,
     /// Collect TradeBalance's equivalent balance per account.
-    pub trade_balance: bool,
+    pub(crate) trade_balance: bool,
 }
 
 /// The HTTP front.
@@ -190,14 +190,12 @@ pub struct WebConfig {
     /// Where to listen.
     pub listen_address: SocketAddr,
     /// Path of the exposition.
-    pub telemetry_path: String,
-    /// `--web.config.file`, when given.
-    pub config_file: Option<PathBuf>,
+    pub(crate) telemetry_path: String,
     /// What that file configures (TLS, client certificates, basic auth, headers), loaded and
     /// validated; applied at start-up only.
-    pub security: Option<Arc<crate::web::security::WebSecurity>>,
+    pub(crate) security: Option<Arc<WebSecurity>>,
     /// `--web.enable-lifecycle`: `POST /-/reload` reloads; otherwise it answers 403.
-    pub enable_lifecycle: bool,
+    pub(crate) enable_lifecycle: bool,
 }
 
 /// A configuration that cannot be used. Each message names the variable, file, field or flag at
@@ -256,7 +254,7 @@ pub enum ConfigError {
     },
     /// The web configuration file (`--web.config.file`) cannot be read or has mistakes.
     #[error(transparent)]
-    WebConfig(#[from] crate::web::security::WebConfigError),
+    WebConfig(#[from] WebConfigError),
 }
 
 /// The environment, looked up by name; injected so tests control it.
@@ -270,7 +268,11 @@ pub fn resolve(cli: Cli, env: Env<'_>) -> Result<Config, ConfigError> {
 }
 
 /// Like [`resolve`], from flags alone (what a reload re-runs).
-pub fn resolve_flags(flags: &Flags, check: bool, env: Env<'_>) -> Result<Config, ConfigError> {
+pub(crate) fn resolve_flags(
+    flags: &Flags,
+    check: bool,
+    env: Env<'_>,
+) -> Result<Config, ConfigError> {
     let mut config = match &flags.config_file {
         Some(path) => resolve_file_mode(flags, path, env)?,
         None => {

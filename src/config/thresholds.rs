@@ -17,10 +17,10 @@ use crate::asset_names::normalise_offline;
 use crate::cli::Flags;
 
 /// The environment form of `--balance.min`: `XBT=0.5,USD=1000`.
-pub const MIN_ENV: &str = "KRAKEN_BALANCE_MIN";
+const MIN_ENV: &str = "KRAKEN_BALANCE_MIN";
 
 /// The environment form of `--balance.watch`: `XBT,ETH`.
-pub const WATCH_ENV: &str = "KRAKEN_BALANCE_WATCH";
+const WATCH_ENV: &str = "KRAKEN_BALANCE_WATCH";
 
 /// The thresholds of `--demo` without a config file: XBT is covered by auto-earn funds, USD is
 /// set above the simulated account's available dollars so the low-balance alert has something

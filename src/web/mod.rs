@@ -7,7 +7,8 @@
 //!   graceful shutdown;
 //! - `routes`: what each path answers, and [`scrape_wait`];
 //! - `landing`: the HTML page at `/`;
-//! - [`security`]: `--web.config.file` (TLS, basic auth, rate limit, headers).
+//! - [`security`]: `--web.config.file` applied (TLS acceptor, rate limit, basic auth, headers);
+//!   the file itself is read and checked by the configuration ([`crate::config::WebSecurity`]).
 //!
 //! Must not: call Kraken directly (it asks [`crate::exporter::Exporter`], which asks each
 //! [`crate::account::Account`] for a status), or answer anything but 200 on the metrics path

@@ -75,7 +75,7 @@ impl Route {
 }
 
 /// Routes one request (its body has already been read and discarded).
-pub(crate) async fn handle<B>(exporter: &Exporter, request: Request<B>) -> Response<Full<Bytes>> {
+pub(super) async fn handle<B>(exporter: &Exporter, request: Request<B>) -> Response<Full<Bytes>> {
     let Some(route) = Route::of(request.uri().path(), &exporter.telemetry_path) else {
         return text(
             StatusCode::NOT_FOUND,

@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{
-    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
-};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 
 use super::routes::{handle, text};
-use super::security::{BASIC_AUTH_CHALLENGE, WebSecurity};
+use super::security::{self, WebSecurity};
 use crate::exporter::Exporter;
 
 /// Connections served at once. When all are taken, the longest-idle one is closed for a
@@ -54,26 +52,13 @@ const MAX_REQUEST_HEADERS: usize = 64;
 /// Serves until `shutdown` completes, then lets requests in progress finish. `security` is the
 /// loaded `--web.config.file`: TLS, basic auth, headers and rate limit; `None` serves plain
 /// HTTP to anyone.
-pub async fn run(
+pub(crate) async fn run(
     exporter: Arc<Exporter>,
     listener: TcpListener,
     security: Option<Arc<WebSecurity>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let tls = security
-        .as_ref()
-        .and_then(|s| s.tls_config())
-        .map(TlsAcceptor::from);
-    if let Some(security) = &security {
-        tracing::info!(
-            tls = tls.is_some(),
-            client_auth_type = ?security.client_auth(),
-            basic_auth = security.basic_auth().is_some(),
-            headers = security.headers().len(),
-            rate_limit = security.rate_limit().is_some(),
-            "web configuration file applied"
-        );
-    }
+    let tls = security::acceptor(security.as_ref());
     let connections = Arc::new(Connections::new(MAX_CONNECTIONS));
     let front = Arc::new(Front {
         exporter,
@@ -184,41 +169,22 @@ impl Front {
     /// Answers one request on connection `id`, adding the configured headers to any answer.
     async fn respond(&self, request: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
         let mut response = self.admit_request(request, id).await;
-        if let Some(security) = &self.security {
-            for (name, value) in security.headers() {
-                response.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
+        security::add_headers(self.security.as_deref(), &mut response);
         response
     }
 
     /// Rate limit, body bounds and basic auth, then routing.
     async fn admit_request(&self, request: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
         let security = self.security.as_deref();
-        if let Some(limiter) = security.and_then(WebSecurity::rate_limit)
-            && !limiter.allow()
-        {
-            return text(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests: see rate_limit in the web configuration file.\n".into(),
-            );
+        if let Some(refusal) = security::rate_limited(security) {
+            return refusal;
         }
         let (parts, body) = request.into_parts();
         if let Err(refusal) = read_small_body(&parts.headers, body).await {
             return refusal;
         }
-        if let Some(auth) = security.and_then(WebSecurity::basic_auth)
-            && !auth.authorize(parts.headers.get(AUTHORIZATION)).await
-        {
-            let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized.\n".into());
-            response.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(BASIC_AUTH_CHALLENGE),
-            );
-            if parts.method == Method::HEAD {
-                *response.body_mut() = Full::new(Bytes::new());
-            }
-            return response;
+        if let Some(refusal) = security::unauthorized(security, &parts).await {
+            return refusal;
         }
         let _busy = self.connections.busy(id);
         handle(&self.exporter, Request::from_parts(parts, ())).await

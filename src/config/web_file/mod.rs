@@ -7,7 +7,12 @@
 //! credentials against bcrypt hashes.
 //! Must not: put a password, a bcrypt hash or a private key into an error, a log line or `Debug`
 //! output; accept a file whose TLS settings it cannot honour (it refuses them instead); serve
-//! connections (that is [`crate::web`]'s server).
+//! connections (that is the web server's job, `web`, which applies the [`WebSecurity`] loaded
+//! here); import anything from `web`, which depends on the configuration, not the other way.
+//!
+//! It is part of the configuration so that the file is read and checked with the rest of it:
+//! a mistake stops start-up (and `--config.check`) with exit status 2, and a reload that
+//! finds one keeps the running configuration.
 //!
 //! # Layout
 //!
@@ -58,12 +63,12 @@ use rustls::server::ServerConfig;
 use serde::Deserialize;
 
 use crate::problem::{Problem, list};
-pub(crate) use basic_auth::{BASIC_AUTH_CHALLENGE, BasicAuth};
-pub(crate) use rate_limit::RateLimiter;
-pub(crate) use tls::ClientAuth;
+use basic_auth::BasicAuth;
+use rate_limit::RateLimiter;
+use tls::ClientAuth;
 
-/// The web configuration file, validated and loaded: what [`crate::web`]'s server applies to every
-/// connection and request.
+/// The web configuration file, validated and loaded: what the web server applies to every
+/// connection and request. Loaded with the configuration so that its mistakes stop start-up.
 pub struct WebSecurity {
     /// The TLS server configuration; `None` serves plain HTTP.
     tls: Option<Arc<ServerConfig>>,
@@ -102,7 +107,7 @@ impl fmt::Debug for WebSecurity {
 impl WebSecurity {
     /// Reads and validates the file at `path`, loading every certificate and key it names
     /// (relative paths are relative to the file's directory).
-    pub fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<WebSecurity, WebConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| WebConfigError::Read {
             path: path.to_owned(),
             kind: e.kind(),
@@ -282,10 +287,14 @@ mod tests {
     }
 
     #[test]
-    fn the_security_parts_import_nothing_from_config_or_the_rest_of_web() {
+    fn the_web_file_imports_nothing_from_the_rest_of_config_or_from_web() {
         let files = [
             ("mod.rs", include_str!("mod.rs")),
-            ("tls.rs", include_str!("tls.rs")),
+            ("tls/mod.rs", include_str!("tls/mod.rs")),
+            ("tls/build.rs", include_str!("tls/build.rs")),
+            ("tls/client.rs", include_str!("tls/client.rs")),
+            ("tls/files.rs", include_str!("tls/files.rs")),
+            ("tls/protocol.rs", include_str!("tls/protocol.rs")),
             ("basic_auth.rs", include_str!("basic_auth.rs")),
             ("rate_limit.rs", include_str!("rate_limit.rs")),
             ("headers.rs", include_str!("headers.rs")),
@@ -294,7 +303,7 @@ mod tests {
             let code = crate::problem::tests::code_of(source);
             for module in ["config", "web", "exporter", "app"] {
                 let path = format!("crate::{module}");
-                assert!(!code.contains(&path), "web/security/{name} uses {path}");
+                assert!(!code.contains(&path), "config/web_file/{name} uses {path}");
             }
         }
     }

@@ -16,9 +16,6 @@ use zeroize::Zeroizing;
 use super::problem;
 use crate::problem::Problem;
 
-/// The `WWW-Authenticate` value of a 401 answer.
-pub(crate) const BASIC_AUTH_CHALLENGE: &str = "Basic realm=\"kraken_exporter\"";
-
 /// Highest bcrypt cost accepted: each new password check at cost 18 already takes seconds of
 /// CPU, and a scrape waits for it.
 pub(crate) const MAX_BCRYPT_COST: u32 = 18;
