@@ -47,6 +47,10 @@ struct State {
     last_outcome: Option<Outcome>,
     /// A refresh task is running; new requests join it instead of starting another.
     in_flight: bool,
+    /// A scrape gave up waiting for the refresh in flight: until it ends, every scrape reports
+    /// the account down, not only the one that waited (no `kraken_up` flapping 0, 1, 1 while
+    /// Kraken hangs).
+    overdue: bool,
     /// Failures since the last success, for the exponential backoff.
     consecutive_failures: u32,
     /// No call to Kraken before this instant.
@@ -98,7 +102,10 @@ struct InFlightGuard<'a>(&'a Account);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        self.0.lock().in_flight = false;
+        let mut state = self.0.lock();
+        state.in_flight = false;
+        state.overdue = false;
+        drop(state);
         self.0.finished.send_modify(|generation| *generation += 1);
     }
 }
@@ -325,6 +332,10 @@ impl Account {
     /// Second half of a scrape: waits for the refresh at most until `deadline`, then reports.
     pub async fn finish_scrape(&self, pending: PendingScrape, deadline: Instant) -> AccountStatus {
         let in_time = Self::wait(pending.0, deadline).await;
+        if !in_time {
+            let mut state = self.lock();
+            state.overdue = state.in_flight;
+        }
         self.status(in_time)
     }
 
@@ -351,6 +362,7 @@ impl Account {
         let state = self.lock();
         let error = state.last_outcome.as_ref().and_then(|o| o.error.clone());
         let up = in_time
+            && !state.overdue
             && state
                 .last_outcome
                 .as_ref()
@@ -542,8 +554,16 @@ pub(crate) mod tests {
         );
         assert!(!status.up);
         assert!(status.balances.is_some());
+        // The scrapes after it do not wait (the cached balances are fresh) and say the same:
+        // the call is overdue, so the account is down for every scrape, not only the first.
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_millis(200)).await;
+            let status = scrape(&account).await;
+            assert!(!status.up, "kraken_up flaps back to 1 while the call hangs");
+            assert!(status.balances.is_some());
+        }
         // The call goes on until the client's own timeout (5 s), then counts as a failure.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(
             account.status(true).last_error.map(|e| e.0),
             Some(Reason::Timeout)
