@@ -1,5 +1,5 @@
 //! Inputs shared by the micro-benchmarks (`benches/kraken.rs`) and the scenario harness
-//! (`bench/harness.rs`): deterministic balances of any size, the BalanceEx answer that carries
+//! (`bench/harness/`): deterministic balances of any size, the BalanceEx answer that carries
 //! them, and account statuses ready to render.
 //!
 //! Must not: depend on timing or randomness, so two runs measure the same work.
@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kraken_exporter::audit::{AuditSource, KeyAudit};
 use kraken::Reason;
 use kraken::{CallObserver, Endpoint};
+use kraken_exporter::audit::{AuditSource, KeyAudit};
 use kraken_exporter::metrics::RequestMetrics;
 use kraken_exporter::status::{AccountStatus, LabeledBalance, Snapshot};
 
