@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use hyper::header::HeaderValue;
-use kraken_exporter::config::file;
 use kraken::{Reason, error, parse};
+use kraken_exporter::config::file;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
