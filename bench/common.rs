@@ -1,5 +1,5 @@
 //! Inputs shared by the micro-benchmarks (`benches/kraken.rs`) and the scenario harness
-//! (`bench/harness.rs`): deterministic balances of any size, the BalanceEx answer that carries
+//! (`bench/harness/`): deterministic balances of any size, the BalanceEx answer that carries
 //! them, and account statuses ready to render.
 //!
 //! Must not: depend on timing or randomness, so two runs measure the same work.

@@ -6,8 +6,6 @@
 
 #[path = "../bench/common.rs"]
 mod common;
-#[path = "../bench/direct_render.rs"]
-mod direct_render;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -94,10 +92,9 @@ fn render_case(c: &mut Criterion, group: &str, cases: &[(usize, usize)]) {
     group.finish();
 }
 
-/// The account families as `metrics::render` builds them today, against the proposed direct
-/// writer (`bench/direct_render.rs`) producing the same bytes. No request counters in either,
-/// so only the part the proposal changes is timed.
-fn rendering_direct(c: &mut Criterion) {
+/// The account families alone, as `metrics::render` builds them: no request counters, so only
+/// the per-account part of the exposition is timed.
+fn rendering_account_families(c: &mut Criterion) {
     let mut group = c.benchmark_group("render_account_families");
     group.measurement_time(Duration::from_secs(4));
     let build = BuildInfo::current();
@@ -126,19 +123,9 @@ fn rendering_direct(c: &mut Criterion) {
                 })
                 .collect()
         };
-        let current = metrics::render(&views(), None, Some(reload), None, &no_requests, &build);
-        let help = direct_render::help_texts(&String::from_utf8_lossy(&current));
-        let direct = direct_render::render(&views(), reload, &build, &help, current.len());
-        assert!(
-            current == direct,
-            "the prototype must write the same bytes as metrics::render"
-        );
         group.throughput(Throughput::Elements((accounts * assets) as u64));
         group.bench_function(format!("current/{accounts}x{assets}"), |b| {
             b.iter(|| metrics::render(&views(), None, Some(reload), None, &no_requests, &build))
-        });
-        group.bench_function(format!("direct/{accounts}x{assets}"), |b| {
-            b.iter(|| direct_render::render(&views(), reload, &build, &help, current.len()))
         });
     }
     group.finish();
@@ -151,5 +138,11 @@ fn rendering(c: &mut Criterion) {
     render_case(c, "render_accounts_x50", &[(10, 50), (100, 50), (1000, 50)]);
 }
 
-criterion_group!(benches, signing, parsing, rendering, rendering_direct);
+criterion_group!(
+    benches,
+    signing,
+    parsing,
+    rendering,
+    rendering_account_families
+);
 criterion_main!(benches);

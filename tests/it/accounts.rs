@@ -126,7 +126,7 @@ impl Fleet {
         ];
         argv.extend_from_slice(args);
         let env: SharedEnv = Arc::new(|_: &str| None);
-        let served = Served::start(&argv, env).await;
+        let served = Served::start_paused(&argv, env).await;
         Fleet {
             sims,
             dir,
@@ -966,7 +966,7 @@ async fn demo_prices_survive_a_reload_that_removes_the_first_account() {
         0o600,
     );
     let no_env: SharedEnv = Arc::new(|_: &str| None);
-    let served = Served::start(
+    let served = Served::start_paused(
         &[
             "--demo",
             "--config.file",
@@ -1033,7 +1033,7 @@ async fn reload_over_http_needs_the_lifecycle_flag() {
     let dir = TempDir::new();
     let config = dir.write("kraken.yml", "accounts:\n  - name: first\n", 0o600);
     let no_env: SharedEnv = Arc::new(|_: &str| None);
-    let served = Served::start(
+    let served = Served::start_paused(
         &["--demo", "--config.file", config.to_str().unwrap()],
         no_env,
     )

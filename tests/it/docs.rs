@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::SimOptions;
 use kraken::sim::{SimKeyInfo, SimKraken};
 
-use crate::Harness;
 use crate::rules::{heading_anchors, repo_path};
+use crate::{Clock, Harness, poll_until};
 
 /// The most the README may weigh: read in about five minutes.
 const README_MAX_BYTES: usize = 12 * 1024;
@@ -93,7 +93,7 @@ impl Drop for TempDir {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_served_metric_family_is_documented_with_its_help_text_and_vice_versa() {
     let markdown = std::fs::read_to_string(repo_path("docs/metrics.md")).unwrap();
     let documented = documented_help(&markdown);
@@ -122,20 +122,22 @@ async fn every_served_metric_family_is_documented_with_its_help_text_and_vice_ve
         ip_allowlist: vec![],
         last_used: None,
     });
-    let harness = Harness::serve(sim, &["--config.file", config.to_str().unwrap()]).await;
+    let harness = Harness::serve(
+        Clock::Paused,
+        sim,
+        &["--config.file", config.to_str().unwrap()],
+    )
+    .await;
     harness.wait_ready().await;
 
     // Families appear as the refresh, the audit, TradeBalance and the prices complete: scrape
     // until every documented one is served, or give up and report.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let served = loop {
-        let served = served_help(&harness.metrics().await);
-        let all_there = documented.keys().all(|name| served.contains_key(name));
-        if all_there || Instant::now() >= deadline {
-            break served;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut served = BTreeMap::new();
+    poll_until(Duration::from_secs(20), async || {
+        served = served_help(&harness.metrics().await);
+        documented.keys().all(|name| served.contains_key(name))
+    })
+    .await;
     harness.stop().await;
 
     let mut problems = Vec::new();

@@ -12,38 +12,29 @@ use kraken::sim::{Fault, SimKeyInfo, SimKraken, SimOptions};
 use kraken_exporter::app::SharedEnv;
 use kraken_exporter::cli::Cli;
 
-use crate::{Harness, sample};
+use crate::{Clock, Harness, sample};
 
-/// Scrapes until `done` holds for the exposition (at most about 10 s), and returns it.
-async fn metrics_when(h: &Harness, done: impl Fn(&str) -> bool) -> String {
-    for _ in 0..500 {
-        let body = h.metrics().await;
-        if done(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "the exposition never showed what the test waits for:\n{}",
-        h.metrics().await
-    );
-}
+/// How long the tests below wait for the exposition to show something, in tokio time.
+const LIMIT: Duration = Duration::from_secs(10);
 
 fn requests(body: &str, endpoint: &str) -> f64 {
     let labels = format!("account=\"default\",endpoint=\"{endpoint}\"");
     sample(body, "kraken_requests_total", &labels).unwrap_or(0.0)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn earn_allocations_are_exported_by_state_on_their_own_slower_interval() {
     let h = Harness::start(
+        Clock::Paused,
         &["--refresh.min-interval", "200ms", "--audit.disabled"],
         SimOptions::default(),
     )
     .await;
     h.wait_ready().await;
     // Three balance refreshes, each a task of its own that ends after the Earn step.
-    let body = metrics_when(&h, |body| requests(body, "BalanceEx") >= 3.0).await;
+    let body = h
+        .metrics_when(LIMIT, |body| requests(body, "BalanceEx") >= 3.0)
+        .await;
     let earn = |asset: &str, state: &str| {
         let labels = format!("account=\"default\",asset=\"{asset}\",state=\"{state}\"");
         sample(&body, "kraken_earn_allocation", &labels)
@@ -75,7 +66,7 @@ async fn earn_allocations_are_exported_by_state_on_their_own_slower_interval() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_refused_earn_call_is_counted_and_breaks_neither_balances_nor_metrics() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     sim.inject(
@@ -83,9 +74,11 @@ async fn a_refused_earn_call_is_counted_and_breaks_neither_balances_nor_metrics(
         Fault::KrakenError("EGeneral:Permission denied".into()),
         None,
     );
-    let h = Harness::serve(sim, &["--audit.disabled"]).await;
+    let h = Harness::serve(Clock::Paused, sim, &["--audit.disabled"]).await;
     h.wait_ready().await;
-    let body = metrics_when(&h, |body| requests(body, "Earn/Allocations") >= 1.0).await;
+    let body = h
+        .metrics_when(LIMIT, |body| requests(body, "Earn/Allocations") >= 1.0)
+        .await;
     let labels = "account=\"default\",endpoint=\"Earn/Allocations\",reason=\"permission_denied\"";
     assert_eq!(
         sample(&body, "kraken_request_errors_total", labels),
@@ -102,9 +95,10 @@ async fn a_refused_earn_call_is_counted_and_breaks_neither_balances_nor_metrics(
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn earn_disabled_makes_no_call_and_creates_no_counter() {
     let h = Harness::start(
+        Clock::Paused,
         &[
             "--refresh.min-interval",
             "200ms",
@@ -115,14 +109,16 @@ async fn earn_disabled_makes_no_call_and_creates_no_counter() {
     )
     .await;
     h.wait_ready().await;
-    let body = metrics_when(&h, |body| requests(body, "BalanceEx") >= 2.0).await;
+    let body = h
+        .metrics_when(LIMIT, |body| requests(body, "BalanceEx") >= 2.0)
+        .await;
     assert_eq!(h.sim.calls(Endpoint::EarnAllocations), 0);
     assert!(!body.contains("Earn/Allocations"), "{body}");
     assert!(!body.contains("kraken_earn_"), "{body}");
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn key_hygiene_is_exported_from_get_api_key_info() {
     let sim = SimKraken::start(SimOptions::default()).await.unwrap();
     sim.set_key_info(SimKeyInfo {
@@ -132,9 +128,11 @@ async fn key_hygiene_is_exported_from_get_api_key_info() {
         ip_allowlist: vec!["192.0.2.1/32".into(), "198.51.100.0/24".into()],
         last_used: None,
     });
-    let h = Harness::serve(sim, &["--earn.disabled"]).await;
+    let h = Harness::serve(Clock::Paused, sim, &["--earn.disabled"]).await;
     h.wait_ready().await;
-    let body = metrics_when(&h, |body| body.contains("kraken_api_key_info{")).await;
+    let body = h
+        .metrics_when(LIMIT, |body| body.contains("kraken_api_key_info{"))
+        .await;
     let account = "account=\"default\"";
     assert_eq!(
         sample(&body, "kraken_api_key_expiry_timestamp_seconds", account),
@@ -166,11 +164,13 @@ async fn key_hygiene_is_exported_from_get_api_key_info() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_key_without_expiry_has_no_expiry_series() {
-    let h = Harness::start(&["--earn.disabled"], SimOptions::default()).await;
+    let h = Harness::start(Clock::Paused, &["--earn.disabled"], SimOptions::default()).await;
     h.wait_ready().await;
-    let body = metrics_when(&h, |body| body.contains("kraken_api_key_info{")).await;
+    let body = h
+        .metrics_when(LIMIT, |body| body.contains("kraken_api_key_info{"))
+        .await;
     assert!(
         !body.contains("kraken_api_key_expiry_timestamp_seconds{"),
         "validUntil 0 means no expiry: {body}"
@@ -259,19 +259,16 @@ async fn check_explains_a_nonce_on_another_scale() {
 
 /// The demo's simulated Kraken has Earn allocations in every state and a key with an expiry
 /// date and a creation date, so every Earn and key hygiene panel has data.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_demo_shows_every_earn_state_and_a_key_that_expires() {
     let no_env: SharedEnv = Arc::new(|_: &str| None);
-    let served = crate::Served::start(&["--demo"], no_env).await;
+    let served = crate::Served::start_paused(&["--demo"], no_env).await;
     served.wait_ready().await;
-    let mut body = served.metrics().await;
-    for _ in 0..500 {
-        if body.contains("kraken_earn_allocation{") && body.contains("kraken_api_key_info{") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        body = served.metrics().await;
-    }
+    let body = served
+        .metrics_when(LIMIT, |body| {
+            body.contains("kraken_earn_allocation{") && body.contains("kraken_api_key_info{")
+        })
+        .await;
     let state = |asset: &str, state: &str| {
         let labels = format!("account=\"default\",asset=\"{asset}\",state=\"{state}\"");
         sample(&body, "kraken_earn_allocation", &labels).unwrap_or(0.0)

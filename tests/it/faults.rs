@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::{Served, sample};
+use crate::{Clock, Served, sample};
 
 /// Production backoffs × 0.05: 5 s → 250 ms, 30 s → 1.5 s, a 15-minute lockout → 45 s… capped.
 const FAST: BackoffPolicy = BackoffPolicy {
@@ -54,7 +54,10 @@ async fn exporter(sim: &SimKraken, url: &str, args: &[&str], backoff: BackoffPol
         "--audit.disabled",
     ];
     argv.extend_from_slice(args);
-    Served::start_tweaked(&argv, env, |config| config.policy.backoff = backoff).await
+    Served::launch(Clock::Paused, &argv, env, |config| {
+        config.policy.backoff = backoff
+    })
+    .await
 }
 
 /// A scrape with a 2 s Prometheus timeout: it must answer 200 within it.

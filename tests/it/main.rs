@@ -58,12 +58,13 @@ pub struct Served {
 /// How far a paused clock moves at most while the runtime waits for anything.
 const CLOCK_STEP: Duration = Duration::from_millis(1);
 
-/// Whether the test runs on paused time (`#[tokio::test(start_paused = true)]`): a paused clock
-/// does not move while the thread sleeps.
-pub fn clock_is_paused() -> bool {
-    let before = tokio::time::Instant::now();
-    std::thread::sleep(Duration::from_micros(200));
-    tokio::time::Instant::now() == before
+/// The clock a test runs on; the test says which (helpers never guess).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The real clock (`#[tokio::test]`).
+    Real,
+    /// Paused tokio time (`#[tokio::test(start_paused = true)]`), kept moving by [`paced_clock`].
+    Paused,
 }
 
 /// Under paused time, a timer that fires every [`CLOCK_STEP`], so the clock never moves by more
@@ -75,8 +76,8 @@ pub fn clock_is_paused() -> bool {
 /// a client's timeout, and fail a test for no reason. Paced, such a leap costs a millisecond,
 /// while sleeps, backoffs, deadlines and timeouts of seconds still pass in a few milliseconds of
 /// real time. Tests jump further at will with `tokio::time::advance`.
-pub fn paced_clock() -> Option<tokio::task::JoinHandle<()>> {
-    clock_is_paused().then(|| {
+pub fn paced_clock(clock: Clock) -> Option<tokio::task::JoinHandle<()>> {
+    (clock == Clock::Paused).then(|| {
         tokio::spawn(async {
             loop {
                 tokio::time::sleep(CLOCK_STEP).await;
@@ -85,15 +86,46 @@ pub fn paced_clock() -> Option<tokio::task::JoinHandle<()>> {
     })
 }
 
+/// Polls `condition` every 10 ms of the test's clock until it holds (true) or `limit` has passed
+/// without it (false). On paused time the limit is tokio time too: a generous one costs nothing
+/// when the condition comes true.
+pub async fn poll_until(limit: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`poll_until`], failing the test with `what` it waited for at the limit.
+pub async fn wait_until(what: &str, limit: Duration, condition: impl AsyncFnMut() -> bool) {
+    assert!(
+        poll_until(limit, condition).await,
+        "waited {limit:?} for {what}, in vain"
+    );
+}
+
 impl Served {
-    /// Resolves `args` (listen address added) with `env` the way `main` does, and serves.
+    /// Resolves `args` (listen address added) with `env` the way `main` does, and serves, on the
+    /// real clock.
     pub async fn start(args: &[&str], env: SharedEnv) -> Served {
-        Self::start_tweaked(args, env, |_| {}).await
+        Self::launch(Clock::Real, args, env, |_| {}).await
     }
 
-    /// Like [`Served::start`], with `tweak` applied to the resolved configuration (for settings
-    /// that are not operator settings, such as shorter backoffs).
-    pub async fn start_tweaked(
+    /// Like [`Served::start`], for a test on paused time.
+    pub async fn start_paused(args: &[&str], env: SharedEnv) -> Served {
+        Self::launch(Clock::Paused, args, env, |_| {}).await
+    }
+
+    /// Like [`Served::start`], on `clock`, with `tweak` applied to the resolved configuration
+    /// (for settings that are not operator settings, such as shorter backoffs).
+    pub async fn launch(
+        clock: Clock,
         args: &[&str],
         env: SharedEnv,
         tweak: impl FnOnce(&mut kraken_exporter::config::Config),
@@ -122,7 +154,7 @@ impl Served {
             addr,
             shutdown: Some(tx),
             task,
-            clock: paced_clock(),
+            clock: paced_clock(clock),
         }
     }
 }
@@ -130,13 +162,14 @@ impl Served {
 impl Harness {
     /// Starts the simulated Kraken, then the exporter with `args` (plus the sim's URL, unless
     /// `args` name another, and its credentials passed the way an operator would: environment
-    /// variables).
-    pub async fn start(args: &[&str], options: SimOptions) -> Harness {
-        Self::start_with_balances(args, options, None).await
+    /// variables), on `clock`.
+    pub async fn start(clock: Clock, args: &[&str], options: SimOptions) -> Harness {
+        Self::start_with_balances(clock, args, options, None).await
     }
 
     /// Like [`Harness::start`], with the sim holding `balances` before the exporter's first call.
     pub async fn start_with_balances(
+        clock: Clock,
         args: &[&str],
         options: SimOptions,
         balances: Option<Vec<(String, f64, f64)>>,
@@ -145,12 +178,12 @@ impl Harness {
         if let Some(balances) = balances {
             sim.set_balances(balances);
         }
-        Self::serve(sim, args).await
+        Self::serve(clock, sim, args).await
     }
 
     /// Starts the exporter with `args` against `sim`, which the test has set up already (key
     /// info, Earn allocations, faults), so the first refresh and key audit see what it set.
-    pub async fn serve(sim: SimKraken, args: &[&str]) -> Harness {
+    pub async fn serve(clock: Clock, sim: SimKraken, args: &[&str]) -> Harness {
         let creds = sim.credentials();
         let key = creds.key.expose().to_owned();
         let secret = STANDARD.encode(creds.secret.expose());
@@ -165,7 +198,7 @@ impl Harness {
             "KRAKEN_API_SECRET" => Some(secret.clone()),
             _ => None,
         });
-        let served = Served::start(&argv, env).await;
+        let served = Served::launch(clock, &argv, env, |_| {}).await;
         Harness { sim, served }
     }
 
@@ -207,13 +240,27 @@ impl Served {
 
     /// Waits until `/-/ready` answers 200 (the first refresh succeeded).
     pub async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if self.get("/-/ready", &[]).await.0 == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("exporter never became ready");
+        wait_until(
+            "/-/ready to answer 200",
+            Duration::from_secs(20),
+            async || self.get("/-/ready", &[]).await.0 == 200,
+        )
+        .await;
+    }
+
+    /// Scrapes until `done` holds for the exposition, for at most `limit`, and returns it.
+    pub async fn metrics_when(&self, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let mut body = String::new();
+        let shown = poll_until(limit, async || {
+            body = self.metrics().await;
+            done(&body)
+        })
+        .await;
+        assert!(
+            shown,
+            "after {limit:?}, the exposition still lacks what the test waits for:\n{body}"
+        );
+        body
     }
 
     /// Whether the exporter is still serving.

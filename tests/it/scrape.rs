@@ -9,7 +9,7 @@ use kraken::Endpoint;
 use kraken::sim::{Fault, SimOptions};
 use tokio::time::Instant;
 
-use crate::{Harness, client, sample};
+use crate::{Clock, Harness, client, sample};
 
 /// Balances with fixed values, so the exposition is reproducible.
 fn fixed_balances() -> Vec<(String, f64, f64)> {
@@ -56,6 +56,7 @@ fn normalize(exposition: &str) -> String {
 #[tokio::test(start_paused = true)]
 async fn exposition_matches_the_golden_file() {
     let h = Harness::start_with_balances(
+        Clock::Paused,
         // The audit runs after the first refresh; leaving it out keeps the file deterministic.
         &["--audit.disabled"],
         SimOptions::default(),
@@ -92,7 +93,13 @@ async fn exposition_matches_the_golden_file() {
 
 #[tokio::test(start_paused = true)]
 async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
-    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    let h = Harness::start_with_balances(
+        Clock::Paused,
+        &[],
+        SimOptions::default(),
+        Some(fixed_balances()),
+    )
+    .await;
     h.wait_ready().await;
     let body = h.metrics().await;
     let balance = |asset: &str, code: &str| {
@@ -144,6 +151,7 @@ async fn balances_carry_altname_and_raw_code_and_zeros_are_exported() {
 #[tokio::test(start_paused = true)]
 async fn a_vanished_asset_vanishes_from_the_exposition() {
     let h = Harness::start_with_balances(
+        Clock::Paused,
         &["--refresh.min-interval", "100ms"],
         SimOptions::default(),
         Some(fixed_balances()),
@@ -171,6 +179,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
     // The minimum interval is long, so every scrape below falls inside it: one that did not join
     // the refresh in flight would start a call of its own, while one after it reuses its result.
     let h = Harness::start(
+        Clock::Paused,
         &["--refresh.min-interval", "5s"],
         SimOptions {
             latency: Duration::from_millis(300),
@@ -214,6 +223,7 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
 async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fresh() {
     // Audit and Earn off: their calls would lengthen the first refresh past the second scrape.
     let h = Harness::start(
+        Clock::Paused,
         &[
             "--refresh.min-interval",
             "300ms",
@@ -265,6 +275,7 @@ async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fres
 #[tokio::test(start_paused = true)]
 async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
     let h = Harness::start_with_balances(
+        Clock::Paused,
         &["--refresh.min-interval", "100ms"],
         SimOptions::default(),
         Some(fixed_balances()),
@@ -302,6 +313,7 @@ async fn a_scrape_answers_within_its_timeout_while_kraken_hangs() {
 #[tokio::test(start_paused = true)]
 async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
     let h = Harness::start(
+        Clock::Paused,
         &[
             "--refresh.min-interval",
             "100ms",
@@ -352,7 +364,7 @@ async fn balances_are_dropped_once_stale_but_up_and_last_success_stay() {
 /// Starts an exporter whose first BalanceEx call meets `fault`, and returns the exposition once
 /// that call (and its possible retry) has been counted.
 async fn exposition_after(fault: Fault, times: Option<u32>, args: &[&str]) -> (Harness, String) {
-    let h = Harness::start(args, SimOptions::default()).await;
+    let h = Harness::start(Clock::Paused, args, SimOptions::default()).await;
     h.sim.inject(Endpoint::BalanceEx, fault, times);
     // The first refresh runs at start-up; wait until it has finished.
     for _ in 0..300 {
@@ -480,77 +492,6 @@ async fn every_reason_is_reached_by_an_injected_error() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn connection_refused_is_http() {
-    // Reserve a port, then free it so nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let h = Harness::start(&["--kraken.api-url", &url], SimOptions::default()).await;
-    let mut body = String::new();
-    for _ in 0..200 {
-        body = h.metrics().await;
-        if sample(
-            &body,
-            "kraken_request_errors_total",
-            r#"account="default",endpoint="BalanceEx",reason="http""#,
-        ) == Some(1.0)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        sample(
-            &body,
-            "kraken_request_errors_total",
-            r#"account="default",endpoint="BalanceEx",reason="http""#
-        ),
-        Some(1.0),
-        "{body}"
-    );
-    assert_eq!(
-        sample(&body, "kraken_up", r#"account="default""#),
-        Some(0.0)
-    );
-    h.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn one_invalid_nonce_is_retried_with_a_fresh_nonce() {
-    let (h, body) = exposition_after(
-        Fault::KrakenError("EAPI:Invalid nonce".into()),
-        Some(1),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        sample(&body, "kraken_up", r#"account="default""#),
-        Some(1.0),
-        "{body}"
-    );
-    assert_eq!(
-        sample(
-            &body,
-            "kraken_requests_total",
-            r#"account="default",endpoint="BalanceEx""#
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(
-            &body,
-            "kraken_request_errors_total",
-            r#"account="default",endpoint="BalanceEx",reason="invalid_nonce""#
-        ),
-        Some(1.0)
-    );
-    h.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
     let (h, body) =
         exposition_after(Fault::KrakenError("EAPI:Invalid nonce".into()), None, &[]).await;
@@ -570,6 +511,7 @@ async fn a_repeated_invalid_nonce_is_not_retried_in_a_loop() {
 #[tokio::test(start_paused = true)]
 async fn refused_balance_ex_falls_back_to_balance_without_holds() {
     let h = Harness::start(
+        Clock::Paused,
         &[],
         SimOptions {
             balance_ex_enabled: false,
@@ -602,6 +544,7 @@ async fn refused_balance_ex_falls_back_to_balance_without_holds() {
 #[tokio::test(start_paused = true)]
 async fn forcing_balance_ex_reports_the_refusal() {
     let h = Harness::start(
+        Clock::Paused,
         &["--kraken.balance-endpoint", "balance-ex"],
         SimOptions {
             balance_ex_enabled: false,
@@ -636,6 +579,7 @@ async fn forcing_balance_ex_reports_the_refusal() {
 #[tokio::test(start_paused = true)]
 async fn forcing_balance_uses_balance_only() {
     let h = Harness::start(
+        Clock::Paused,
         &["--kraken.balance-endpoint", "balance"],
         SimOptions::default(),
     )
@@ -660,7 +604,12 @@ async fn an_empty_account_is_up_with_no_balances() {
 
 #[tokio::test(start_paused = true)]
 async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
-    let h = Harness::start(&["--refresh.interval", "200ms"], SimOptions::default()).await;
+    let h = Harness::start(
+        Clock::Paused,
+        &["--refresh.interval", "200ms"],
+        SimOptions::default(),
+    )
+    .await;
     h.wait_ready().await;
     let first = h.sim.calls(Endpoint::BalanceEx);
     for _ in 0..20 {
@@ -682,6 +631,7 @@ async fn background_mode_refreshes_on_its_own_and_scrapes_never_call() {
 #[tokio::test(start_paused = true)]
 async fn background_mode_reuses_the_body_until_something_changes() {
     let h = Harness::start(
+        Clock::Paused,
         &["--refresh.interval", "300ms", "--audit.disabled"],
         SimOptions::default(),
     )
@@ -721,7 +671,12 @@ async fn background_mode_reuses_the_body_until_something_changes() {
 
 #[tokio::test(start_paused = true)]
 async fn asset_names_are_fetched_once_not_per_scrape() {
-    let h = Harness::start(&["--refresh.min-interval", "50ms"], SimOptions::default()).await;
+    let h = Harness::start(
+        Clock::Paused,
+        &["--refresh.min-interval", "50ms"],
+        SimOptions::default(),
+    )
+    .await;
     h.wait_ready().await;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -734,7 +689,7 @@ async fn asset_names_are_fetched_once_not_per_scrape() {
 
 #[tokio::test(start_paused = true)]
 async fn http_routes_health_readiness_and_errors() {
-    let h = Harness::start(&[], SimOptions::default()).await;
+    let h = Harness::start(Clock::Paused, &[], SimOptions::default()).await;
     h.sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
     let (status, _, body) = h.get("/-/ready", &[]).await;
     assert_eq!(status, 503, "not ready before the first success: {body}");
@@ -750,7 +705,13 @@ async fn http_routes_health_readiness_and_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn landing_page_shows_status_and_balances() {
-    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    let h = Harness::start_with_balances(
+        Clock::Paused,
+        &[],
+        SimOptions::default(),
+        Some(fixed_balances()),
+    )
+    .await;
     h.wait_ready().await;
     let (status, content_type, page) = h.get("/", &[]).await;
     assert_eq!(status, 200);
@@ -770,7 +731,13 @@ async fn landing_page_shows_status_and_balances() {
 #[tokio::test(start_paused = true)]
 async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
     use std::io::Read as _;
-    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    let h = Harness::start_with_balances(
+        Clock::Paused,
+        &[],
+        SimOptions::default(),
+        Some(fixed_balances()),
+    )
+    .await;
     h.wait_ready().await;
     let response = client()
         .get(h.url("/metrics"))
@@ -821,7 +788,13 @@ async fn exposition_is_gzip_compressed_when_the_scraper_accepts_it() {
 /// series belong to one account, does not.
 #[tokio::test]
 async fn process_metrics_describe_the_running_exporter_on_metrics_only() {
-    let h = Harness::start_with_balances(&[], SimOptions::default(), Some(fixed_balances())).await;
+    let h = Harness::start_with_balances(
+        Clock::Real,
+        &[],
+        SimOptions::default(),
+        Some(fixed_balances()),
+    )
+    .await;
     h.wait_ready().await;
     let body = h.metrics().await;
     let resident = sample(&body, "process_resident_memory_bytes", "").expect("resident memory");

@@ -1,13 +1,15 @@
 //! Thresholds and what they compare with: asset names in any spelling, names that are no Kraken
 //! asset, `kraken_balance_available` with auto-earn funds, and the landing page's view of them.
 
+use std::time::Duration;
+
 use clap::Parser;
 use kraken::Endpoint;
 use kraken::sim::{Fault, SimOptions};
 use kraken_exporter::cli::Cli;
 
 use crate::rules::{repo_path, yaml_file};
-use crate::{Harness, sample};
+use crate::{Clock, Harness, poll_until, sample};
 
 /// Auto-earn on for XBT: the base code at 0 under a hold of 0.2, the coins in `XBT.F`; dollars
 /// partly held by open orders; staked DOT, which is not spendable.
@@ -25,8 +27,13 @@ fn auto_earn_balances() -> Vec<(String, f64, f64)> {
 
 /// The exporter with `args` on a simulated Kraken holding [`auto_earn_balances`], ready.
 async fn auto_earn_harness(args: &[&str]) -> Harness {
-    let h =
-        Harness::start_with_balances(args, SimOptions::default(), Some(auto_earn_balances())).await;
+    let h = Harness::start_with_balances(
+        Clock::Paused,
+        args,
+        SimOptions::default(),
+        Some(auto_earn_balances()),
+    )
+    .await;
     h.wait_ready().await;
     h
 }
@@ -46,7 +53,7 @@ const THRESHOLDS: [&str; 10] = [
     "DOT",
 ];
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn available_counts_auto_earn_funds_and_a_missing_threshold_asset_reads_0() {
     let h = auto_earn_harness(&THRESHOLDS).await;
     let body = h.metrics().await;
@@ -102,7 +109,7 @@ async fn available_counts_auto_earn_funds_and_a_missing_threshold_asset_reads_0(
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unknown_asset_name_is_exported_as_such_never_as_a_balance() {
     let h = auto_earn_harness(&THRESHOLDS).await;
     let body = h.metrics().await;
@@ -132,7 +139,7 @@ async fn an_unknown_asset_name_is_exported_as_such_never_as_a_balance() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn with_the_balance_endpoint_no_available_amount_is_claimed() {
     let mut args = THRESHOLDS.to_vec();
     args.extend(["--kraken.balance-endpoint", "balance"]);
@@ -158,7 +165,7 @@ async fn with_the_balance_endpoint_no_available_amount_is_claimed() {
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_landing_page_shows_available_against_minimum_and_highlights_what_is_below() {
     let h = auto_earn_harness(&THRESHOLDS).await;
     let (status, _, page) = h.get("/", &[]).await;
@@ -187,7 +194,7 @@ async fn the_landing_page_shows_available_against_minimum_and_highlights_what_is
     h.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_a_failure_the_landing_page_gives_the_advice_and_the_next_attempt() {
     let h = auto_earn_harness(&[
         "--balance.min",
@@ -205,14 +212,12 @@ async fn after_a_failure_the_landing_page_gives_the_advice_and_the_next_attempt(
     }
     // Scrape until a refresh has met the fault (each scrape past the minimum interval starts one).
     let mut page = String::new();
-    for _ in 0..300 {
+    poll_until(Duration::from_secs(15), async || {
         h.metrics().await;
         page = h.get("/", &[]).await.2;
-        if page.contains("invalid_key") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        page.contains("invalid_key")
+    })
+    .await;
     assert!(page.contains("last error: invalid_key"), "{page}");
     assert!(
         page.contains("What to do: Kraken does not know this API key"),
@@ -295,7 +300,7 @@ fn the_deployment_examples_set_a_threshold_the_exporter_accepts() {
 
 /// While Kraken's Assets list cannot be fetched, balances carry raw codes (`XXBT`): a watched
 /// `XBT` is then neither filled with a made-up 0 nor called unknown.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn without_the_assets_list_nothing_is_guessed() {
     let sim = kraken::sim::SimKraken::start(SimOptions::default())
         .await
@@ -319,7 +324,8 @@ async fn without_the_assets_list_nothing_is_guessed() {
         _ => None,
     });
     let served =
-        crate::Served::start(&["--kraken.api-url", &url, "--balance.min", "XBT=0.5"], env).await;
+        crate::Served::start_paused(&["--kraken.api-url", &url, "--balance.min", "XBT=0.5"], env)
+            .await;
     served.wait_ready().await;
     let body = served.metrics().await;
     assert_eq!(
