@@ -733,8 +733,7 @@ mod tests {
             last_used: Some(1_795_000_000),
         });
         let answer = call(&sim, Endpoint::GetApiKeyInfo, 1).await;
-        let info =
-            crate::parse::api_key_info(200, &serde_json::to_vec(&answer).unwrap()).unwrap();
+        let info = crate::parse::api_key_info(200, &serde_json::to_vec(&answer).unwrap()).unwrap();
         assert_eq!(info.name.as_deref(), Some("backup-monitor"));
         assert_eq!(
             info.valid_until,

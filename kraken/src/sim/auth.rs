@@ -14,8 +14,8 @@ use rand::RngCore;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::sign::sign;
 use crate::secret::{ApiSecret, Credentials, SecretText};
+use crate::sign::sign;
 
 /// Kraken's leaky-bucket call counter: +1 per call, continuous decay.
 pub(super) struct RateCounter {

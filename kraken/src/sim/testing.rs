@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::{SimKraken, SimOptions};
 use crate::endpoint::Endpoint;
-use crate::sign::sign;
 use crate::secret::{ApiSecret, Credentials, SecretText};
+use crate::sign::sign;
 
 pub(super) fn test_credentials(otp: Option<&str>) -> Credentials {
     Credentials {
