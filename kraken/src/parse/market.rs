@@ -58,8 +58,9 @@ impl AssetTable {
         code.to_owned()
     }
 
-    /// Decimals for a raw code, when known.
-    pub fn decimals(&self, code: &str) -> Option<u32> {
+    /// Decimals for a raw code, when known (the tests read what the Assets list says).
+    #[cfg(test)]
+    pub(crate) fn decimals(&self, code: &str) -> Option<u32> {
         self.0.get(code).map(|info| info.decimals)
     }
 
@@ -120,17 +121,20 @@ impl PairTable {
     }
 
     /// Number of pairs known.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether no pair is known (the list was never fetched, or Kraken listed none).
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// What Kraken says about one canonical pair name.
-    pub fn get(&self, pair: &str) -> Option<&PairInfo> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, pair: &str) -> Option<&PairInfo> {
         self.0.get(pair)
     }
 

@@ -221,14 +221,15 @@ impl SimKraken {
 
     /// Injects a fault for `endpoint` for the next `times` calls (None = until cleared; `Some(0)`
     /// removes it). A fault injected for a method replaces the previous one for that method, and
-    /// wins over one injected with [`SimKraken::inject_all`].
+    /// wins over one injected for every method.
     pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
         self.shared.state().faults.set(Some(endpoint), fault, times);
     }
 
     /// Injects a fault for every method without a fault of its own, for the next `times` calls
-    /// (None = until cleared; `Some(0)` removes it).
-    pub fn inject_all(&self, fault: Fault, times: Option<u32>) {
+    /// (None = until cleared; `Some(0)` removes it). Only the sim's own tests inject one.
+    #[cfg(test)]
+    pub(crate) fn inject_all(&self, fault: Fault, times: Option<u32>) {
         self.shared.state().faults.set(None, fault, times);
     }
 
@@ -269,13 +270,14 @@ impl SimKraken {
 
     /// Last nonce accepted for the key (None before the first), to check the client's nonce
     /// source and that rejected calls do not consume a nonce.
-    pub fn last_nonce(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn last_nonce(&self) -> Option<u64> {
         self.shared.state().key.last_nonce
     }
 
     /// Stops accepting and closes every open connection (ending hangs and trickles). Idempotent;
     /// Drop also stops it.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
 }
