@@ -173,6 +173,7 @@ mod tests {
     use super::super::http_client;
     use super::super::testing::*;
     use super::*;
+    use crate::sim::testing::pace_the_clock;
 
     use crate::observer::{CallObserver, CountingObserver};
     use crate::sim::SimOptions;
@@ -264,13 +265,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_client_paced_like_kraken_asks_allows_is_never_refused() {
         let sim = start(SimOptions {
             public_rate_limit: Some(crate::sim::PUBLIC_RATE_LIMIT),
             ..SimOptions::default()
         })
         .await;
+        let _clock = pace_the_clock();
         let metrics = Arc::new(CountingObserver::default());
         let client = KrakenClient::public(
             http_client(TIMEOUT).unwrap(),
@@ -278,10 +280,18 @@ mod tests {
             "_public".into(),
             Arc::clone(&metrics) as Arc<dyn CallObserver>,
         );
+        let started = tokio::time::Instant::now();
         let names = every_pair(&client).await;
         let answer = client.ticker(&names).await.unwrap();
         assert!(answer.failure.is_none(), "{:?}", answer.failure);
         assert_eq!(answer.prices.len(), names.len());
+        // AssetPairs, then each Ticker batch a spacing after the one before.
+        let batches = names.len().div_ceil(TICKER_BATCH) as u32;
+        assert!(
+            started.elapsed() >= PUBLIC_CALL_SPACING * batches,
+            "{:?} for {batches} batches",
+            started.elapsed()
+        );
         assert_eq!(
             metrics.errors("_public", Endpoint::Ticker, Reason::RateLimited)
                 + metrics.errors("_public", Endpoint::AssetPairs, Reason::RateLimited),

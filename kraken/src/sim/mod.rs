@@ -59,14 +59,14 @@ mod response;
 mod server;
 mod state;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::state::{Shared, SimState};
@@ -173,6 +173,8 @@ impl SimKraken {
             trade_balance_enabled: options.trade_balance_enabled,
             started: Instant::now(),
             state: Mutex::new(SimState::new()),
+            call_recorded: Notify::new(),
+            listener_closed: Notify::new(),
         });
         tokio::spawn(server::accept_loop(
             listener,
@@ -275,6 +277,22 @@ impl SimKraken {
         self.shared.state().key.last_nonce
     }
 
+    /// Waits until at least `count` requests for `endpoint` have reached the sim (see
+    /// [`SimKraken::calls`]), so a test can act once a request is in, without sleeping.
+    #[cfg(test)]
+    pub(crate) async fn wait_for_calls(&self, endpoint: Endpoint, count: u64) {
+        loop {
+            let recorded = self.shared.call_recorded.notified();
+            tokio::pin!(recorded);
+            // Registered before the count is read, so a call counted in between still wakes us.
+            recorded.as_mut().enable();
+            if self.calls(endpoint) >= count {
+                return;
+            }
+            recorded.await;
+        }
+    }
+
     /// Stops accepting and closes every open connection (ending hangs and trickles). Idempotent;
     /// Drop also stops it.
     pub(crate) fn shutdown(&self) {
@@ -300,7 +318,12 @@ mod tests {
         assert!(http().get(&url).send().await.is_ok());
         sim.shutdown();
         sim.shutdown();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            sim.shared.listener_closed.notified(),
+        )
+        .await
+        .expect("shutdown closes the listener");
         let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
         assert!(fresh.get(&url).send().await.is_err());
     }
@@ -309,8 +332,11 @@ mod tests {
     async fn dropping_the_handle_stops_the_server() {
         let sim = start(SimOptions::default()).await;
         let url = format!("{}/0/public/Time", sim.url());
+        let shared = Arc::clone(&sim.shared);
         drop(sim);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(Duration::from_secs(5), shared.listener_closed.notified())
+            .await
+            .expect("dropping the handle closes the listener");
         assert!(http().get(&url).send().await.is_err());
     }
 
