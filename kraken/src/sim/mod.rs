@@ -73,7 +73,7 @@ use self::state::{Shared, SimState};
 use crate::endpoint::Endpoint;
 use crate::secret::Credentials;
 
-pub use data::{SimEarn, SimKeyInfo};
+pub use data::{DEMO_BALANCES, SimEarn, SimKeyInfo};
 pub use faults::{DOCUMENTED_ERRORS, Fault};
 
 /// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
