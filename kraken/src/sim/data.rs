@@ -1,7 +1,8 @@
-//! The simulated exchange's data: assets, pairs, prices, withdrawal methods, default balances,
-//! and the slow drift of `--demo`.
+//! The simulated exchange's data: assets, pairs, prices, withdrawal methods, the default
+//! balances and those of `--demo`, and the slow drift of `--demo`.
 //!
-//! Owns the tables every answer is built from and the lookups on them.
+//! Owns the tables every answer is built from and the lookups on them, and both balance sets
+//! (see [`DEFAULT_BALANCES`] for why there are two).
 //! Must not: know about requests, answers or state; it is the leaf of the simulator.
 
 use std::collections::HashMap;

@@ -1,5 +1,8 @@
-//! Helpers shared by the simulator's tests: credentials, a client, and signed calls that can
-//! be broken on purpose.
+//! Helpers shared by the simulator's tests: credentials, a client, signed calls that can be
+//! broken on purpose, and a paced clock for tests on paused time (the client's tests use it too).
+//!
+//! Owns only test helpers. Must not: be compiled outside tests, or reach anything but a
+//! simulated Kraken on `127.0.0.1`.
 
 use serde_json::Value;
 
