@@ -120,12 +120,14 @@ impl KrakenClient {
         }
     }
 
+    /// One BalanceEx call: totals and holds.
     async fn balance_ex(&self) -> Result<BalanceAnswer, KrakenError> {
         let endpoint = Endpoint::BalanceEx;
         let balances = self.private(endpoint, &[], parse::balance_ex).await?;
         Ok(BalanceAnswer { balances, endpoint })
     }
 
+    /// One Balance call: totals only.
     async fn balance(&self) -> Result<BalanceAnswer, KrakenError> {
         let endpoint = Endpoint::Balance;
         let balances = self.private(endpoint, &[], parse::balance).await?;
@@ -195,6 +197,7 @@ impl KrakenClient {
         }
     }
 
+    /// One signed call with the next nonce, reported to the observer whatever its outcome.
     async fn private_once<T>(
         &self,
         signer: &Signer,

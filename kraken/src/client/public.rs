@@ -66,7 +66,9 @@ pub struct TickerPrices {
 
 impl KrakenClient {
     /// The same client with another least time between its public requests than
-    /// [`PUBLIC_CALL_SPACING`], for tests and benchmarks against a simulated Kraken.
+    /// [`PUBLIC_CALL_SPACING`], so tests against a simulated Kraken need not wait a second per
+    /// request. Only for tests: this crate's, and with the `test-support` feature those of the
+    /// crates that use it; a release build cannot unpace a client.
     #[cfg(any(test, feature = "test-support"))]
     pub fn with_public_spacing(mut self, spacing: Duration) -> Self {
         self.public_pacer = PublicPacer::new(spacing);
