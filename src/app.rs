@@ -25,7 +25,8 @@ use crate::web;
 use kraken::client::{ClientOptions, http_client};
 use kraken::nonce::{NonceSource, SystemClock};
 use kraken::sim::{
-    PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken, SimOptions,
+    DEMO_BALANCES, PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken,
+    SimOptions,
 };
 use kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 
@@ -234,23 +235,6 @@ async fn build_set(
     Ok(AccountSet { accounts, market })
 }
 
-/// The balances of every demo account, as (code, balance, hold_trade): auto-earn on for XBT (the
-/// base code below its hold, the coins in `XBT.F`, so `kraken_balance{asset="XBT"}` is tiny
-/// while `kraken_balance_available` is not), dollars held by open orders, a zero, and staked and
-/// rewards codes that are not spendable. With the demo's minimums (`config`), USD is below its
-/// minimum and XBT is not.
-const DEMO_BALANCES: &[(&str, f64, f64)] = &[
-    ("XXBT", 0.05, 0.1),
-    ("XBT.F", 1.2, 0.0),
-    ("XETH", 12.5, 0.0),
-    ("ZUSD", 25000.1234, 1500.0),
-    ("ZEUR", 0.0, 0.0),
-    ("DOT.S", 300.75, 0.0),
-    ("ETH2.S", 3.2, 0.0),
-    ("USD.M", 1000.5, 0.0),
-    ("XXDG", 4200.0, 0.0),
-];
-
 /// Gives a demo account's simulated Kraken Earn allocations in every state (DOT partly
 /// unbonding, ETH bonding and in the exit queue, USDC only earning) and a key that expires in 60
 /// days, was created 30 days ago and is restricted to this machine, so every Earn and key panel
@@ -324,6 +308,9 @@ async fn demo_endpoint(
                 .context("starting the simulated Kraken")?,
             );
             if name != PUBLIC_ACCOUNT {
+                // The simulator's demo set (auto-earn on for XBT, so `kraken_balance{asset="XBT"}`
+                // is tiny while `kraken_balance_available` is not); with the demo's minimums
+                // (`config`), USD is below its minimum and XBT is not.
                 sim.set_balances(
                     DEMO_BALANCES
                         .iter()

@@ -39,7 +39,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every method, in declaration order.
-    pub const ALL: [Endpoint; 10] = [
+    pub(crate) const ALL: [Endpoint; 10] = [
         Endpoint::BalanceEx,
         Endpoint::Balance,
         Endpoint::TradeBalance,
@@ -70,7 +70,7 @@ impl Endpoint {
     }
 
     /// The URL path after the base URL (`/0/private/BalanceEx`); the signature covers it.
-    pub fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Endpoint::BalanceEx => "/0/private/BalanceEx",
             Endpoint::Balance => "/0/private/Balance",
@@ -86,12 +86,12 @@ impl Endpoint {
     }
 
     /// The method a URL path names, if it is one this exporter knows.
-    pub fn from_path(path: &str) -> Option<Endpoint> {
+    pub(crate) fn from_path(path: &str) -> Option<Endpoint> {
         Endpoint::ALL.into_iter().find(|e| e.path() == path)
     }
 
     /// Whether the method is private: signed with a key and sent with `POST`.
-    pub fn is_private(self) -> bool {
+    pub(crate) fn is_private(self) -> bool {
         matches!(
             self,
             Endpoint::BalanceEx

@@ -245,7 +245,7 @@ impl KrakenError {
 }
 
 /// Classifies an HTTP status other than 200.
-pub fn reason_for_status(status: u16) -> Reason {
+pub(crate) fn reason_for_status(status: u16) -> Reason {
     match status {
         429 => Reason::RateLimited,
         500..=599 => Reason::Unavailable,

@@ -117,14 +117,14 @@ impl NonceSource {
     }
 
     /// The latest nonce handed out (or read from the state file); `None` before any.
-    pub fn last(&self) -> Option<u64> {
+    pub(crate) fn last(&self) -> Option<u64> {
         let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
         (last > 0).then_some(last)
     }
 
     /// The next nonce: greater than every nonce this source (or, with a state file, an earlier
     /// process) handed out.
-    pub fn next(&self) -> Result<u64, NonceError> {
+    pub(crate) fn next(&self) -> Result<u64, NonceError> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let Some(following) = last.checked_add(1) else {
             return Err(NonceError::Exhausted {

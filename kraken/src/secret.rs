@@ -9,7 +9,7 @@ use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Placeholder printed wherever a credential would otherwise appear.
-pub const REDACTED: &str = "<redacted>";
+const REDACTED: &str = "<redacted>";
 
 /// The decoded Kraken private key ("API secret"): the HMAC-SHA512 key that signs private calls.
 ///

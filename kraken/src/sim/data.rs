@@ -1,7 +1,8 @@
-//! The simulated exchange's data: assets, pairs, prices, withdrawal methods, default balances,
-//! and the slow drift of `--demo`.
+//! The simulated exchange's data: assets, pairs, prices, withdrawal methods, the default
+//! balances and those of `--demo`, and the slow drift of `--demo`.
 //!
-//! Owns the tables every answer is built from and the lookups on them.
+//! Owns the tables every answer is built from and the lookups on them, and both balance sets
+//! (see [`DEFAULT_BALANCES`] for why there are two).
 //! Must not: know about requests, answers or state; it is the leaf of the simulator.
 
 use std::collections::HashMap;
@@ -85,9 +86,31 @@ pub(super) const WITHDRAW_METHODS: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Balances served until [`super::SimKraken::set_balances`] is called: (code, balance, hold_trade).
-/// Includes a zero balance and staked/rewards codes so the demo shows every case.
+/// Includes a zero balance and staked/rewards codes so every case is served.
+///
+/// Two sets, on purpose: this one is what every test starts from, and the golden exposition
+/// (`tests/golden/exposition.prom`) is rendered from it, so it never changes for the demo's sake;
+/// [`DEMO_BALANCES`] adds auto-earn funds for `--demo`. Change this one and the golden file with
+/// it, or the demo's alone.
 pub(super) const DEFAULT_BALANCES: &[(&str, f64, f64)] = &[
     ("XXBT", 1.2345678901, 0.1),
+    ("XETH", 12.5, 0.0),
+    ("ZUSD", 25000.1234, 1500.0),
+    ("ZEUR", 0.0, 0.0),
+    ("DOT.S", 300.75, 0.0),
+    ("ETH2.S", 3.2, 0.0),
+    ("USD.M", 1000.5, 0.0),
+    ("XXDG", 4200.0, 0.0),
+];
+
+/// The balances of every `--demo` account, as (code, balance, hold_trade): [`DEFAULT_BALANCES`]
+/// with auto-earn on for XBT (the base code below its hold, the coins in `XBT.F`, so the balance
+/// of XBT is tiny while what is available is not), dollars held by open orders, a zero, and
+/// staked and rewards codes that are not spendable. Kept apart from the default so the demo can
+/// show auto-earn without changing what the tests and the golden exposition are built on.
+pub const DEMO_BALANCES: &[(&str, f64, f64)] = &[
+    ("XXBT", 0.05, 0.1),
+    ("XBT.F", 1.2, 0.0),
     ("XETH", 12.5, 0.0),
     ("ZUSD", 25000.1234, 1500.0),
     ("ZEUR", 0.0, 0.0),

@@ -309,12 +309,13 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn hang_never_answers_until_shutdown() {
         let sim = start_with_key(None).await;
+        let _clock = pace_the_clock();
         sim.inject(Endpoint::Assets, Fault::Hang, None);
         let url = format!("{}/0/public/Assets", sim.url());
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let error = http()
             .get(&url)
             .timeout(Duration::from_millis(300))
@@ -325,7 +326,13 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(300));
 
         let pending = tokio::spawn(async move { http().get(url).send().await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The second request is in and hanging: only shutdown can end it now.
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            sim.wait_for_calls(Endpoint::Assets, 2),
+        )
+        .await
+        .expect("the second request reaches the sim");
         sim.shutdown();
         let outcome = tokio::time::timeout(Duration::from_secs(5), pending)
             .await
@@ -335,9 +342,10 @@ mod tests {
         assert_eq!(sim.calls(Endpoint::Assets), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn trickle_declares_a_large_body_and_sends_one_byte_per_second() {
         let sim = start_with_key(None).await;
+        let _clock = pace_the_clock();
         sim.inject(Endpoint::Balance, Fault::Trickle, Some(1));
         let mut response = http()
             .post(format!("{}/0/private/Balance", sim.url()))
@@ -347,11 +355,16 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.content_length(), Some(TRICKLE_DECLARED_LENGTH));
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let first = response.chunk().await.unwrap().unwrap();
         let second = response.chunk().await.unwrap().unwrap();
         assert_eq!(first.len() + second.len(), 2);
-        assert!(started.elapsed() >= Duration::from_millis(900));
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "one byte per second: {elapsed:?}"
+        );
     }
 
     #[tokio::test]

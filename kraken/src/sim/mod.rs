@@ -59,21 +59,21 @@ mod response;
 mod server;
 mod state;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::state::{Shared, SimState};
 use crate::endpoint::Endpoint;
 use crate::secret::Credentials;
 
-pub use data::{SimEarn, SimKeyInfo};
+pub use data::{DEMO_BALANCES, SimEarn, SimKeyInfo};
 pub use faults::{DOCUMENTED_ERRORS, Fault};
 
 /// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
@@ -173,6 +173,8 @@ impl SimKraken {
             trade_balance_enabled: options.trade_balance_enabled,
             started: Instant::now(),
             state: Mutex::new(SimState::new()),
+            call_recorded: Notify::new(),
+            listener_closed: Notify::new(),
         });
         tokio::spawn(server::accept_loop(
             listener,
@@ -221,14 +223,15 @@ impl SimKraken {
 
     /// Injects a fault for `endpoint` for the next `times` calls (None = until cleared; `Some(0)`
     /// removes it). A fault injected for a method replaces the previous one for that method, and
-    /// wins over one injected with [`SimKraken::inject_all`].
+    /// wins over one injected for every method.
     pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
         self.shared.state().faults.set(Some(endpoint), fault, times);
     }
 
     /// Injects a fault for every method without a fault of its own, for the next `times` calls
-    /// (None = until cleared; `Some(0)` removes it).
-    pub fn inject_all(&self, fault: Fault, times: Option<u32>) {
+    /// (None = until cleared; `Some(0)` removes it). Only the sim's own tests inject one.
+    #[cfg(test)]
+    pub(crate) fn inject_all(&self, fault: Fault, times: Option<u32>) {
         self.shared.state().faults.set(None, fault, times);
     }
 
@@ -269,13 +272,30 @@ impl SimKraken {
 
     /// Last nonce accepted for the key (None before the first), to check the client's nonce
     /// source and that rejected calls do not consume a nonce.
-    pub fn last_nonce(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn last_nonce(&self) -> Option<u64> {
         self.shared.state().key.last_nonce
+    }
+
+    /// Waits until at least `count` requests for `endpoint` have reached the sim (see
+    /// [`SimKraken::calls`]), so a test can act once a request is in, without sleeping.
+    #[cfg(test)]
+    pub(crate) async fn wait_for_calls(&self, endpoint: Endpoint, count: u64) {
+        loop {
+            let recorded = self.shared.call_recorded.notified();
+            tokio::pin!(recorded);
+            // Registered before the count is read, so a call counted in between still wakes us.
+            recorded.as_mut().enable();
+            if self.calls(endpoint) >= count {
+                return;
+            }
+            recorded.await;
+        }
     }
 
     /// Stops accepting and closes every open connection (ending hangs and trickles). Idempotent;
     /// Drop also stops it.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
 }
@@ -298,7 +318,12 @@ mod tests {
         assert!(http().get(&url).send().await.is_ok());
         sim.shutdown();
         sim.shutdown();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            sim.shared.listener_closed.notified(),
+        )
+        .await
+        .expect("shutdown closes the listener");
         let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
         assert!(fresh.get(&url).send().await.is_err());
     }
@@ -307,8 +332,11 @@ mod tests {
     async fn dropping_the_handle_stops_the_server() {
         let sim = start(SimOptions::default()).await;
         let url = format!("{}/0/public/Time", sim.url());
+        let shared = Arc::clone(&sim.shared);
         drop(sim);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::timeout(Duration::from_secs(5), shared.listener_closed.notified())
+            .await
+            .expect("dropping the handle closes the listener");
         assert!(http().get(&url).send().await.is_err());
     }
 

@@ -61,6 +61,9 @@ pub(super) async fn accept_loop(
             },
         }
     }
+    // Closed before telling anyone, so a waiter finds the port closed.
+    drop(listener);
+    shared.listener_closed.notify_one();
 }
 
 /// Serves one HTTP/1 connection until the client closes it or the sim shuts down.
@@ -88,7 +91,7 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<SimBody>, Infallible> {
     let endpoint = Endpoint::from_path(request.uri().path());
-    let fault = endpoint.and_then(|e| shared.state().record_call(e));
+    let fault = endpoint.and_then(|e| shared.record_call(e));
     if !shared.latency.is_zero() {
         tokio::time::sleep(shared.latency).await;
     }
@@ -226,14 +229,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn latency_delays_every_answer() {
         let sim = start(SimOptions {
             latency: Duration::from_millis(250),
             ..SimOptions::default()
         })
         .await;
-        let started = std::time::Instant::now();
+        let _clock = pace_the_clock();
+        let started = tokio::time::Instant::now();
         let response = http()
             .get(format!("{}/0/public/Assets", sim.url()))
             .send()

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::auth::{KeyState, RateCounter, may_withdraw};
@@ -44,6 +45,12 @@ pub(super) struct Shared {
     pub(super) started: Instant,
     /// Everything that changes; never held across an await.
     pub(super) state: Mutex<SimState>,
+    /// Woken whenever a call is counted, so a test can wait for a request to reach the sim
+    /// instead of sleeping.
+    pub(super) call_recorded: Notify,
+    /// Given one permit once the accept loop has ended and closed its listener, so a test can
+    /// wait for the port to close instead of sleeping.
+    pub(super) listener_closed: Notify,
 }
 
 impl Shared {
@@ -55,6 +62,14 @@ impl Shared {
 }
 
 impl Shared {
+    /// Counts a call, takes the fault that applies to it, if any, and wakes whoever waits for
+    /// calls.
+    pub(super) fn record_call(&self, endpoint: Endpoint) -> Option<Fault> {
+        let fault = self.state().record_call(endpoint);
+        self.call_recorded.notify_waiters();
+        fault
+    }
+
     /// Balances as served right now: as set, or drifted when `moving`.
     pub(super) fn current_balances(&self) -> Vec<(String, f64, f64)> {
         let balances = self.state().balances.clone();

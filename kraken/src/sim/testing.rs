@@ -1,5 +1,8 @@
-//! Helpers shared by the simulator's tests: credentials, a client, and signed calls that can
-//! be broken on purpose.
+//! Helpers shared by the simulator's tests: credentials, a client, signed calls that can be
+//! broken on purpose, and a paced clock for tests on paused time (the client's tests use it too).
+//!
+//! Owns only test helpers. Must not: be compiled outside tests, or reach anything but a
+//! simulated Kraken on `127.0.0.1`.
 
 use serde_json::Value;
 
@@ -126,4 +129,19 @@ pub(super) fn last_price(answer: &Value, pair: &str) -> f64 {
         .unwrap_or_else(|| panic!("no price for {pair}: {answer}"))
         .parse()
         .unwrap()
+}
+
+/// Under paused time (`#[tokio::test(start_paused = true)]`), a timer that fires every
+/// millisecond, so the clock never leaps further while the runtime waits for loopback I/O.
+///
+/// Tokio advances a paused clock straight to the next timer whenever no task is runnable; an
+/// answer the kernel has not delivered yet would then let it leap to a client's timeout and fail
+/// a test for no reason. Paced, such a leap costs a millisecond, while sleeps and timeouts of
+/// seconds still pass in a few milliseconds of real time.
+pub(crate) fn pace_the_clock() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
 }
