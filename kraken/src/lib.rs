@@ -21,7 +21,9 @@ pub mod secret;
 pub mod sign;
 pub mod sim;
 
-pub use client::{BalanceEndpoint, ClientOptions, KrakenClient, TICKER_BATCH, TickerPrices};
+pub use client::{
+    BalanceEndpoint, ClientOptions, KrakenClient, PUBLIC_CALL_SPACING, TICKER_BATCH, TickerPrices,
+};
 pub use endpoint::Endpoint;
 pub use error::{KrakenError, Reason};
 pub use observer::CallObserver;

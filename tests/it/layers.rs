@@ -170,6 +170,12 @@ fn read_source(text: &str) -> Source {
         let end = start + code[start..end].trim_end().len();
         let item = &code[start..end];
         let declared = item.trim_start_matches("#[cfg(test)]").trim();
+        // `mod x;`, `pub mod x;`, `pub(crate) mod x;`, ...
+        let declared = declared
+            .strip_prefix("pub(crate) ")
+            .or_else(|| declared.strip_prefix("pub(super) "))
+            .or_else(|| declared.strip_prefix("pub "))
+            .unwrap_or(declared);
         if let Some(name) = declared
             .strip_prefix("mod ")
             .and_then(|rest| rest.strip_suffix(';'))
@@ -703,10 +709,10 @@ fn no_file_outside_its_tests_is_longer_than_the_limit() {
 #[test]
 fn test_items_are_skipped_whole_wherever_they_are() {
     // A test module in the middle, with braces in strings, chars and comments; code after it.
-    let text = "fn a() {}\n#[cfg(test)]\nmod tests {\n    const S: &str = \"}}\";\n    const C: char = '}';\n    // }\n    fn t<'a>(x: &'a str) {}\n}\nfn b() {\n    let s = \"#[cfg(test)]\";\n}\n#[cfg(test)]\nuse crate::{x, y};\n#[cfg(test)]\nmod testing;\n";
+    let text = "fn a() {}\n#[cfg(test)]\nmod tests {\n    const S: &str = \"}}\";\n    const C: char = '}';\n    // }\n    fn t<'a>(x: &'a str) {}\n}\nfn b() {\n    let s = \"#[cfg(test)]\";\n}\n#[cfg(test)]\nuse crate::{x, y};\n#[cfg(test)]\nmod testing;\n#[cfg(test)]\npub(crate) mod helpers;\n";
     let source = read_source(text);
-    assert_eq!(source.test_lines, 7 + 2 + 2, "{}", source.code);
-    assert_eq!(source.test_modules, ["testing"]);
+    assert_eq!(source.test_lines, 7 + 2 + 2 + 2, "{}", source.code);
+    assert_eq!(source.test_modules, ["testing", "helpers"]);
     assert!(source.code.contains("fn a()") && source.code.contains("fn b()"));
     assert!(!source.code.contains("mod tests") && !source.code.contains("use crate"));
     assert_eq!(source.code.lines().count(), text.lines().count());

@@ -24,8 +24,8 @@ use crate::observer::CallObserver;
 use crate::secret::Credentials;
 
 pub use private::{BalanceAnswer, BalanceEndpoint, UnknownBalanceEndpoint};
-use public::{PUBLIC_CALL_SPACING, PublicPacer};
-pub use public::{TICKER_BATCH, TickerPrices};
+use public::PublicPacer;
+pub use public::{PUBLIC_CALL_SPACING, TICKER_BATCH, TickerPrices};
 
 /// Largest body read from Kraken. A balance answer of a few hundred assets is tens of KiB; a
 /// larger body is an error page or an attack, and reading it would only cost memory.

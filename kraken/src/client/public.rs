@@ -21,7 +21,7 @@ pub const TICKER_BATCH: usize = 20;
 /// Least time between the starts of two public requests of one client. Kraken allows about one
 /// public request per second per IP (more answer `EGeneral:Too many requests`), and the batches
 /// of one Ticker refresh would otherwise go out back to back.
-pub(crate) const PUBLIC_CALL_SPACING: Duration = Duration::from_secs(1);
+pub const PUBLIC_CALL_SPACING: Duration = Duration::from_secs(1);
 
 /// Spaces the public requests of one client (all its tasks share it): each waits until
 /// [`PUBLIC_CALL_SPACING`] after the start of the previous one. Uses `tokio::time`, so tests can
