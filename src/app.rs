@@ -402,10 +402,12 @@ fn start_account(
             tokio::spawn(async move { first.refresh_now().await })
         }
     };
+    let mut tasks = vec![task];
+    tasks.extend(state.start_sources());
     Ok(ExportedAccount {
         account: state,
         config: account.clone(),
-        tasks: Arc::new(Tasks(vec![task])),
+        tasks: Arc::new(Tasks(tasks)),
     })
 }
 

@@ -12,6 +12,7 @@
 
 pub mod policy;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 use kraken::client::BalanceAnswer;
 use kraken::{AssetTable, Endpoint, KrakenClient, KrakenError, Reason};
 
-use crate::features::{CallContext, Source, balances};
+use crate::features::{BoxFuture, CallContext, FeatureView, Source, SourceHost, balances};
 use crate::market::Market;
 use crate::metrics::RequestMetrics;
 use crate::status::{AccountStatus, Snapshot};
@@ -55,6 +56,8 @@ struct State {
     consecutive_failures: u32,
     /// No call to Kraken before this instant.
     backoff_until: Option<Instant>,
+    /// When the latest refresh started, so a pushed event can ask for one that started after it.
+    last_started: Option<Instant>,
 }
 
 /// A refresh a scrape may wait for; see [`Account::begin_scrape`].
@@ -86,6 +89,12 @@ pub struct Account {
     state: Mutex<State>,
     /// Bumped after every finished refresh; waiters subscribe before the refresh can finish.
     finished: watch::Sender<u64>,
+    /// Held by whoever calls Kraken with this account's key (a refresh, a stream's token
+    /// request), so calls with one key never overlap and their nonces reach Kraken in order.
+    key: tokio::sync::Mutex<()>,
+    /// A pushed source (the balances stream) is delivering this account's changes, so the
+    /// periodic poll may slow down to [`RefreshPolicy::stream_interval`].
+    pushed: AtomicBool,
 }
 
 impl std::fmt::Debug for Account {
@@ -128,6 +137,8 @@ impl Account {
             sources,
             state: Mutex::new(State::default()),
             finished: watch::Sender::new(0),
+            key: tokio::sync::Mutex::new(()),
+            pushed: AtomicBool::new(false),
         })
     }
 
@@ -182,6 +193,7 @@ impl Account {
             return None;
         }
         state.in_flight = true;
+        state.last_started = Some(now);
         let receiver = self.finished.subscribe();
         drop(state);
         let account = Arc::clone(self);
@@ -193,6 +205,7 @@ impl Account {
     /// new state.
     async fn run_refresh(&self) {
         let _guard = InFlightGuard(self);
+        let _key = self.key.lock().await;
         let assets = self.market.assets().await;
         let result = balances::fetch(&self.client).await;
         let now = Instant::now();
@@ -317,7 +330,7 @@ impl Account {
             let fresh = state
                 .snapshot
                 .as_ref()
-                .is_some_and(|s| s.fetched_instant.elapsed() <= self.policy.min_interval * 2);
+                .is_some_and(|s| s.fetched_instant.elapsed() <= self.poll_interval() * 2);
             let healthy = state
                 .last_outcome
                 .as_ref()
@@ -326,7 +339,7 @@ impl Account {
                 return PendingScrape(None);
             }
         }
-        PendingScrape(self.start_refresh_if_due(self.policy.min_interval))
+        PendingScrape(self.start_refresh_if_due(self.poll_interval()))
     }
 
     /// Second half of a scrape: waits for the refresh at most until `deadline`, then reports.
@@ -346,13 +359,67 @@ impl Account {
         Self::wait(receiver, Instant::now() + Duration::from_secs(24 * 3600)).await;
     }
 
-    /// Runs the background refresh loop until the task is dropped.
+    /// Runs the background refresh loop until the task is dropped. While a pushed source
+    /// delivers the account's changes, ticks closer than the stream interval to the latest
+    /// refresh are skipped.
     pub(crate) async fn run_background(self: Arc<Self>, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            self.refresh_now().await;
+            let wait = self.poll_interval().saturating_sub(interval);
+            let recent = self
+                .lock()
+                .last_outcome
+                .as_ref()
+                .is_some_and(|o| o.at.elapsed() < wait);
+            if !recent {
+                self.refresh_now().await;
+            }
+        }
+    }
+
+    /// How often balances are polled now: the minimum interval, or the slower stream interval
+    /// while a pushed source delivers every change (events then trigger refreshes of their own).
+    fn poll_interval(&self) -> Duration {
+        if self.pushed.load(Ordering::Relaxed) {
+            // Never so slow that balances would go stale between two polls.
+            self.policy
+                .stream_interval
+                .min(self.policy.stale_after / 2)
+                .max(self.policy.min_interval)
+        } else {
+            self.policy.min_interval
+        }
+    }
+
+    /// Makes sure a refresh that started at or after `event_at` has finished, starting one if
+    /// none has (joining one in flight first), unless a backoff is in force: a pushed event
+    /// (a deposit, a withdrawal) is on `/metrics` with the meaning REST gives it (codes, holds,
+    /// spendable amounts), never guessed from the event.
+    async fn refresh_after(self: &Arc<Self>, event_at: Instant) {
+        loop {
+            let running = {
+                let state = self.lock();
+                if !state.in_flight && state.last_started.is_some_and(|s| s >= event_at) {
+                    return;
+                }
+                state.in_flight.then(|| self.finished.subscribe())
+            };
+            match running {
+                Some(receiver) => {
+                    Self::wait(Some(receiver), Instant::now() + Duration::from_secs(24 * 3600))
+                        .await;
+                }
+                None => {
+                    let Some(receiver) = self.start_refresh_if_due(Duration::ZERO) else {
+                        return; // backing off: the regular schedule resumes after it
+                    };
+                    Self::wait(Some(receiver), Instant::now() + Duration::from_secs(24 * 3600))
+                        .await;
+                    return;
+                }
+            }
         }
     }
 
@@ -389,6 +456,56 @@ impl Account {
                 .filter_map(|source| source.view(Instant::now()))
                 .collect(),
         }
+    }
+}
+
+impl Account {
+    /// Starts the tasks of the account's pushed sources (the balances stream); the caller owns
+    /// the handles and aborts them when the account is replaced or removed.
+    pub(crate) fn start_sources(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let host: Arc<dyn SourceHost> = Arc::clone(self) as Arc<dyn SourceHost>;
+        self.sources
+            .iter()
+            .filter_map(|source| source.start(Arc::clone(&host)))
+            .collect()
+    }
+}
+
+impl SourceHost for Account {
+    fn name(&self) -> &str {
+        self.client.account()
+    }
+
+    fn client(&self) -> &KrakenClient {
+        &self.client
+    }
+
+    fn lock_key(&self) -> BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>> {
+        Box::pin(self.key.lock())
+    }
+
+    fn refresh_after(self: Arc<Self>, at: Instant) -> BoxFuture<'static> {
+        Box::pin(async move { Account::refresh_after(&self, at).await })
+    }
+
+    fn set_pushed(&self, pushed: bool) {
+        self.pushed.store(pushed, Ordering::Relaxed);
+    }
+
+    fn views(&self) -> Vec<Arc<dyn FeatureView>> {
+        let now = Instant::now();
+        self.sources
+            .iter()
+            .filter_map(|source| source.view(now))
+            .collect()
+    }
+
+    fn has_succeeded(&self) -> bool {
+        Account::has_succeeded(self)
+    }
+
+    fn assets(&self) -> Arc<AssetTable> {
+        self.market.current_assets()
     }
 }
 

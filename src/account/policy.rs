@@ -20,6 +20,9 @@ pub struct RefreshPolicy {
     pub background_interval: Option<Duration>,
     /// Balances older than this are dropped from the exposition rather than shown as current.
     pub stale_after: Duration,
+    /// While the balances stream delivers every change, balances are polled at most this often
+    /// (holds and anything the stream does not carry still change between events).
+    pub stream_interval: Duration,
     /// How often the public Assets list (code → short name) is fetched again; used by
     /// [`crate::market::Market`].
     pub assets_interval: Duration,
@@ -54,6 +57,7 @@ impl Default for RefreshPolicy {
             min_interval: Duration::from_secs(10),
             background_interval: None,
             stale_after: Duration::from_secs(5 * 60),
+            stream_interval: Duration::from_secs(60),
             assets_interval: Duration::from_secs(6 * 3600),
             backoff: BackoffPolicy::default(),
         }

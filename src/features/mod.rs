@@ -91,7 +91,32 @@ pub trait Polled: Send + Sync + 'static {
 }
 
 /// A boxed future, as the object-safe [`Source`] returns it.
-pub type BoxFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+pub type BoxFuture<'a, T = ()> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a pushed source may ask of the account it belongs to (the account implements it), so
+/// a stream can trigger refreshes and call with the account's key without this module naming
+/// the account.
+pub trait SourceHost: Send + Sync {
+    /// The `account` label.
+    fn name(&self) -> &str;
+    /// The account's client, for a call outside a refresh; hold [`SourceHost::lock_key`]
+    /// around it so calls with one key never overlap.
+    fn client(&self) -> &KrakenClient;
+    /// Waits until no other call with the account's key is in flight, and keeps others out
+    /// while the guard lives.
+    fn lock_key(&self) -> BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>>;
+    /// Makes sure a balance refresh that started at or after `at` has finished (unless the
+    /// account is backing off after a failure).
+    fn refresh_after(self: Arc<Self>, at: Instant) -> BoxFuture<'static>;
+    /// Says whether the source delivers every change now, so the periodic poll may slow down.
+    fn set_pushed(&self, pushed: bool);
+    /// The account's other features' current states (the key audit, say).
+    fn views(&self) -> Vec<Arc<dyn FeatureView>>;
+    /// Whether a balance refresh has succeeded yet.
+    fn has_succeeded(&self) -> bool;
+    /// Kraken's Assets list as currently known (empty before the first answer).
+    fn assets(&self) -> Arc<AssetTable>;
+}
 
 /// A feature as the account holds it: polled on a schedule, or pushed by a stream. The
 /// account keeps a list of these and knows nothing of any one feature.
@@ -106,6 +131,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn poll_if_due<'a>(&'a self, account: &'a str, call: CallContext<'a>) -> BoxFuture<'a>;
     /// The state to show now, unless there is none or it is stale.
     fn view(&self, now: Instant) -> Option<Arc<dyn FeatureView>>;
+    /// Starts the task of a pushed source; a polled one has none. The account's owner keeps
+    /// the handle and aborts it when the account is replaced or removed.
+    fn start(&self, _host: Arc<dyn SourceHost>) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
 }
 
 /// Which features besides balances an account runs, from the configuration.
