@@ -98,11 +98,16 @@ pub struct AccountStatus {
 impl AccountStatus {
     /// The state of the feature whose state type is `T`, if it has one and it is not stale.
     pub fn feature<T: FeatureView>(&self) -> Option<&T> {
-        self.features.iter().find_map(|view| {
-            let any: &dyn Any = view.as_ref();
-            any.downcast_ref::<T>()
-        })
+        find(&self.features)
     }
+}
+
+/// The state whose type is `T` among feature states.
+pub fn find<T: FeatureView>(views: &[Arc<dyn FeatureView>]) -> Option<&T> {
+    views.iter().find_map(|view| {
+        let any: &dyn Any = view.as_ref();
+        any.downcast_ref::<T>()
+    })
 }
 
 /// One account as a scrape shows it.

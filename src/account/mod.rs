@@ -215,9 +215,11 @@ impl Account {
             self.market.note_held(self.name(), held);
             // The other features' calls run in this same task, after the balance call, so
             // calls with this key never overlap and their nonces reach Kraken in order.
+            let views = SourceHost::views(self);
             let call = CallContext {
                 client: &self.client,
                 assets: &assets,
+                views: &views,
             };
             for source in &self.sources {
                 source.poll_if_due(self.name(), call).await;

@@ -64,6 +64,9 @@ pub struct CallContext<'a> {
     pub client: &'a KrakenClient,
     /// Kraken's Assets list as currently known (empty before the first answer).
     pub assets: &'a AssetTable,
+    /// The account's features' states as they were when the refresh started (a feature may
+    /// read the key audit to tell whether the key allows its call).
+    pub views: &'a [Arc<dyn FeatureView>],
 }
 
 /// A feature that calls one of the account's private endpoints on a [`Schedule`].
@@ -88,6 +91,12 @@ pub trait Polled: Send + Sync + 'static {
 
     /// Anything to log about a new answer (a risky key, say); nothing by default.
     fn on_answer(&self, _account: &str, _state: &Self::State) {}
+
+    /// Whether the call is worth making now (a feature whose permission the key audit shows
+    /// missing is not called, and shows nothing); always by default.
+    fn wanted(&self, _call: &CallContext<'_>) -> bool {
+        true
+    }
 }
 
 /// A boxed future, as the object-safe [`Source`] returns it.

@@ -107,6 +107,10 @@ impl<P: Polled + std::fmt::Debug> Source for Polling<P> {
             if !self.is_due(Instant::now()) {
                 return;
             }
+            if !self.feature.wanted(&call) {
+                self.lock().latest = None;
+                return;
+            }
             let result = self.feature.fetch(call).await;
             self.record(account, result);
         })
@@ -221,6 +225,7 @@ mod tests {
             let call = CallContext {
                 client: &self.client,
                 assets: &self.assets,
+                views: &[],
             };
             self.polling.poll_if_due("a", call).await;
         }
