@@ -405,9 +405,12 @@ fn start_account(
     let mut tasks = vec![task];
     tasks.extend(state.start_sources());
     Ok(ExportedAccount {
-        account: state,
+        account: Arc::clone(&state),
         config: account.clone(),
-        tasks: Arc::new(Tasks(tasks)),
+        tasks: Arc::new(Tasks {
+            account: Some(Arc::clone(&state)),
+            handles: tasks,
+        }),
     })
 }
 

@@ -28,13 +28,23 @@ use crate::process::ProcessStats;
 use crate::status::{AccountStatus, LabeledBalance, Snapshot};
 use kraken::AssetTable;
 
-/// Background tasks of one account; aborted when the last account set holding them is dropped.
+/// The tasks of one account (its background loop, its stream): aborted, with any refresh the
+/// account has in flight, when the last account set holding them is dropped, so an account
+/// replaced by a reload never calls Kraken again.
 #[derive(Debug, Default)]
-pub struct Tasks(pub Vec<JoinHandle<()>>);
+pub struct Tasks {
+    /// The account whose in-flight refresh is stopped too.
+    pub account: Option<Arc<Account>>,
+    /// Its long-running tasks.
+    pub handles: Vec<JoinHandle<()>>,
+}
 
 impl Drop for Tasks {
     fn drop(&mut self) {
-        for task in &self.0 {
+        if let Some(account) = &self.account {
+            account.stop();
+        }
+        for task in &self.handles {
             task.abort();
         }
     }

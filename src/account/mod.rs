@@ -58,6 +58,10 @@ struct State {
     backoff_until: Option<Instant>,
     /// When the latest refresh started, so a pushed event can ask for one that started after it.
     last_started: Option<Instant>,
+    /// The refresh task in flight, so [`Account::stop`] can end it.
+    refresh_task: Option<tokio::task::AbortHandle>,
+    /// The account was replaced or removed: it starts no refresh again.
+    stopped: bool,
 }
 
 /// A refresh a scrape may wait for; see [`Account::begin_scrape`].
@@ -114,6 +118,7 @@ impl Drop for InFlightGuard<'_> {
         let mut state = self.0.lock();
         state.in_flight = false;
         state.overdue = false;
+        state.refresh_task = None;
         drop(state);
         self.0.finished.send_modify(|generation| *generation += 1);
     }
@@ -160,6 +165,17 @@ impl Account {
             .collect()
     }
 
+    /// Stops the account for good: no refresh starts again, and the one in flight (started by
+    /// a scrape, so owned by no one else) is aborted, so an account a reload replaced never
+    /// calls Kraken with the key again.
+    pub(crate) fn stop(&self) {
+        let mut state = self.lock();
+        state.stopped = true;
+        if let Some(task) = state.refresh_task.take() {
+            task.abort();
+        }
+    }
+
     /// Whether a refresh has finished, successfully or not.
     pub(crate) fn has_outcome(&self) -> bool {
         self.lock().last_outcome.is_some()
@@ -179,6 +195,9 @@ impl Account {
     ) -> Option<watch::Receiver<u64>> {
         let now = Instant::now();
         let mut state = self.lock();
+        if state.stopped {
+            return None;
+        }
         if state.in_flight {
             return Some(self.finished.subscribe());
         }
@@ -195,9 +214,11 @@ impl Account {
         state.in_flight = true;
         state.last_started = Some(now);
         let receiver = self.finished.subscribe();
-        drop(state);
         let account = Arc::clone(self);
-        tokio::spawn(async move { account.run_refresh().await });
+        // Spawned under the lock, so the handle is stored before the task can end and clear it.
+        let task = tokio::spawn(async move { account.run_refresh().await });
+        state.refresh_task = Some(task.abort_handle());
+        drop(state);
         Some(receiver)
     }
 
@@ -410,15 +431,21 @@ impl Account {
             };
             match running {
                 Some(receiver) => {
-                    Self::wait(Some(receiver), Instant::now() + Duration::from_secs(24 * 3600))
-                        .await;
+                    Self::wait(
+                        Some(receiver),
+                        Instant::now() + Duration::from_secs(24 * 3600),
+                    )
+                    .await;
                 }
                 None => {
                     let Some(receiver) = self.start_refresh_if_due(Duration::ZERO) else {
                         return; // backing off: the regular schedule resumes after it
                     };
-                    Self::wait(Some(receiver), Instant::now() + Duration::from_secs(24 * 3600))
-                        .await;
+                    Self::wait(
+                        Some(receiver),
+                        Instant::now() + Duration::from_secs(24 * 3600),
+                    )
+                    .await;
                     return;
                 }
             }
@@ -686,6 +713,37 @@ pub(crate) mod tests {
         assert_eq!(
             account.status(true).last_error.map(|e| e.0),
             Some(Reason::Timeout)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_account_ends_its_refresh_in_flight_and_never_calls_again() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let _clock = pace_the_clock();
+        let account = account(&sim);
+        account.refresh_now().await;
+        sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
+        tokio::time::advance(MIN_INTERVAL).await;
+        let pending = account.begin_scrape();
+        assert!(!pending.is_idle(), "a refresh started");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(account.lock().in_flight);
+        account.stop();
+        // The aborted task's guard clears the flight at once.
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(
+            !account.lock().in_flight,
+            "the refresh in flight was not ended"
+        );
+        sim.clear_faults();
+        let calls = sim.calls(Endpoint::BalanceEx);
+        tokio::time::advance(MIN_INTERVAL * 3).await;
+        account.refresh_now().await;
+        assert!(scrape(&account).await.balances.is_some());
+        assert_eq!(
+            sim.calls(Endpoint::BalanceEx),
+            calls,
+            "a stopped account called Kraken"
         );
     }
 
