@@ -390,12 +390,14 @@ impl Account {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            let pushed = self.pushed.load(Ordering::Relaxed);
             let wait = self.poll_interval().saturating_sub(interval);
-            let recent = self
-                .lock()
-                .last_outcome
-                .as_ref()
-                .is_some_and(|o| o.at.elapsed() < wait);
+            let recent = pushed
+                && self
+                    .lock()
+                    .last_outcome
+                    .as_ref()
+                    .is_some_and(|o| o.at.elapsed() < wait);
             if !recent {
                 self.refresh_now().await;
             }
