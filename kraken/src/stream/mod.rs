@@ -222,6 +222,11 @@ impl BalanceStream {
 fn connect_error(error: tungstenite::Error) -> StreamError {
     match error {
         tungstenite::Error::Tls(e) => StreamError::Tls(e.to_string()),
+        // tokio-rustls reports a failed handshake (bad certificate, not TLS at all) as invalid
+        // data on the socket.
+        tungstenite::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            StreamError::Tls(e.to_string())
+        }
         tungstenite::Error::Http(response) => StreamError::Connect(format!(
             "the server answered HTTP {} instead of a WebSocket",
             response.status().as_u16()

@@ -330,3 +330,24 @@ async fn connecting_where_nothing_listens_or_to_a_wrong_path_is_a_connect_error(
         .unwrap_err();
     assert!(matches!(err, StreamError::Connect(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_wss_url_speaks_tls_and_a_server_without_it_is_a_tls_error() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "wss://localhost:{}/v2",
+        listener.local_addr().unwrap().port()
+    );
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\nnot TLS").await;
+    });
+    let token = SecretText::new("TOKENNEVERSENT".into());
+    let err = BalanceStream::connect(&url, &token, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StreamError::Tls(_)), "{err:?}");
+    assert!(!err.to_string().contains("TOKENNEVERSENT"));
+    server.await.unwrap();
+}
