@@ -27,6 +27,13 @@ pub enum Endpoint {
     EarnAllocations,
     /// Private: withdrawal methods, answered only for keys that may withdraw.
     WithdrawMethods,
+    /// Private: a token for Kraken's authenticated WebSocket API (needs "WebSocket interface").
+    GetWebSocketsToken,
+    /// Private: recent deposits and their status (needs "Funds: Query").
+    DepositStatus,
+    /// Private: recent withdrawals and their status (needs "Funds: Withdraw" or "Data: Query
+    /// ledger entries").
+    WithdrawStatus,
     /// Public: asset codes and their short names.
     Assets,
     /// Public: trading pairs with their base and quote.
@@ -35,21 +42,27 @@ pub enum Endpoint {
     Ticker,
     /// Public: the server time.
     Time,
+    /// Public: whether the exchange is online, in maintenance, cancel-only or post-only.
+    SystemStatus,
 }
 
 impl Endpoint {
     /// Every method, in declaration order.
-    pub(crate) const ALL: [Endpoint; 10] = [
+    pub(crate) const ALL: [Endpoint; 14] = [
         Endpoint::BalanceEx,
         Endpoint::Balance,
         Endpoint::TradeBalance,
         Endpoint::GetApiKeyInfo,
         Endpoint::EarnAllocations,
         Endpoint::WithdrawMethods,
+        Endpoint::GetWebSocketsToken,
+        Endpoint::DepositStatus,
+        Endpoint::WithdrawStatus,
         Endpoint::Assets,
         Endpoint::AssetPairs,
         Endpoint::Ticker,
         Endpoint::Time,
+        Endpoint::SystemStatus,
     ];
 
     /// Kraken's method name, which is also the `endpoint` label value (`BalanceEx`); methods in a
@@ -62,10 +75,14 @@ impl Endpoint {
             Endpoint::GetApiKeyInfo => "GetApiKeyInfo",
             Endpoint::EarnAllocations => "Earn/Allocations",
             Endpoint::WithdrawMethods => "WithdrawMethods",
+            Endpoint::GetWebSocketsToken => "GetWebSocketsToken",
+            Endpoint::DepositStatus => "DepositStatus",
+            Endpoint::WithdrawStatus => "WithdrawStatus",
             Endpoint::Assets => "Assets",
             Endpoint::AssetPairs => "AssetPairs",
             Endpoint::Ticker => "Ticker",
             Endpoint::Time => "Time",
+            Endpoint::SystemStatus => "SystemStatus",
         }
     }
 
@@ -78,10 +95,14 @@ impl Endpoint {
             Endpoint::GetApiKeyInfo => "/0/private/GetApiKeyInfo",
             Endpoint::EarnAllocations => "/0/private/Earn/Allocations",
             Endpoint::WithdrawMethods => "/0/private/WithdrawMethods",
+            Endpoint::GetWebSocketsToken => "/0/private/GetWebSocketsToken",
+            Endpoint::DepositStatus => "/0/private/DepositStatus",
+            Endpoint::WithdrawStatus => "/0/private/WithdrawStatus",
             Endpoint::Assets => "/0/public/Assets",
             Endpoint::AssetPairs => "/0/public/AssetPairs",
             Endpoint::Ticker => "/0/public/Ticker",
             Endpoint::Time => "/0/public/Time",
+            Endpoint::SystemStatus => "/0/public/SystemStatus",
         }
     }
 
@@ -100,7 +121,42 @@ impl Endpoint {
                 | Endpoint::GetApiKeyInfo
                 | Endpoint::EarnAllocations
                 | Endpoint::WithdrawMethods
+                | Endpoint::GetWebSocketsToken
+                | Endpoint::DepositStatus
+                | Endpoint::WithdrawStatus
         )
+    }
+
+    /// What one call adds to the key's private rate counter (Kraken's rate-limit guide: 1 per
+    /// call, 2 for ledger and trade history, none of which this crate calls). Public methods are
+    /// limited per IP instead, so they cost the key nothing.
+    pub fn rate_cost(self) -> u32 {
+        u32::from(self.is_private())
+    }
+
+    /// The key permission Kraken documents for the method, as its key settings name it; `None`
+    /// for public methods and for GetApiKeyInfo, which needs none. From the method pages of
+    /// docs.kraken.com and `spot-rest/openapi_v3.yaml` of krakenfx/api-specs; TradeBalance is
+    /// documented two ways (see `docs/kraken-api.md`).
+    pub fn permission(self) -> Option<&'static str> {
+        match self {
+            Endpoint::BalanceEx
+            | Endpoint::Balance
+            | Endpoint::EarnAllocations
+            | Endpoint::DepositStatus => Some("Funds: Query"),
+            Endpoint::TradeBalance => {
+                Some("Orders and trades: Query open orders & trades (or Funds: Query)")
+            }
+            Endpoint::WithdrawMethods => Some("Funds: Query and Funds: Withdraw"),
+            Endpoint::WithdrawStatus => Some("Funds: Withdraw or Data: Query ledger entries"),
+            Endpoint::GetWebSocketsToken => Some("WebSocket interface"),
+            Endpoint::GetApiKeyInfo
+            | Endpoint::Assets
+            | Endpoint::AssetPairs
+            | Endpoint::Ticker
+            | Endpoint::Time
+            | Endpoint::SystemStatus => None,
+        }
     }
 
     /// Whether a balance answer of this method says how much is held by open orders: BalanceEx
@@ -161,6 +217,32 @@ mod tests {
         assert_eq!(names, expected);
         assert!(Endpoint::AssetPairs < Endpoint::Assets);
         assert!(Endpoint::Balance < Endpoint::BalanceEx);
+    }
+
+    #[test]
+    fn private_methods_cost_one_and_name_their_permission() {
+        for endpoint in Endpoint::ALL {
+            assert_eq!(endpoint.rate_cost(), u32::from(endpoint.is_private()));
+            if !endpoint.is_private() {
+                assert_eq!(endpoint.permission(), None, "{endpoint}");
+            }
+        }
+        assert_eq!(
+            Endpoint::GetWebSocketsToken.permission(),
+            Some("WebSocket interface")
+        );
+        assert_eq!(Endpoint::DepositStatus.permission(), Some("Funds: Query"));
+        assert!(
+            Endpoint::WithdrawStatus
+                .permission()
+                .unwrap()
+                .contains("Query ledger entries")
+        );
+        assert_eq!(Endpoint::GetApiKeyInfo.permission(), None);
+        assert_eq!(
+            Endpoint::from_path("/0/public/SystemStatus"),
+            Some(Endpoint::SystemStatus)
+        );
     }
 
     #[test]

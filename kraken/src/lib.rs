@@ -1,8 +1,9 @@
 //! Kraken's wire format, and the simulated Kraken that speaks it back.
 //!
 //! Owns the closed set of methods ([`Endpoint`]), the credential types ([`secret`]), request
-//! signing, nonces, the HTTP client, the pure parsers of Kraken's answers, and [`sim`], the
-//! in-process Kraken of `--demo` and the tests.
+//! signing, nonces, the HTTP client, the pure parsers of Kraken's answers, [`stream`], the
+//! client of the WebSocket v2 `balances` channel, and [`sim`], the in-process Kraken (REST and
+//! WebSocket) of `--demo` and the tests.
 //!
 //! Must not: know anything of the exporter that uses it (Prometheus, refresh policy, account
 //! state, command line, configuration, the HTTP server). This is a crate of its own so the
@@ -20,6 +21,7 @@ pub mod parse;
 pub mod secret;
 pub mod sign;
 pub mod sim;
+pub mod stream;
 
 pub use client::{
     BalanceEndpoint, ClientOptions, KrakenClient, PUBLIC_CALL_SPACING, TICKER_BATCH, TickerPrices,
@@ -28,6 +30,8 @@ pub use endpoint::Endpoint;
 pub use error::{KrakenError, Reason};
 pub use observer::CallObserver;
 pub use parse::{
-    ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, EarnAllocation, KeyExpiry, PairInfo,
-    PairTable, at_kraken_precision,
+    ApiKeyInfo, AssetBalance, AssetInfo, AssetTable, EarnAllocation, KeyExpiry, Movement,
+    MovementStatus, PairInfo, PairTable, SystemState, SystemStatus, WebSocketToken,
+    at_kraken_precision,
 };
+pub use stream::{BalanceStream, StreamError, StreamEvent};

@@ -4,11 +4,13 @@
 //! (the per-request timeout, the cap on body size, the refusal of redirects, the mapping of
 //! transport failures to errors) and reporting every call it makes to its [`CallObserver`].
 //! `private.rs` owns the signed private methods, `public.rs` the paced public ones and the
-//! Ticker batches.
+//! Ticker batches, `funding.rs` the methods for deposits, withdrawals, the WebSocket token and
+//! the exchange's status.
 //! Must not: decide when to call, retry anything but an invalid nonce, follow a redirect,
 //! interpret what an answer means for the operator, know how calls are counted or exported, or
 //! let a credential reach an error, a log line or an observer.
 
+mod funding;
 mod private;
 mod public;
 #[cfg(test)]

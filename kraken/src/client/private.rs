@@ -177,7 +177,7 @@ impl KrakenClient {
     /// Calls a private endpoint with `params` in the signed body, retrying once with a fresh nonce
     /// if Kraken says the nonce was not above the last one it saw (another call may have
     /// overtaken this one on the wire). Without credentials nothing is sent or counted.
-    async fn private<T>(
+    pub(super) async fn private<T>(
         &self,
         method: Endpoint,
         params: &[(&str, &str)],

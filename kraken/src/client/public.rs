@@ -139,7 +139,7 @@ impl KrakenClient {
 
     /// Calls a public endpoint with `GET` (Kraken refuses other methods on public endpoints) and
     /// the given query string.
-    async fn public_get<T>(
+    pub(super) async fn public_get<T>(
         &self,
         endpoint: Endpoint,
         query: Option<&str>,

@@ -157,7 +157,7 @@ fn earliest_expiry(
 
 /// An RFC 3339 time as Kraken writes it (`2023-08-19T02:34:05.807Z`, or with a `+01:00`
 /// offset); `None` for anything else or a time before 1970.
-fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let text = text.trim();
     let number = |range: std::ops::Range<usize>| -> Option<i64> {
         let digits = text.get(range)?;

@@ -73,3 +73,11 @@ pub(super) const UNKNOWN_PAIR: &[u8] =
 pub(super) fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
+pub(super) const DOC_DEPOSITS: &[u8] =
+    include_bytes!("../../../tests/fixtures/kraken/doc_deposit_status.json");
+pub(super) const DOC_WITHDRAWALS: &[u8] =
+    include_bytes!("../../../tests/fixtures/kraken/doc_withdraw_status.json");
+pub(super) const DOC_WS_TOKEN: &[u8] =
+    include_bytes!("../../../tests/fixtures/kraken/doc_websockets_token.json");
+pub(super) const DOC_SYSTEM_STATUS: &[u8] =
+    include_bytes!("../../../tests/fixtures/kraken/doc_system_status.json");

@@ -1,7 +1,8 @@
 //! How the simulated Kraken answers each method, in Kraken's documented format.
 //!
 //! Owns one answer body per method: amounts as decimal strings, Assets and AssetPairs entries,
-//! Ticker's arrays, TradeBalance's valuation, Time's `rfc1123`.
+//! Ticker's arrays, TradeBalance's valuation, Time's `rfc1123`; `funding.rs` writes those of
+//! GetWebSocketsToken, DepositStatus, WithdrawStatus and SystemStatus.
 //! Must not: authenticate (that is `auth.rs`) or talk HTTP (that is `server.rs`).
 
 use std::collections::HashMap;
@@ -13,6 +14,8 @@ use super::auth::{PrivateParams, percent_decode};
 use super::data::{
     ASSETS, PAIRS, SimEarn, SimKeyInfo, WITHDRAW_METHODS, asset_altname, canonical_pair, usd_value,
 };
+use super::funding;
+use super::ledger::{civil_from_days, rfc3339};
 use super::response::{envelope_error, envelope_ok};
 use super::state::Shared;
 use crate::endpoint::Endpoint;
@@ -27,6 +30,7 @@ pub(super) fn public(shared: &Shared, endpoint: Endpoint, query: Option<&str>) -
             Err(message) => envelope_error(message),
         },
         Endpoint::Time => envelope_ok(time_result()),
+        Endpoint::SystemStatus => envelope_ok(funding::system_status_result(shared)),
         private => unreachable!("{private} is private"),
     }
 }
@@ -59,6 +63,9 @@ pub(super) fn private(shared: &Shared, endpoint: Endpoint, params: &PrivateParam
         }
         Endpoint::EarnAllocations => envelope_ok(earn_allocations_result(&shared.state().earn)),
         Endpoint::WithdrawMethods => envelope_ok(withdraw_methods_result()),
+        Endpoint::GetWebSocketsToken => envelope_ok(funding::websocket_token_result(shared)),
+        Endpoint::DepositStatus => envelope_ok(funding::deposit_status_result(shared)),
+        Endpoint::WithdrawStatus => envelope_ok(funding::withdraw_status_result(shared)),
         public => unreachable!("{public} is public"),
     }
 }
@@ -358,18 +365,6 @@ fn earn_allocations_result(earn: &[SimEarn]) -> Value {
     })
 }
 
-/// An RFC 3339 time in UTC as Kraken writes Earn expiries (`2026-12-18T08:00:00Z`).
-fn rfc3339(unixtime: u64) -> String {
-    let (year, month, day) = civil_from_days(unixtime / 86_400);
-    let secs = unixtime % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 fn withdraw_methods_result() -> Value {
     Value::Array(
         WITHDRAW_METHODS
@@ -413,20 +408,6 @@ fn rfc1123(unixtime: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -36,10 +36,21 @@
 //!    [`SimOptions::permissions`] contains "withdraw"; `TradeBalance` answers it unless
 //!    `trade_balance_enabled`. The permissions govern nothing else: Balance and BalanceEx work for
 //!    any key, so a test of the audit never breaks the balances.
+//! 10. `GetWebSocketsToken` answers `EGeneral:Permission denied` unless a permission names
+//!     `create-ws-token` (or `WebSocket`); `DepositStatus` unless one names `query-funds`;
+//!     `WithdrawStatus` unless the key may withdraw or one names `query-ledger`. Tokens are
+//!     issued by the sim and accepted by its WebSocket side for 900 s, or for good once used.
 //!
 //! Public endpoints: `Assets`, `AssetPairs`, `Ticker` (`?pair=A,B`, by canonical name or
 //! altname, answered under the canonical name; one unknown pair fails the whole call with
-//! `EQuery:Unknown asset pair`, no `pair` lists every pair) and `Time`.
+//! `EQuery:Unknown asset pair`, no `pair` lists every pair), `Time` and `SystemStatus`.
+//!
+//! WebSocket v2 at [`SimKraken::ws_url`] (`ws://127.0.0.1:PORT/v2`, a listener of its own as
+//! Kraken's is a host of its own): the `balances` channel with a snapshot built from the
+//! balances (REST codes named as v2 names them: `XXBT` → `BTC`, suffixed codes as Earn wallets),
+//! an `update` per [`SimKraken::post_transaction`], heartbeats, `ping` → `pong`, the `status`
+//! channel, and faults (see `ws.rs`). [`SimKraken::start_demo_activity`] moves money for the
+//! demo.
 //!
 //! On shutdown every open connection is closed, which is also how a [`Fault::Hang`] or
 //! [`Fault::Trickle`] ends.
@@ -49,17 +60,24 @@
 //! format; `state.rs` is what the sim remembers (balances, prices, faults, call counts, the
 //! key's nonce and rate counter); `auth.rs` checks key, signature, nonce and 2FA password and
 //! keeps the rate counter; `faults.rs` holds injected faults and the answers they produce;
-//! `response.rs` frames answers on the wire; `data.rs` holds the exchange's tables.
+//! `response.rs` frames answers on the wire; `data.rs` holds the exchange's tables. Money in
+//! motion: `demo.rs` posts the demo's transactions; `ws.rs` serves WebSocket v2 and sends each
+//! posted transaction; `funding.rs` answers GetWebSocketsToken, DepositStatus, WithdrawStatus
+//! and SystemStatus; `ledger.rs` holds entries, movements, tokens and the stream's state.
 
 mod answers;
 mod auth;
 mod data;
+mod demo;
 mod faults;
+mod funding;
+mod ledger;
 mod response;
 mod server;
 mod state;
 #[cfg(test)]
 pub(crate) mod testing;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -69,12 +87,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use self::ledger::StreamSignal;
 use self::state::{Shared, SimState};
 use crate::endpoint::Endpoint;
+use crate::parse::SystemStatus;
 use crate::secret::Credentials;
 
 pub use data::{DEMO_BALANCES, SimEarn, SimKeyInfo};
+pub use demo::DemoActivity;
 pub use faults::{DOCUMENTED_ERRORS, Fault};
+pub use ledger::{LedgerRefused, SimLedgerEntry, SimMovement};
 
 /// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
 /// keys sit on and the one `--demo` imitates.
@@ -146,6 +168,8 @@ pub struct SimKraken {
     shared: Arc<Shared>,
     /// Where the listener is bound, for [`SimKraken::url`].
     addr: SocketAddr,
+    /// Where the WebSocket listener is bound, for [`SimKraken::ws_url`].
+    ws_addr: SocketAddr,
     /// Flipped to `true` once to stop the accept loop and close every connection.
     shutdown: watch::Sender<bool>,
 }
@@ -160,6 +184,8 @@ impl SimKraken {
             .unwrap_or_else(auth::generate_credentials);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
+        let ws_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let ws_addr = ws_listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             credentials,
@@ -176,6 +202,11 @@ impl SimKraken {
             call_recorded: Notify::new(),
             listener_closed: Notify::new(),
         });
+        tokio::spawn(ws::accept_loop(
+            ws_listener,
+            Arc::clone(&shared),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(server::accept_loop(
             listener,
             Arc::clone(&shared),
@@ -184,6 +215,7 @@ impl SimKraken {
         Ok(SimKraken {
             shared,
             addr,
+            ws_addr,
             shutdown,
         })
     }
@@ -192,6 +224,12 @@ impl SimKraken {
     /// "/0/private/BalanceEx" etc., exactly as it does for `https://api.kraken.com`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The URL of its WebSocket v2 API, `ws://127.0.0.1:PORT/v2`, where
+    /// `wss://ws-auth.kraken.com/v2` would be.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.ws_addr, ws::WS_PATH)
     }
 
     /// The credentials it accepts (the generated ones in demo), so the exporter can be configured
@@ -291,6 +329,84 @@ impl SimKraken {
             }
             recorded.await;
         }
+    }
+
+    /// Replaces what DepositStatus lists (newest first).
+    pub fn set_deposits(&self, deposits: Vec<SimMovement>) {
+        self.shared.state().deposits = deposits;
+    }
+
+    /// Replaces what WithdrawStatus lists (newest first).
+    pub fn set_withdrawals(&self, withdrawals: Vec<SimMovement>) {
+        self.shared.state().withdrawals = withdrawals;
+    }
+
+    /// Sets the trading mode SystemStatus answers, and tells every WebSocket connection with a
+    /// `status` message, as Kraken does on a change.
+    pub fn set_system_status(&self, status: SystemStatus) {
+        let mut state = self.shared.state();
+        state.system_status = status;
+        let _ = state.stream.signals.send(StreamSignal::Status);
+    }
+
+    /// Posts one completed transaction of a single entry; see [`SimKraken::post_transaction`].
+    pub fn post_ledger(&self, entry: SimLedgerEntry) -> Result<(), LedgerRefused> {
+        self.post_transaction(vec![entry])
+    }
+
+    /// Posts one completed transaction (a trade's two legs, a transfer's two sides, or one
+    /// deposit): applies every entry to the balances that Balance and BalanceEx answer, then sends
+    /// one `update` with the next sequence to every subscribed WebSocket connection, the entries
+    /// sharing one `ref_id`. Refused, with nothing applied or sent, when a balance would fall
+    /// below zero.
+    pub fn post_transaction(&self, entries: Vec<SimLedgerEntry>) -> Result<(), LedgerRefused> {
+        ws::post_transaction(&self.shared, entries)
+    }
+
+    /// Makes every WebSocket token issued so far `by` older, so a test can expire one without
+    /// waiting 900 s. Only for tests (this crate's, and with the `test-support` feature those of
+    /// the crates that use it).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn age_websocket_tokens(&self, by: Duration) {
+        self.shared.state().stream.age_tokens(by);
+    }
+
+    /// Drops every open WebSocket connection without a close frame, as a network failure would.
+    pub fn drop_stream_connections(&self) {
+        let _ = self.shared.state().stream.signals.send(StreamSignal::Drop);
+    }
+
+    /// Makes the next update's sequence skip one number, as if a message had been lost.
+    pub fn skip_stream_sequence(&self) {
+        self.shared.state().stream.skip_next = true;
+    }
+
+    /// Holds back (`true`) or resumes (`false`) the heartbeats of every connection.
+    pub fn pause_heartbeats(&self, paused: bool) {
+        self.shared.state().stream.heartbeats_paused = paused;
+    }
+
+    /// WebSocket connections accepted so far.
+    pub fn stream_connections(&self) -> u64 {
+        self.shared.state().stream.connections
+    }
+
+    /// `balances` subscriptions accepted so far.
+    pub fn stream_subscriptions(&self) -> u64 {
+        self.shared.state().stream.subscriptions
+    }
+
+    /// WebSocket pongs received: every subscription is pinged once after its ack, so this tells
+    /// whether clients answer protocol pings.
+    pub fn stream_pongs(&self) -> u64 {
+        self.shared.state().stream.pongs
+    }
+
+    /// Starts the demo's money in motion (see [`DemoActivity`]): about every `period` a
+    /// deposit, a trade and a withdrawal, plus a pending deposit and one on hold listed from the
+    /// start. Stops when the returned handle is dropped or the sim stops.
+    pub fn start_demo_activity(&self, period: Duration) -> DemoActivity {
+        demo::start(Arc::clone(&self.shared), period, self.shutdown.subscribe())
     }
 
     /// Stops accepting and closes every open connection (ending hangs and trickles). Idempotent;

@@ -18,7 +18,9 @@ use super::data::{
     default_key_info, default_prices, drifted,
 };
 use super::faults::{Fault, Faults};
+use super::ledger::{SimMovement, StreamState};
 use crate::endpoint::Endpoint;
+use crate::parse::SystemStatus;
 use crate::secret::Credentials;
 
 /// Configuration and mutable state shared by the handle and every connection task.
@@ -104,15 +106,32 @@ impl Shared {
 
 impl Shared {
     /// Whether the key may call `endpoint` once authenticated: BalanceEx unless disabled,
-    /// TradeBalance only when enabled, WithdrawMethods only for a key that may withdraw.
+    /// TradeBalance only when enabled, WithdrawMethods only for a key that may withdraw,
+    /// GetWebSocketsToken only with `create-ws-token`, DepositStatus with `query-funds`,
+    /// WithdrawStatus for a key that may withdraw or has `query-ledger`.
     pub(super) fn permits(&self, endpoint: Endpoint) -> bool {
+        let has = |names: &[&str]| has_permission(&self.permissions, names);
         match endpoint {
             Endpoint::BalanceEx => self.balance_ex_enabled,
             Endpoint::TradeBalance => self.trade_balance_enabled,
             Endpoint::WithdrawMethods => may_withdraw(&self.permissions),
+            Endpoint::GetWebSocketsToken => has(&["create-ws-token", "websocket"]),
+            Endpoint::DepositStatus => has(&["query-funds", "funds: query"]),
+            Endpoint::WithdrawStatus => {
+                may_withdraw(&self.permissions) || has(&["query-ledger", "query ledger"])
+            }
             _ => true,
         }
     }
+}
+
+/// Whether one of the key's permissions, in any case, contains one of `names` (a GetApiKeyInfo
+/// code such as `create-ws-token`, or words of Kraken's key settings such as `WebSocket`).
+fn has_permission(permissions: &[String], names: &[&str]) -> bool {
+    permissions.iter().any(|permission| {
+        let permission = permission.to_ascii_lowercase();
+        names.iter().any(|name| permission.contains(name))
+    })
 }
 
 /// The mutable part of the simulated exchange.
@@ -133,6 +152,14 @@ pub(super) struct SimState {
     pub(super) key_info: SimKeyInfo,
     /// The counter of public calls (Kraken's per-IP limit).
     pub(super) public_counter: RateCounter,
+    /// What DepositStatus lists, newest first.
+    pub(super) deposits: Vec<SimMovement>,
+    /// What WithdrawStatus lists, newest first.
+    pub(super) withdrawals: Vec<SimMovement>,
+    /// What SystemStatus and the WebSocket `status` channel say.
+    pub(super) system_status: SystemStatus,
+    /// Tokens, counters and faults of the WebSocket side.
+    pub(super) stream: StreamState,
 }
 
 impl SimState {
@@ -149,6 +176,10 @@ impl SimState {
             earn: default_earn(),
             key_info: default_key_info(),
             public_counter: RateCounter::new(Instant::now()),
+            deposits: Vec::new(),
+            withdrawals: Vec::new(),
+            system_status: SystemStatus::Online,
+            stream: StreamState::new(),
         }
     }
 
