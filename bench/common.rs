@@ -137,3 +137,6 @@ pub fn request_metrics(accounts: usize) -> RequestMetrics {
     );
     requests
 }
+
+/// No outflow limits, for the account views the benchmarks render.
+pub static NO_LIMITS: BTreeMap<String, f64> = BTreeMap::new();

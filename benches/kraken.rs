@@ -83,6 +83,7 @@ fn render_case(c: &mut Criterion, group: &str, cases: &[(usize, usize)]) {
                         status: status.clone(),
                         min_balance: &no_thresholds,
                         unknown_assets: &[],
+                        max_outflow: &common::NO_LIMITS,
                     })
                     .collect();
                 metrics::render(&views, None, Some(reload), None, &requests, &build)
@@ -120,6 +121,7 @@ fn rendering_account_families(c: &mut Criterion) {
                     status: status.clone(),
                     min_balance: &thresholds,
                     unknown_assets: &[],
+                    max_outflow: &common::NO_LIMITS,
                 })
                 .collect()
         };

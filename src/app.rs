@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -19,14 +19,15 @@ use crate::account::{Account, Extras};
 use crate::cli::Flags;
 use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
+use crate::features::stream::{StreamMode, StreamSettings};
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
 use crate::web;
 use kraken::client::{ClientOptions, http_client};
 use kraken::nonce::{NonceSource, SystemClock};
 use kraken::sim::{
-    DEMO_BALANCES, PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo, SimKraken,
-    SimOptions,
+    DEMO_BALANCES, DemoActivity, PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo,
+    SimKraken, SimOptions,
 };
 use kraken::{BalanceEndpoint, CallObserver, Endpoint, KrakenClient};
 
@@ -47,7 +48,7 @@ pub struct App {
     requests: Arc<RequestMetrics>,
     /// Demo mode: one simulated Kraken per account name, and one for the shared market under
     /// [`PUBLIC_ACCOUNT`], kept across reloads.
-    sims: Mutex<HashMap<String, Arc<SimKraken>>>,
+    sims: Mutex<HashMap<String, Arc<DemoSim>>>,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -161,7 +162,7 @@ async fn build_set(
     config: &Config,
     previous: Option<(&Config, &AccountSet)>,
     requests: &Arc<RequestMetrics>,
-    sims: &Mutex<HashMap<String, Arc<SimKraken>>>,
+    sims: &Mutex<HashMap<String, Arc<DemoSim>>>,
 ) -> anyhow::Result<AccountSet> {
     let http = http_client(config.timeout).context("building the HTTP client")?;
     let mut endpoints = Vec::new();
@@ -183,7 +184,7 @@ async fn build_set(
             // In demo mode the market has a simulated Kraken of its own, so removing an account
             // on reload never takes the public data's server away with it.
             let api_url = match demo_endpoint(config, PUBLIC_ACCOUNT, sims).await? {
-                Some((url, _)) => url,
+                Some(demo) => demo.url,
                 None => config.api_url.clone(),
             };
             Market::new(
@@ -279,13 +280,34 @@ fn demo_earn_and_key(sim: &SimKraken, now: SystemTime) {
     });
 }
 
+/// A simulated Kraken of the demo, with its money in motion.
+struct DemoSim {
+    sim: SimKraken,
+    /// Posts a deposit, a trade and a withdrawal every [`DEMO_ACTIVITY_PERIOD`]; stops when
+    /// dropped with the account's simulator.
+    _activity: Option<DemoActivity>,
+}
+
+/// How often the demo's accounts see a deposit, a trade and a withdrawal.
+const DEMO_ACTIVITY_PERIOD: Duration = Duration::from_secs(60);
+
+/// Where an account's calls go in demo mode.
+struct DemoEndpoint {
+    /// The REST base URL.
+    url: String,
+    /// The WebSocket v2 URL.
+    ws_url: String,
+    /// The simulator's key.
+    credentials: kraken::secret::Credentials,
+}
+
 /// In demo mode, the simulated Kraken of an account, or of the shared market under
-/// [`PUBLIC_ACCOUNT`] (started on first use), as (URL, credentials).
+/// [`PUBLIC_ACCOUNT`] (started on first use).
 async fn demo_endpoint(
     config: &Config,
     name: &str,
-    sims: &Mutex<HashMap<String, Arc<SimKraken>>>,
-) -> anyhow::Result<Option<(String, kraken::secret::Credentials)>> {
+    sims: &Mutex<HashMap<String, Arc<DemoSim>>>,
+) -> anyhow::Result<Option<DemoEndpoint>> {
     if !config.demo {
         return Ok(None);
     }
@@ -294,39 +316,60 @@ async fn demo_endpoint(
         .unwrap_or_else(|e| e.into_inner())
         .get(name)
         .cloned();
-    let sim = match existing {
-        Some(sim) => sim,
+    let demo = match existing {
+        Some(demo) => demo,
         None => {
-            let sim = Arc::new(
-                SimKraken::start(SimOptions {
-                    moving: true,
-                    rate_limit: Some(STARTER_RATE_LIMIT),
-                    public_rate_limit: Some(PUBLIC_RATE_LIMIT),
-                    ..SimOptions::default()
-                })
-                .await
-                .context("starting the simulated Kraken")?,
-            );
-            if name != PUBLIC_ACCOUNT {
-                // The simulator's demo set (auto-earn on for XBT, so `kraken_balance{asset="XBT"}`
-                // is tiny while `kraken_balance_available` is not); with the demo's minimums
-                // (`config`), USD is below its minimum and XBT is not.
-                sim.set_balances(
-                    DEMO_BALANCES
-                        .iter()
-                        .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
-                        .collect(),
-                );
-                demo_earn_and_key(&sim, SystemTime::now());
-            }
-            tracing::info!(account = %name, url = %sim.url(), "simulated Kraken started");
+            let demo = Arc::new(start_demo_sim(name).await?);
+            tracing::info!(account = %name, url = %demo.sim.url(), "simulated Kraken started");
             sims.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(name.to_owned(), Arc::clone(&sim));
-            sim
+                .insert(name.to_owned(), Arc::clone(&demo));
+            demo
         }
     };
-    Ok(Some((sim.url(), sim.credentials())))
+    Ok(Some(DemoEndpoint {
+        url: demo.sim.url(),
+        ws_url: demo.sim.ws_url(),
+        credentials: demo.sim.credentials(),
+    }))
+}
+
+/// Starts the simulated Kraken of one demo account (or of the public data), with Kraken's
+/// Starter rate limit and a key that may stream.
+async fn start_demo_sim(name: &str) -> anyhow::Result<DemoSim> {
+    let sim = SimKraken::start(SimOptions {
+        moving: true,
+        rate_limit: Some(STARTER_RATE_LIMIT),
+        public_rate_limit: Some(PUBLIC_RATE_LIMIT),
+        // The stream needs the WebSocket permission; WithdrawStatus the ledger one.
+        permissions: ["query-funds", "create-ws-token", "query-ledger"]
+            .map(str::to_owned)
+            .to_vec(),
+        ..SimOptions::default()
+    })
+    .await
+    .context("starting the simulated Kraken")?;
+    if name == PUBLIC_ACCOUNT {
+        return Ok(DemoSim {
+            sim,
+            _activity: None,
+        });
+    }
+    // The simulator's demo set (auto-earn on for XBT, so `kraken_balance{asset="XBT"}` is tiny
+    // while `kraken_balance_available` is not); with the demo's minimums (`config`), USD is
+    // below its minimum and XBT is not.
+    sim.set_balances(
+        DEMO_BALANCES
+            .iter()
+            .map(|&(code, balance, hold)| (code.to_owned(), balance, hold))
+            .collect(),
+    );
+    demo_earn_and_key(&sim, SystemTime::now());
+    let activity = sim.start_demo_activity(DEMO_ACTIVITY_PERIOD);
+    Ok(DemoSim {
+        sim,
+        _activity: Some(activity),
+    })
 }
 
 /// The private endpoints an account may call, so their counters exist at 0 before the first
@@ -341,18 +384,19 @@ fn endpoints_of(exported: &ExportedAccount) -> Vec<Endpoint> {
 fn start_account(
     config: &Config,
     account: &AccountConfig,
-    demo: Option<(String, kraken::secret::Credentials)>,
+    demo: Option<DemoEndpoint>,
     http: &reqwest::Client,
     market: &Arc<Market>,
     requests: &Arc<RequestMetrics>,
 ) -> anyhow::Result<ExportedAccount> {
-    let (api_url, credentials) = match demo {
-        Some((url, credentials)) => (url, credentials),
+    let (api_url, ws_url, credentials) = match demo {
+        Some(demo) => (demo.url, demo.ws_url, demo.credentials),
         None => (
             account
                 .api_url
                 .clone()
                 .unwrap_or_else(|| config.api_url.clone()),
+            config.stream.url.clone(),
             account
                 .credentials
                 .clone()
@@ -385,6 +429,12 @@ fn start_account(
                 .quote
                 .clone()
                 .unwrap_or_else(|| "USD".to_owned())
+        }),
+        funding_interval: config.funding.enabled.then_some(config.funding.interval),
+        stream: (config.stream.mode != StreamMode::Off).then_some(StreamSettings {
+            mode: config.stream.mode,
+            url: ws_url,
+            timeout: config.timeout,
         }),
     };
     let state = Account::new(

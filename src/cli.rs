@@ -156,6 +156,36 @@ pub struct Flags {
     #[arg(long = "earn.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
     pub earn_interval: Option<Duration>,
 
+    /// Largest expected withdrawal amount per hour of an asset, ASSET=AMOUNT (0: no withdrawal
+    /// expected; kraken_outflow_max, for KrakenOutflowAboveMax); repeatable or comma-separated;
+    /// environment: KRAKEN_OUTFLOW_MAX. Needs the balances stream
+    #[arg(long = "outflow.max", value_name = "ASSET=AMOUNT", global = true)]
+    pub outflow_max: Vec<String>,
+
+    /// Kraken's WebSocket balances stream, so deposits and withdrawals are on /metrics within
+    /// seconds and counted: auto (on when the key may use the WebSocket API), on, off [default:
+    /// auto]
+    #[arg(long = "kraken.stream", value_enum, value_name = "MODE", global = true)]
+    pub stream: Option<StreamModeArg>,
+
+    /// WebSocket v2 URL of the balances stream (ws:// only to this machine) [default:
+    /// wss://ws-auth.kraken.com/v2]
+    #[arg(long = "kraken.ws-url", value_name = "URL", global = true)]
+    pub ws_url: Option<String>,
+
+    /// While the stream is up, poll balances at most this often (events refresh them in
+    /// between) [default: 1m]
+    #[arg(long = "kraken.stream-poll-interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub stream_poll_interval: Option<Duration>,
+
+    /// Do not fetch deposits and withdrawals in flight (DepositStatus, WithdrawStatus)
+    #[arg(long = "funding.disabled", global = true)]
+    pub funding_disabled: bool,
+
+    /// How often deposits and withdrawals in flight are fetched [default: 5m]
+    #[arg(long = "funding.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub funding_interval: Option<Duration>,
+
     /// Quote currency for prices (kraken_asset_price), by Kraken's short name: USD, EUR, …
     #[arg(long = "valuation.quote", value_name = "ASSET", global = true)]
     pub valuation_quote: Option<String>,
@@ -273,4 +303,15 @@ mod tests {
             assert!(wrong.parse::<BalanceEndpoint>().is_err(), "{wrong:?}");
         }
     }
+}
+
+/// `--kraken.stream` as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamModeArg {
+    /// On when the key may use the WebSocket API, else polling.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
 }

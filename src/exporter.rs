@@ -296,6 +296,7 @@ impl Exporter {
             .map(|(resolved, status)| AccountView {
                 status: with_watched(status, resolved, &assets),
                 min_balance: &resolved.min_balance,
+                max_outflow: &resolved.max_outflow,
                 unknown_assets: &resolved.unknown,
             })
             .collect();
@@ -389,6 +390,9 @@ pub struct ResolvedAssets {
     /// be one asset (a raw code and its short name that the offline normalisation did not know),
     /// the higher minimum applies.
     pub min_balance: BTreeMap<String, f64>,
+    /// Short name → largest expected withdrawal amount per hour; two names of one asset keep
+    /// the lower limit.
+    pub max_outflow: BTreeMap<String, f64>,
     /// Short names of watched assets (the `watch` list and the assets with a minimum).
     pub watched: BTreeSet<String>,
     /// Configured names that are no Kraken asset, sorted: exported as
@@ -420,6 +424,12 @@ pub fn resolve_assets(config: &AccountConfig, assets: &AssetTable) -> ResolvedAs
     for name in &config.watch {
         if let Some(short) = resolve(name) {
             resolved.watched.insert(short);
+        }
+    }
+    for (name, max) in &config.max_outflow {
+        if let Some(short) = resolve(name) {
+            let entry = resolved.max_outflow.entry(short).or_insert(*max);
+            *entry = entry.min(*max);
         }
     }
     (resolved.unknown, resolved.nearest) = unknown.into_iter().unzip();
@@ -536,6 +546,7 @@ mod tests {
                 .map(|(asset, min)| ((*asset).to_owned(), *min))
                 .collect(),
             watch: watch.iter().map(|asset| (*asset).to_owned()).collect(),
+            max_outflow: BTreeMap::new(),
         }
     }
 
@@ -680,6 +691,7 @@ mod cache_tests {
             nonce_file: None,
             min_balance: BTreeMap::new(),
             watch: Vec::new(),
+            max_outflow: BTreeMap::new(),
         };
         let set = AccountSet {
             accounts: vec![ExportedAccount {

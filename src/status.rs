@@ -119,6 +119,8 @@ pub struct AccountView<'a> {
     pub min_balance: &'a BTreeMap<String, f64>,
     /// Configured asset names that are not Kraken assets (`kraken_config_unknown_asset`).
     pub unknown_assets: &'a [String],
+    /// Asset → largest expected withdrawal amount per hour, by Kraken's short name.
+    pub max_outflow: &'a BTreeMap<String, f64>,
 }
 
 #[cfg(test)]

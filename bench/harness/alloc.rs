@@ -131,6 +131,7 @@ pub(crate) fn alloc(bench: &Bench, opts: &Opts) -> Result<(), String> {
                     status: s.clone(),
                     min_balance: &no_thresholds,
                     unknown_assets: &[],
+                    max_outflow: &common::NO_LIMITS,
                 })
                 .collect();
             metrics::render(

@@ -91,6 +91,7 @@ pub(crate) fn footprint(opts: &Opts) -> Result<(), String> {
                 status: status.clone(),
                 min_balance: &no_thresholds,
                 unknown_assets: &[],
+                max_outflow: &common::NO_LIMITS,
             })
             .collect()
     };

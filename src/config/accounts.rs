@@ -56,6 +56,7 @@ pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<AccountConfig, C
         nonce_file: flags.nonce_file.clone(),
         min_balance: thresholds.min_balance,
         watch: thresholds.watch,
+        max_outflow: thresholds::outflow_from_flags(flags, env)?,
     })
 }
 
@@ -169,6 +170,18 @@ impl EntryContext<'_> {
             }
             BTreeMap::new()
         });
+        let max_outflow = thresholds::merge_minimums(
+            entry
+                .max_outflow
+                .iter()
+                .map(|(asset, max)| (asset.as_str(), *max)),
+        )
+        .unwrap_or_else(|conflicts| {
+            for conflict in conflicts {
+                report.add("max_outflow", conflict);
+            }
+            BTreeMap::new()
+        });
         let credentials = self.credentials(entry, report);
         check_own_key(credentials.as_ref(), earlier, report);
         if !self.demo
@@ -186,6 +199,7 @@ impl EntryContext<'_> {
             nonce_file: entry.nonce_file.clone(),
             min_balance,
             watch,
+            max_outflow,
         }
     }
 
@@ -247,6 +261,14 @@ fn check_assets(entry: &AccountEntry, report: &mut EntryProblems<'_>) {
             report.add(
                 "min_balance",
                 "has an empty asset name: use Kraken's short name (XBT), its code (XXBT) or its common name (BTC)".into(),
+            );
+        }
+    }
+    for (asset, max) in &entry.max_outflow {
+        if !max.is_finite() || *max < 0.0 {
+            report.add(
+                &format!("max_outflow.{asset}"),
+                format!("{max} is not an amount per hour: use a number of at least 0 (0: no withdrawal expected)"),
             );
         }
     }

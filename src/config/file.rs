@@ -49,6 +49,12 @@ pub struct FileConfig {
     /// Prices in a quote currency.
     #[serde(default)]
     pub(crate) valuation: ValuationSection,
+    /// Kraken's WebSocket balances stream.
+    #[serde(default)]
+    pub(crate) stream: StreamSection,
+    /// Deposits and withdrawals in flight.
+    #[serde(default)]
+    pub(crate) funding: FundingSection,
     /// The accounts to export.
     #[serde(default)]
     pub(crate) accounts: Vec<AccountEntry>,
@@ -108,6 +114,28 @@ pub(crate) struct EarnSection {
     pub(crate) interval: Option<FileDuration>,
 }
 
+/// `stream:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamSection {
+    /// Like `--kraken.stream`: `auto`, `on` or `off`.
+    pub(crate) mode: Option<String>,
+    /// Like `--kraken.ws-url`.
+    pub(crate) url: Option<String>,
+    /// Like `--kraken.stream-poll-interval`.
+    pub(crate) poll_interval: Option<FileDuration>,
+}
+
+/// `funding:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FundingSection {
+    /// `false` is like `--funding.disabled`.
+    pub(crate) enabled: Option<bool>,
+    /// Like `--funding.interval`.
+    pub(crate) interval: Option<FileDuration>,
+}
+
 /// `valuation:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +180,9 @@ pub(crate) struct AccountEntry {
     /// Asset (Kraken's short name, as in the `asset` label) → lowest acceptable balance.
     #[serde(default)]
     pub(crate) min_balance: BTreeMap<String, f64>,
+    /// Asset → largest expected withdrawal amount per hour (`kraken_outflow_max`; 0: none).
+    #[serde(default)]
+    pub(crate) max_outflow: BTreeMap<String, f64>,
     /// Assets exported even when Kraken omits them (as 0), so an emptied wallet still alerts.
     #[serde(default)]
     pub(crate) watch: Vec<String>,

@@ -13,11 +13,13 @@ use std::time::Duration;
 use super::file::{FileConfig, FileDuration};
 use super::{
     AccountConfig, AuditConfig, Config, ConfigError, DEFAULT_API_URL, DEFAULT_AUDIT_INTERVAL,
-    DEFAULT_EARN_INTERVAL, DEFAULT_TIMEOUT, EarnConfig, ValuationConfig, WebConfig, WebSecurity,
-    validate,
+    DEFAULT_EARN_INTERVAL, DEFAULT_FUNDING_INTERVAL, DEFAULT_TIMEOUT, EarnConfig, FundingConfig,
+    StreamConfig, ValuationConfig, WebConfig, WebSecurity, validate,
 };
 use crate::account::RefreshPolicy;
+use crate::cli::StreamModeArg;
 use crate::cli::{DEFAULT_PORT, Flags};
+use crate::features::stream::{DEFAULT_WS_URL, StreamMode};
 use crate::problem::Problem;
 
 /// Resolves the global settings shared by both modes around `accounts`.
@@ -34,6 +36,8 @@ pub(super) fn base_config(
     let audit = audit_config(flags, file, problems)?;
     let earn = earn_config(flags, file, problems)?;
     let valuation = valuation_config(flags, file, problems)?;
+    let stream = stream_config(flags, file, problems)?;
+    let funding = funding_config(flags, file, problems)?;
     let web = web_config(flags, file, problems)?;
     Ok(Config {
         check: false,
@@ -47,6 +51,8 @@ pub(super) fn base_config(
         audit,
         earn,
         valuation,
+        stream,
+        funding,
         web,
     })
 }
@@ -192,11 +198,24 @@ fn refresh_policy(
         defaults.assets_interval,
     );
     check(validate::assets_interval(assets_interval), place, problems)?;
+    let (stream_interval, place) = pick(
+        flags.stream_poll_interval,
+        "--kraken.stream-poll-interval",
+        dur(&file.stream.poll_interval),
+        "stream.poll_interval",
+        defaults.stream_interval,
+    );
+    check(
+        validate::stream_poll_interval(stream_interval),
+        place,
+        problems,
+    )?;
     Ok(RefreshPolicy {
         min_interval,
         background_interval,
         stale_after,
         assets_interval,
+        stream_interval,
         ..defaults
     })
 }
@@ -235,6 +254,74 @@ fn earn_config(
     );
     check(validate::earn_interval(interval), place, problems)?;
     Ok(EarnConfig { enabled, interval })
+}
+
+/// `--kraken.stream`, `--kraken.ws-url`: the balances stream. Its poll interval is part of
+/// the refresh policy.
+fn stream_config(
+    flags: &Flags,
+    file: &FileConfig,
+    problems: &mut Vec<Problem>,
+) -> Result<StreamConfig, ConfigError> {
+    let file_mode = match file.stream.mode.as_deref() {
+        None => None,
+        Some("auto") => Some(StreamMode::Auto),
+        Some("on") => Some(StreamMode::On),
+        Some("off") => Some(StreamMode::Off),
+        Some(_) => {
+            check(
+                Err("must be auto, on or off"),
+                Place::File("stream.mode"),
+                problems,
+            )?;
+            None
+        }
+    };
+    let flag_mode = flags.stream.map(|mode| match mode {
+        StreamModeArg::Auto => StreamMode::Auto,
+        StreamModeArg::On => StreamMode::On,
+        StreamModeArg::Off => StreamMode::Off,
+    });
+    let (mode, _) = pick(
+        flag_mode,
+        "--kraken.stream",
+        file_mode,
+        "stream.mode",
+        StreamMode::Auto,
+    );
+    let (url, place) = pick(
+        flags.ws_url.clone(),
+        "--kraken.ws-url",
+        file.stream.url.clone(),
+        "stream.url",
+        DEFAULT_WS_URL.to_owned(),
+    );
+    let url = match validate::ws_url(&url) {
+        Ok(url) => url,
+        Err(message) => {
+            report(place, message.to_owned(), problems)?;
+            url
+        }
+    };
+    Ok(StreamConfig { mode, url })
+}
+
+/// `--funding.*`: deposits and withdrawals in flight.
+fn funding_config(
+    flags: &Flags,
+    file: &FileConfig,
+    problems: &mut Vec<Problem>,
+) -> Result<FundingConfig, ConfigError> {
+    let enabled = !flags.funding_disabled && file.funding.enabled.unwrap_or(true);
+    let (interval, place) = pick(
+        flags.funding_interval,
+        "--funding.interval",
+        dur(&file.funding.interval),
+        "funding.interval",
+        DEFAULT_FUNDING_INTERVAL,
+    );
+    check(validate::funding_interval(interval), place, problems)?;
+    Ok(FundingConfig { enabled, interval })
 }
 
 /// `--valuation.quote` and the file's `valuation.trade_balance`.

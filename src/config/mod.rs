@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use crate::account::RefreshPolicy;
 use crate::cli::{Cli, Command, Flags};
+use crate::features::stream::StreamMode;
 use crate::problem::{Problem, list};
 use file::FileConfig;
 use kraken::BalanceEndpoint;
@@ -58,6 +59,10 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default interval of the key-permission audit.
 pub(crate) const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Default interval of deposits and withdrawals in flight: each fetch costs two calls of the
+/// key's rate budget, and a deposit takes minutes to hours.
+pub(crate) const DEFAULT_FUNDING_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Default interval of the Earn allocations: they change by the day, and each fetch costs one
 /// call of the key's rate budget.
@@ -88,6 +93,10 @@ pub struct Config {
     pub(crate) earn: EarnConfig,
     /// Prices in a quote currency.
     pub(crate) valuation: ValuationConfig,
+    /// Kraken's WebSocket balances stream.
+    pub(crate) stream: StreamConfig,
+    /// Deposits and withdrawals in flight.
+    pub(crate) funding: FundingConfig,
     /// The HTTP front.
     pub web: WebConfig,
 }
@@ -112,6 +121,9 @@ pub struct AccountConfig {
     pub min_balance: BTreeMap<String, f64>,
     /// Asset names exported as 0 when Kraken omits them, normalised like `min_balance`.
     pub(crate) watch: Vec<String>,
+    /// Asset name → largest expected withdrawal amount per hour (`kraken_outflow_max`; 0: no
+    /// withdrawal expected), normalised like `min_balance`.
+    pub(crate) max_outflow: BTreeMap<String, f64>,
 }
 
 impl AccountConfig {
@@ -163,6 +175,25 @@ pub(crate) struct AuditConfig {
     /// Whether keys are audited at all.
     pub(crate) enabled: bool,
     /// How often each key is audited again.
+    pub(crate) interval: Duration,
+}
+
+/// Kraken's WebSocket balances stream (`kraken_ledger_*`, `kraken_stream_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamConfig {
+    /// Whether it runs.
+    pub(crate) mode: StreamMode,
+    /// Its WebSocket v2 URL.
+    pub(crate) url: String,
+}
+
+/// Deposits and withdrawals in flight (`kraken_deposit_in_flight`,
+/// `kraken_withdrawal_in_flight`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FundingConfig {
+    /// Whether they are fetched.
+    pub(crate) enabled: bool,
+    /// How often.
     pub(crate) interval: Duration,
 }
 
@@ -315,6 +346,7 @@ fn refuse_single_account_flags(flags: &Flags) -> Result<(), ConfigError> {
             flags.balance_endpoint.is_some(),
         ),
         ("--balance.min", !flags.balance_min.is_empty()),
+        ("--outflow.max", !flags.outflow_max.is_empty()),
         ("--balance.watch", !flags.balance_watch.is_empty()),
     ] {
         if given {

@@ -22,6 +22,9 @@ const MIN_ENV: &str = "KRAKEN_BALANCE_MIN";
 /// The environment form of `--balance.watch`: `XBT,ETH`.
 const WATCH_ENV: &str = "KRAKEN_BALANCE_WATCH";
 
+/// The environment form of `--outflow.max`: `XBT=0.5,USD=0`.
+const OUTFLOW_ENV: &str = "KRAKEN_OUTFLOW_MAX";
+
 /// The thresholds of `--demo` without a config file: XBT is covered by auto-earn funds, USD is
 /// set above the simulated account's available dollars so the low-balance alert has something
 /// to fire for, and USDC is watched although the account holds none.
@@ -93,14 +96,43 @@ pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<Thresholds, Conf
     Ok(thresholds)
 }
 
+/// The outflow limits of one-account mode: `--outflow.max` (else `KRAKEN_OUTFLOW_MAX`), in
+/// the `ASSET=AMOUNT` syntax of `--balance.min`, spellings merged the same way.
+pub(super) fn outflow_from_flags(
+    flags: &Flags,
+    env: Env<'_>,
+) -> Result<BTreeMap<String, f64>, ConfigError> {
+    let (flag, values) = if flags.outflow_max.is_empty() {
+        match set(env, OUTFLOW_ENV) {
+            Some(text) => (OUTFLOW_ENV, vec![text]),
+            None => return Ok(BTreeMap::new()),
+        }
+    } else {
+        ("--outflow.max", flags.outflow_max.clone())
+    };
+    let mut entries = Vec::new();
+    for value in &values {
+        entries.extend(parse_min_list(value).map_err(|problem| ConfigError::Flag {
+            flag,
+            problem: format!("{value:?}: {problem}"),
+        })?);
+    }
+    merge_minimums(entries.iter().map(|(name, max)| (name.as_str(), *max))).map_err(|problems| {
+        ConfigError::Flag {
+            flag,
+            problem: problems.join("; "),
+        }
+    })
+}
+
 /// The variables of one-account mode that a config file makes ambiguous (which account would
 /// they apply to?): refused next to `--config.file`, like the flags.
 pub(super) fn refuse_env_with_file(env: Env<'_>) -> Result<(), ConfigError> {
-    for name in [MIN_ENV, WATCH_ENV] {
+    for name in [MIN_ENV, WATCH_ENV, OUTFLOW_ENV] {
         if set(env, name).is_some() {
             return Err(ConfigError::Flag {
                 flag: name,
-                problem: "applies only without --config.file: set min_balance and watch per account in the file instead, or unset it".into(),
+                problem: "applies only without --config.file: set min_balance, watch and max_outflow per account in the file instead, or unset it".into(),
             });
         }
     }

@@ -80,6 +80,46 @@ pub(super) fn api_url(url: &str) -> Result<String, &'static str> {
     }
 }
 
+/// `--kraken.ws-url`: a WebSocket URL, `wss://`, or `ws://` only to this machine (the token
+/// would cross the network in clear otherwise).
+pub(super) fn ws_url(url: &str) -> Result<String, &'static str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("is not a URL: write it like wss://ws-auth.kraken.com/v2");
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host: write it like wss://ws-auth.kraken.com/v2");
+    }
+    let host_name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    match scheme {
+        "wss" => Ok(url.to_owned()),
+        "ws" if matches!(host_name, "127.0.0.1" | "localhost" | "[::1]") => Ok(url.to_owned()),
+        "ws" => {
+            Err("uses plain ws to another machine, which would expose the WebSocket token: use wss")
+        }
+        _ => Err("must start with wss://"),
+    }
+}
+
+/// `--funding.interval`: each fetch costs two calls.
+pub(super) fn funding_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval < Duration::from_secs(60) {
+        return Err("must be at least 1m (each fetch costs two calls of the key's rate budget)");
+    }
+    Ok(())
+}
+
+/// `--kraken.stream-poll-interval`.
+pub(super) fn stream_poll_interval(interval: Duration) -> Result<(), &'static str> {
+    if interval.is_zero() {
+        return Err("must be longer than 0s (for example 1m)");
+    }
+    Ok(())
+}
+
 /// `--kraken.timeout`.
 pub(super) fn timeout(timeout: Duration) -> Result<(), &'static str> {
     if timeout.is_zero() {

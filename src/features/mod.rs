@@ -25,9 +25,11 @@
 
 pub mod balances;
 pub mod earn;
+pub mod funding;
 pub mod key_info;
 pub mod prices;
 mod schedule;
+pub mod stream;
 pub mod trade_balance;
 
 use std::future::Future;
@@ -156,6 +158,10 @@ pub struct Extras {
     pub trade_balance_quote: Option<String>,
     /// Fetch Earn allocations at this interval; `None` turns them off.
     pub earn_interval: Option<Duration>,
+    /// Fetch deposits and withdrawals in flight at this interval; `None` turns them off.
+    pub funding_interval: Option<Duration>,
+    /// The balances stream; `None` turns it off.
+    pub stream: Option<stream::StreamSettings>,
 }
 
 impl Extras {
@@ -171,6 +177,21 @@ impl Extras {
                 interval,
                 stale_after,
             })));
+        }
+        if let Some(interval) = self.funding_interval {
+            for direction in [
+                funding::Direction::Deposits,
+                funding::Direction::Withdrawals,
+            ] {
+                sources.push(Arc::new(Polling::new(funding::Funding {
+                    direction,
+                    interval,
+                    stale_after,
+                })));
+            }
+        }
+        if let Some(settings) = &self.stream {
+            sources.push(Arc::new(stream::BalanceStreamSource::new(settings.clone())));
         }
         if let Some(quote) = &self.trade_balance_quote {
             sources.push(Arc::new(Polling::new(trade_balance::TradeBalance {

@@ -12,7 +12,7 @@ pub mod requests;
 use std::time::SystemTime;
 
 use crate::exposition::{Exposition, Family, Kind, unix_seconds};
-use crate::features::{balances, prices};
+use crate::features::{balances, prices, stream};
 use crate::process::ProcessStats;
 use crate::valuation::PriceBook;
 
@@ -155,6 +155,7 @@ pub(crate) fn render_sized(
     let mut out = Exposition::with_capacity(capacity);
     for view in scrape.accounts {
         balances::collect(view, &mut out);
+        stream::collect_limits(view, &mut out);
         for feature in &view.status.features {
             feature.collect(&view.status.name, &mut out);
         }
