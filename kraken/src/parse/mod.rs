@@ -24,4 +24,5 @@ pub use earn::EarnAllocation;
 pub(crate) use earn::earn_allocations;
 pub use envelope::at_kraken_precision;
 pub use key_info::{ApiKeyInfo, KeyExpiry, api_key_info, withdraw_methods};
+pub(crate) use market::ticker_every_pair;
 pub use market::{AssetInfo, AssetTable, PairInfo, PairTable, asset_pairs, assets, ticker};
