@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::auth::{KeyState, RateCounter, may_withdraw};
+use super::auth::{KeyState, RateCounter, grants, required_permissions};
 use super::data::{
     DEFAULT_BALANCES, PAIRS, PRICE_DRIFT_PHASE, SimEarn, SimKeyInfo, default_earn,
     default_key_info, default_prices, drifted,
@@ -103,14 +103,27 @@ impl Shared {
 }
 
 impl Shared {
-    /// Whether the key may call `endpoint` once authenticated: BalanceEx unless disabled,
-    /// TradeBalance only when enabled, WithdrawMethods only for a key that may withdraw.
-    pub(super) fn permits(&self, endpoint: Endpoint) -> bool {
-        match endpoint {
-            Endpoint::BalanceEx => self.balance_ex_enabled,
-            Endpoint::TradeBalance => self.trade_balance_enabled,
-            Endpoint::WithdrawMethods => may_withdraw(&self.permissions),
-            _ => true,
+    /// Whether the key may call `endpoint` once authenticated; `Err` is Kraken's answer when not.
+    /// A key needs the permissions of [`required_permissions`] (`EGeneral:Permission denied`
+    /// without them); TradeBalance also answers a key with "Funds: Query" when
+    /// `trade_balance_enabled` plays the API-keys guide's reading. BalanceEx with
+    /// `balance_ex_enabled: false` answers `EAPI:Feature disabled` whatever the key, like a Kraken
+    /// that does not offer it (Balance, which needs the same permission, still works).
+    pub(super) fn permits(&self, endpoint: Endpoint) -> Result<(), &'static str> {
+        if endpoint == Endpoint::BalanceEx && !self.balance_ex_enabled {
+            return Err("EAPI:Feature disabled");
+        }
+        let holds = |code: &str| grants(&self.permissions, code);
+        let granted = required_permissions(endpoint)
+            .iter()
+            .all(|code| holds(code))
+            || (endpoint == Endpoint::TradeBalance
+                && self.trade_balance_enabled
+                && holds("query-funds"));
+        if granted {
+            Ok(())
+        } else {
+            Err("EGeneral:Permission denied")
         }
     }
 }
