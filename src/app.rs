@@ -404,10 +404,10 @@ fn start_account(
         ),
     };
     // A simulated Kraken starts afresh with every run, so demo mode keeps no nonce file.
-    let nonces = match &account.nonce_file {
+    let nonces = Arc::new(match &account.nonce_file {
         Some(path) if !config.demo => NonceSource::with_state_file(Box::new(SystemClock), path)?,
         _ => NonceSource::new(Box::new(SystemClock)),
-    };
+    });
     let client = KrakenClient::new(
         http.clone(),
         ClientOptions {

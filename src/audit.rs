@@ -284,7 +284,7 @@ impl KeyAudit {
 /// sends with HTTP 404, and `permission_denied`); a 404 status without Kraken's error body is
 /// also taken as an unknown method, for a proxy that answers with a plain not-found page.
 pub fn falls_back_to_probe(error: &KrakenError) -> bool {
-    error.is_endpoint_refusal() || matches!(error, KrakenError::Status { status: 404 })
+    error.is_endpoint_refusal() || matches!(error, KrakenError::Status { status: 404, .. })
 }
 
 /// Finds out what the client's key may do: GetApiKeyInfo when Kraken offers it, otherwise the
@@ -720,14 +720,20 @@ mod tests {
         assert!(falls_back_to_probe(&api_error(
             "EGeneral:Permission denied"
         )));
-        assert!(falls_back_to_probe(&KrakenError::Status { status: 404 }));
+        assert!(falls_back_to_probe(&KrakenError::Status {
+            status: 404,
+            path: None,
+        }));
         for transient in [
             api_error("EService:Unavailable"),
             api_error("EAPI:Rate limit exceeded"),
             api_error("EGeneral:Temporary lockout"),
             api_error("EAPI:Invalid key"),
             KrakenError::Timeout(Duration::from_secs(1)),
-            KrakenError::Status { status: 520 },
+            KrakenError::Status {
+                status: 520,
+                path: None,
+            },
             KrakenError::Decode("an HTML page instead of JSON".into()),
             KrakenError::NoCredentials {
                 method: "GetApiKeyInfo",
@@ -747,7 +753,7 @@ mod tests {
                 balance_endpoint: BalanceEndpoint::Auto,
             },
             sim.credentials(),
-            NonceSource::new(Box::new(SystemClock)),
+            Arc::new(NonceSource::new(Box::new(SystemClock))),
             "audited".into(),
             metrics.clone(),
         )

@@ -1,7 +1,8 @@
 //! What Kraken's public endpoints say, shared by every account: asset names, and (with
 //! valuation) trading pairs and prices.
 //!
-//! Owns the schedule of public calls: the Assets list (and AssetPairs) every few hours, prices
+//! Owns the schedule of public calls: the Assets list (and AssetPairs) every few hours, each of
+//! both asset classes (currencies and tokenized assets, which Kraken lists apart), prices
 //! once per minimum interval (sooner, but never within a second of the previous refresh, for an
 //! asset an account has just reported), each fetched by one caller at a time; and which assets
 //! are priced: those the accounts held at their latest successful refresh.

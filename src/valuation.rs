@@ -691,7 +691,29 @@ mod tests {
         assert!((book.prices["DOT28.S"] - 7.5 / 1.08).abs() < 1e-4);
         assert_eq!(sim.calls(Endpoint::Ticker), 2);
         assert_eq!(metrics.requests("_public", Endpoint::Ticker), 2);
-        assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 1);
+        // Both asset classes: currencies, then tokenized assets.
+        assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 2);
+    }
+
+    #[tokio::test]
+    async fn a_tokenized_asset_is_named_and_priced_like_any_other() {
+        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let metrics = Arc::new(RequestMetrics::new());
+        let client = public_client(&sim, &metrics);
+        let assets = client.assets().await.unwrap();
+        let pairs = client.asset_pairs().await.unwrap();
+        assert!(assets.contains("AAPLx"), "listed only under its class");
+        let book = fetch_prices(
+            &client,
+            &held(&[("AAPLx", "AAPLx")]),
+            &assets,
+            &pairs,
+            "USD",
+        )
+        .await
+        .unwrap();
+        assert_eq!(book.prices.get("AAPLx"), Some(&230.0));
+        assert!(book.unpriced.is_empty(), "{book:?}");
     }
 
     #[tokio::test]

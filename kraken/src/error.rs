@@ -16,20 +16,25 @@ use std::time::{Duration, SystemTime};
 pub enum Reason {
     /// `EAPI:Invalid key`: the key is unknown, revoked, or was pasted with extra characters.
     InvalidKey,
-    /// `EAPI:Invalid signature`: the secret does not belong to the key, or the 2FA setting differs.
+    /// `EAPI:Invalid signature`: the secret does not belong to the key, or the 2FA password sent
+    /// is wrong.
     InvalidSignature,
     /// `EAPI:Invalid nonce`: another client uses the same key, or it once used a larger nonce scale.
     InvalidNonce,
     /// `EGeneral:Permission denied` or `EAPI:Permission denied`: the key lacks the permission the
-    /// call needs, or its 2FA password is missing.
+    /// call needs, or its 2FA password was not sent.
     PermissionDenied,
-    /// `EAPI:Rate limit exceeded`, `EAuth:Rate limit exceeded`, `EGeneral:Too many requests`,
-    /// `EService:Throttled:<ts>` (also written `EService: Throttled: <ts>`), HTTP 429.
+    /// `EAPI:Rate limit exceeded`, `EAuth:Rate limit exceeded` (the key's counter of private
+    /// calls), `EGeneral:Too many requests` (the public limit of about one call per second per IP
+    /// address), `EService:Throttled:<ts>` (also written `EService: Throttled: <ts>`), HTTP 429.
     RateLimited,
     /// `EGeneral:Temporary lockout`: too many failed calls; Kraken blocks the key for minutes.
     Lockout,
-    /// `EService:*` (other than Throttled), `EGeneral:Internal error`, `EDatabase:*` (such as
-    /// `EDatabase:Internal error`), HTTP 5xx, Cloudflare 52x: Kraken is down or overloaded.
+    /// `EService:*` other than Throttled (such as `EService:Unavailable`, `EService:Busy`,
+    /// `EService:Deadline elapsed`, or `EService:Market in post_only mode`, a trading mode that
+    /// refuses no read), `EGeneral:Internal error` (with or without a `:<code>`), `EDatabase:*`
+    /// (such as `EDatabase:Internal error`), HTTP 5xx, Cloudflare 52x: Kraken is down, overloaded
+    /// or in a restricted mode for now.
     Unavailable,
     /// No complete answer within the per-request timeout.
     Timeout,
@@ -39,15 +44,21 @@ pub enum Reason {
     Http,
     /// The answer was not the JSON Kraken documents (HTML, truncated, too large).
     Decode,
+    /// Kraken answered without an error and without the result the method documents: `result`
+    /// missing, `null`, or not a JSON object (an array, a string, a number). For balances this is
+    /// not an empty account (that is `"result":{}`), so nothing is read from it.
+    NoResult,
+    /// The nonce state file could not be read or written on this machine: a local fault, not
+    /// Kraken's. Nothing was sent.
+    NonceFile,
     /// Any other Kraken error, such as `EGeneral:Invalid arguments`, `EAPI:Feature disabled` or
-    /// `EGeneral:Unknown method` (which Kraken sends with HTTP 404); also a nonce that could not
-    /// be issued.
+    /// `EGeneral:Unknown method` (which Kraken sends with HTTP 404).
     Other,
 }
 
 impl Reason {
     /// Every reason, in label order; used to initialise the error counters at zero.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Reason::InvalidKey,
         Reason::InvalidSignature,
         Reason::InvalidNonce,
@@ -58,6 +69,8 @@ impl Reason {
         Reason::Timeout,
         Reason::Http,
         Reason::Decode,
+        Reason::NoResult,
+        Reason::NonceFile,
         Reason::Other,
     ];
 
@@ -74,6 +87,8 @@ impl Reason {
             Reason::Timeout => "timeout",
             Reason::Http => "http",
             Reason::Decode => "decode",
+            Reason::NoResult => "no_result",
+            Reason::NonceFile => "nonce_file",
             Reason::Other => "other",
         }
     }
@@ -85,16 +100,16 @@ impl Reason {
                 "Kraken does not know this API key: copy the key again from Settings > API (no spaces or newlines), and check that it was not deleted; if the key has no 2FA password, do not set KRAKEN_API_OTP"
             }
             Reason::InvalidSignature => {
-                "the private key does not match the API key: copy the private key of this same key again, and set KRAKEN_API_OTP if the key has an API 2FA password"
+                "the private key does not match the API key, or the 2FA password is wrong: copy the private key of this same key again, and check KRAKEN_API_OTP if the key has an API 2FA password"
             }
             Reason::InvalidNonce => {
                 "Kraken saw a larger nonce for this key: give this exporter its own API key (never share it with a bot or script), or raise the key's nonce window; if another client once signed with microsecond or nanosecond nonces (1000 times this exporter's milliseconds or more), Kraken refuses every nonce of this exporter for good and only a new key helps"
             }
             Reason::PermissionDenied => {
-                "the key lacks a permission or its 2FA password is wrong: enable 'Funds: Query' on the key and check KRAKEN_API_OTP"
+                "the key lacks a permission or its 2FA password is missing: enable 'Funds: Query' on the key and, if the key has an API 2FA password, set KRAKEN_API_OTP"
             }
             Reason::RateLimited => {
-                "Kraken's rate limit for this key is exhausted: raise --refresh.min-interval and make sure no other client uses the key"
+                "Kraken's rate limit is exhausted: for private calls it is the key's call counter (raise --refresh.min-interval and make sure no other client uses the key); EGeneral:Too many requests is the public limit of about one call per second per IP address (make sure no other program on this address calls Kraken's public API often)"
             }
             Reason::Lockout => {
                 "Kraken locked the key out after too many failed calls: wait about 15 minutes before trying again, then fix the key or secret"
@@ -111,6 +126,12 @@ impl Reason {
             Reason::Decode => {
                 "the answer was not Kraken's JSON: check that --kraken.api-url points at Kraken and not at a proxy's error page"
             }
+            Reason::NoResult => {
+                "Kraken answered without an error and without the result (no balances were in it): the last good balances are kept and the account reads down for this refresh; if it persists, see status.kraken.com"
+            }
+            Reason::NonceFile => {
+                "the nonce state file could not be written (nothing was sent to Kraken): make the file's directory writable by the user the exporter runs as and check that its disk is not full, or choose another --kraken.nonce-file (nonce_file in the config file)"
+            }
             Reason::Other => "Kraken refused the call: see the error message",
         }
     }
@@ -125,10 +146,12 @@ impl Reason {
             }
             Reason::RateLimited => Duration::from_secs(30),
             Reason::InvalidNonce => Duration::from_secs(30),
-            Reason::Unavailable | Reason::Timeout | Reason::Http | Reason::Decode => {
-                Duration::from_secs(5)
-            }
-            Reason::Other => Duration::from_secs(30),
+            Reason::Unavailable
+            | Reason::Timeout
+            | Reason::Http
+            | Reason::Decode
+            | Reason::NoResult => Duration::from_secs(5),
+            Reason::NonceFile | Reason::Other => Duration::from_secs(30),
         }
     }
 }
@@ -153,10 +176,13 @@ pub enum KrakenError {
         retry_at: Option<SystemTime>,
     },
     /// The HTTP status was not 200.
-    #[error("HTTP status {status}")]
+    #[error("HTTP status {status}{}", path.map(|path| format!(" for {path}")).unwrap_or_default())]
     Status {
         /// The status code.
         status: u16,
+        /// The method's URL path (`/0/private/BalanceEx`), never a query string or a body; `None`
+        /// until the client that made the call adds it.
+        path: Option<&'static str>,
     },
     /// The answer was a redirect (HTTP 3xx). Redirects are never followed: following one would
     /// send the `API-Key` and `API-Sign` headers to another address.
@@ -176,6 +202,10 @@ pub enum KrakenError {
     /// The body was not the JSON Kraken documents.
     #[error("the answer is not Kraken's JSON: {0}")]
     Decode(String),
+    /// Kraken answered without an error and without the result the method documents (for
+    /// balances: not an empty account, which is `"result":{}`).
+    #[error("Kraken answered without an error and without a result: {0}")]
+    NoResult(&'static str),
     /// The body was larger than any real answer of this kind.
     #[error("the answer is larger than {limit} bytes")]
     TooLarge {
@@ -201,27 +231,38 @@ impl KrakenError {
     pub fn reason(&self) -> Reason {
         match self {
             KrakenError::Api { reason, .. } => *reason,
-            KrakenError::Status { status } => reason_for_status(*status),
+            KrakenError::Status { status, .. } => reason_for_status(*status),
             KrakenError::Redirected { .. } => Reason::Http,
             KrakenError::Timeout(_) => Reason::Timeout,
             KrakenError::Transport(_) => Reason::Http,
             KrakenError::Decode(_) | KrakenError::TooLarge { .. } => Reason::Decode,
-            KrakenError::Nonce(_) | KrakenError::NoCredentials { .. } => Reason::Other,
+            KrakenError::NoResult(_) => Reason::NoResult,
+            KrakenError::Nonce(_) => Reason::NonceFile,
+            KrakenError::NoCredentials { .. } => Reason::Other,
         }
     }
 
     /// Whether Kraken refused this endpoint to this key for good, rather than failing for now:
-    /// `permission_denied` (either spelling), `EGeneral:Unknown method` (with HTTP 200 or 404)
-    /// or `EAPI:Feature disabled`.
-    /// The BalanceEx → Balance fallback may switch endpoints only on such a refusal; transient
-    /// failures (`EDatabase:*`, `EService:*`, rate limits, lockouts, timeouts, HTTP errors) and
-    /// every other Kraken error never switch, so a blip cannot hide the holds for hours.
+    /// `permission_denied` (either spelling), or the method is not offered
+    /// ([`KrakenError::is_method_unavailable`]). The key audit probes around such a refusal of
+    /// GetApiKeyInfo; transient failures (`EDatabase:*`, `EService:*`, rate limits, lockouts,
+    /// timeouts, HTTP errors) and every other Kraken error are not refusals.
     pub fn is_endpoint_refusal(&self) -> bool {
-        match self {
+        matches!(
+            self,
             KrakenError::Api {
                 reason: Reason::PermissionDenied,
                 ..
-            } => true,
+            }
+        ) || self.is_method_unavailable()
+    }
+
+    /// Whether Kraken does not offer this method at all, whatever the key may do:
+    /// `EGeneral:Unknown method` (with HTTP 200 or 404) or `EAPI:Feature disabled`.
+    /// The BalanceEx → Balance fallback switches only on this: Balance needs the same permission
+    /// as BalanceEx ("Funds: Query"), so after a permission refusal it would only fail too.
+    pub fn is_method_unavailable(&self) -> bool {
+        match self {
             KrakenError::Api {
                 reason: Reason::Other,
                 message,
@@ -232,6 +273,18 @@ impl KrakenError {
                     || has_prefix(&message, "EAPI:Feature disabled")
             }
             _ => false,
+        }
+    }
+
+    /// The same error naming the method's URL path, for an HTTP status that says nothing of
+    /// which call failed. Only the path (`/0/private/BalanceEx`): never a query string or a body.
+    pub(crate) fn at_path(self, at: &'static str) -> Self {
+        match self {
+            KrakenError::Status { status, .. } => KrakenError::Status {
+                status,
+                path: Some(at),
+            },
+            other => other,
         }
     }
 
@@ -424,8 +477,14 @@ mod tests {
             assert!(!api(transient).is_endpoint_refusal(), "{transient}");
         }
         for failure in [
-            KrakenError::Status { status: 404 },
-            KrakenError::Status { status: 503 },
+            KrakenError::Status {
+                status: 404,
+                path: None,
+            },
+            KrakenError::Status {
+                status: 503,
+                path: None,
+            },
             KrakenError::Timeout(Duration::from_secs(1)),
             KrakenError::Transport("connection refused".into()),
             KrakenError::Decode("an HTML page instead of JSON".into()),
@@ -433,6 +492,92 @@ mod tests {
         ] {
             assert!(!failure.is_endpoint_refusal(), "{failure}");
         }
+    }
+
+    #[test]
+    fn only_an_unknown_or_disabled_method_is_unavailable_whatever_the_key() {
+        for unavailable in [
+            "EGeneral:Unknown method",
+            "EGeneral: Unknown method",
+            "EAPI:Feature disabled",
+        ] {
+            assert!(api(unavailable).is_method_unavailable(), "{unavailable}");
+        }
+        // A permission refusal refuses the endpoint to this key, but the method exists.
+        for refusal in ["EGeneral:Permission denied", "EAPI:Permission denied"] {
+            assert!(api(refusal).is_endpoint_refusal(), "{refusal}");
+            assert!(!api(refusal).is_method_unavailable(), "{refusal}");
+        }
+        assert!(!api("EService:Unavailable").is_method_unavailable());
+    }
+
+    #[test]
+    fn documented_transient_errors_are_unavailable_and_refuse_nothing() {
+        for message in [
+            "EGeneral:Internal error",
+            "EGeneral:Internal error:8f3b",
+            "EGeneral: Internal error: 12",
+            "EService:Deadline elapsed",
+            "EService:Market in post_only mode",
+            "EService:Market in cancel_only mode",
+        ] {
+            let error = api(message);
+            assert_eq!(error.reason(), Reason::Unavailable, "{message}");
+            assert!(!error.is_endpoint_refusal(), "{message}");
+            assert!(!error.is_method_unavailable(), "{message}");
+            assert!(error.retry_at().is_none(), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_public_rate_limit_is_not_advised_as_the_keys() {
+        assert_eq!(
+            classify("EGeneral:Too many requests").0,
+            Reason::RateLimited
+        );
+        let advice = Reason::RateLimited.advice();
+        assert!(advice.contains("EGeneral:Too many requests"), "{advice}");
+        assert!(advice.contains("per IP address"), "{advice}");
+        assert!(advice.contains("the key's call counter"), "{advice}");
+    }
+
+    #[test]
+    fn an_http_status_names_the_method_path_once_the_client_adds_it() {
+        let bare = KrakenError::Status {
+            status: 404,
+            path: None,
+        };
+        assert_eq!(bare.to_string(), "HTTP status 404");
+        let named = bare.at_path("/0/private/BalanceEx");
+        assert_eq!(
+            named.to_string(),
+            "HTTP status 404 for /0/private/BalanceEx"
+        );
+        assert_eq!(named.reason(), Reason::Http);
+        // Other errors are left as they are.
+        let api_error = api("EAPI:Invalid key").at_path("/0/private/Balance");
+        assert_eq!(api_error.to_string(), "Kraken answered EAPI:Invalid key");
+    }
+
+    #[test]
+    fn a_missing_result_and_a_nonce_file_fault_have_reasons_of_their_own() {
+        let err = KrakenError::NoResult("it is missing");
+        assert_eq!(err.reason(), Reason::NoResult);
+        assert_eq!(Reason::NoResult.as_str(), "no_result");
+        assert!(
+            Reason::NoResult
+                .advice()
+                .contains("last good balances are kept")
+        );
+        let err = KrakenError::Nonce(crate::nonce::NonceError::Write {
+            path: "/var/lib/kraken/main.nonce".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(err.reason(), Reason::NonceFile);
+        assert_eq!(Reason::NonceFile.as_str(), "nonce_file");
+        let advice = Reason::NonceFile.advice();
+        assert!(advice.contains("writable by the user"), "{advice}");
+        assert!(!advice.contains("Kraken refused"), "{advice}");
     }
 
     #[test]

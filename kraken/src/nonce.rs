@@ -57,6 +57,19 @@ pub enum NonceError {
         /// The directory that is missing.
         directory: PathBuf,
     },
+    /// A file cannot be created in the state file's directory (read-only, another owner, a full
+    /// disk, or a place that holds no files such as `/proc`), so no nonce could be stored.
+    #[error(
+        "nonce state file {path}: no file can be written in its directory {directory} ({source}); make the directory writable by the user the exporter runs as (and check that its disk is not full), or choose a path in a writable directory"
+    )]
+    UnwritableDirectory {
+        /// Where the file is.
+        path: PathBuf,
+        /// The directory that refused a new file.
+        directory: PathBuf,
+        /// The I/O error of the attempt.
+        source: io::Error,
+    },
     /// The high-water mark is the largest nonce there is: no greater one can follow.
     #[error(
         "nonce state file {path} holds the largest possible nonce, so no call could be signed; delete the file and create a new API key (this key has accepted a nonce no later one can exceed)"
@@ -67,7 +80,7 @@ pub enum NonceError {
     },
     /// The state file could not be written, so a restart could reuse nonces.
     #[error(
-        "cannot write nonce state file {path}: {source}; make its directory writable by the exporter"
+        "cannot write nonce state file {path}: {source}; make its directory writable by the user the exporter runs as (and check that its disk is not full)"
     )]
     Write {
         /// Where the file is.
@@ -162,8 +175,10 @@ fn read_state_file(path: &Path) -> Result<u64, NonceError> {
     }
 }
 
-/// Checks, without writing, that a state file can be used: it holds a number if it exists, and
-/// its directory exists. Lets `--config.check` and start-up refuse a bad file before serving.
+/// Checks that a state file can be used: it holds a number if it exists, its directory exists,
+/// and a file can be created there (a temporary one is created and removed again; the state file
+/// itself is not touched). Lets `--config.check` and start-up refuse a file that could never be
+/// written before the first call spends a nonce.
 pub fn check_state_file(path: &Path) -> Result<(), NonceError> {
     read_state_file(path)?;
     let directory = match path.parent() {
@@ -176,7 +191,25 @@ pub fn check_state_file(path: &Path) -> Result<(), NonceError> {
             directory: directory.to_owned(),
         });
     }
-    Ok(())
+    let probe = directory.join(format!(
+        ".{}.check-{}-{}",
+        path.file_name()
+            .map_or_else(|| "nonce".into(), |name| name.to_string_lossy()),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, b"0\n"));
+    // Removed whether or not the write worked, once it was created.
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|source| NonceError::UnwritableDirectory {
+        path: path.to_owned(),
+        directory: directory.to_owned(),
+        source,
+    })
 }
 
 /// Replaces the state file in one rename, so a crash mid-write never leaves a truncated number.
@@ -307,6 +340,51 @@ mod tests {
         let message = check_state_file(&path).unwrap_err().to_string();
         assert!(message.contains("create the directory"), "{message}");
         assert!(!message.contains("fix or delete"), "{message}");
+    }
+
+    #[test]
+    fn a_directory_that_takes_no_file_is_refused_with_the_path_and_the_fix() {
+        // /proc refuses new files even to root, so this holds however the tests run.
+        let path = Path::new("/proc/kraken-exporter-test.nonce");
+        let err = check_state_file(path).unwrap_err();
+        assert!(
+            matches!(err, NonceError::UnwritableDirectory { .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("/proc/kraken-exporter-test.nonce"),
+            "{message}"
+        );
+        assert!(
+            message.contains("writable by the user the exporter runs as"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_writability_check_leaves_nothing_behind() {
+        let dir = tempdir();
+        let path = dir.join("main.nonce");
+        check_state_file(&path).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::write(&path, "42").unwrap();
+        check_state_file(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "42");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_nonce_that_cannot_be_stored_is_not_handed_out() {
+        let dir = tempdir();
+        let path = dir.join("main.nonce");
+        let source = NonceSource::with_state_file(Box::new(SystemClock), &path).unwrap();
+        let first = source.next().unwrap();
+        // The directory goes away under the running exporter: the write fails, no nonce is used.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = source.next().unwrap_err();
+        assert!(matches!(err, NonceError::Write { .. }), "{err:?}");
+        assert_eq!(source.last(), Some(first));
     }
 
     fn tempdir() -> PathBuf {

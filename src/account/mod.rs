@@ -592,7 +592,7 @@ pub(crate) mod tests {
             http,
             options,
             sim.credentials(),
-            NonceSource::new(Box::new(SystemClock)),
+            Arc::new(NonceSource::new(Box::new(SystemClock))),
             "default".into(),
             metrics.clone(),
         );

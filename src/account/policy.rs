@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn backoff_doubles_per_failure_and_is_capped() {
         let min = Duration::from_secs(10);
-        let err = KrakenError::Status { status: 502 };
+        let err = KrakenError::Status {
+            status: 502,
+            path: None,
+        };
         let p = BackoffPolicy::default();
         assert_eq!(backoff(&err, 1, min, p), Duration::from_secs(10));
         assert_eq!(backoff(&err, 2, min, p), Duration::from_secs(10));

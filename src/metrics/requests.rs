@@ -31,7 +31,7 @@ pub const REQUESTS: Family = Family {
 /// `kraken_request_errors_total`.
 pub const ERRORS: Family = Family {
     name: "kraken_request_errors_total",
-    help: "Calls to Kraken that failed, by reason: invalid_key, invalid_signature, invalid_nonce, permission_denied, rate_limited, lockout, unavailable, timeout, http, decode, other.",
+    help: "Calls to Kraken that failed, by reason: invalid_key, invalid_signature, invalid_nonce, permission_denied, rate_limited, lockout, unavailable, timeout, http, decode, no_result, nonce_file, other.",
     kind: Kind::Counter,
 };
 
@@ -280,6 +280,17 @@ mod tests {
         assert!(!text.contains("account=\"a\""));
         let probe = exposition(&metrics, Some("nobody"));
         assert!(!probe.contains("account=\"b\""), "{probe}");
+    }
+
+    #[test]
+    fn the_error_help_lists_every_reason_in_order() {
+        let listed = ERRORS
+            .help
+            .split_once("by reason: ")
+            .map(|(_, list)| list.trim_end_matches('.'))
+            .unwrap();
+        let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(listed.split(", ").collect::<Vec<_>>(), labels);
     }
 
     #[test]

@@ -923,6 +923,20 @@ fn config_check_names_the_place_and_the_fix_of_every_mistake() {
             ],
         ),
         (
+            // /proc takes no new file, even from root: the directory exists but is not writable.
+            format!(
+                "accounts:\n{}    nonce_file: /proc/cold.nonce\n",
+                account("cold")
+            ),
+            0o600,
+            vec![
+                "accounts[0] (cold).nonce_file",
+                "/proc/cold.nonce",
+                "no file can be written in its directory /proc",
+                "writable by the user the exporter runs as",
+            ],
+        ),
+        (
             format!("accounts:\n  - name: _public\n    key_file: {k}\n    secret_file: {s}\n"),
             0o600,
             vec!["accounts[0] (_public).name", "reserved"],

@@ -452,6 +452,8 @@ async fn every_reason_is_reached_by_an_injected_error() {
             "other",
             vec!["--kraken.balance-endpoint", "balance-ex"],
         ),
+        (Fault::NoResult, "no_result", vec![]),
+        (Fault::ResultJson("null".into()), "no_result", vec![]),
     ];
     for (fault, reason, args) in cases {
         let label = format!("{fault:?}");
@@ -555,7 +557,7 @@ async fn forcing_balance_ex_reports_the_refusal() {
     let mut body = String::new();
     for _ in 0..200 {
         body = h.metrics().await;
-        if body.contains(r#"reason="permission_denied"} 1"#) {
+        if body.contains(r#"endpoint="BalanceEx",reason="other"} 1"#) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -564,8 +566,9 @@ async fn forcing_balance_ex_reports_the_refusal() {
         sample(&body, "kraken_up", r#"account="default""#),
         Some(0.0)
     );
+    // A Kraken that does not offer BalanceEx answers EAPI:Feature disabled.
     assert!(
-        body.contains(r#"endpoint="BalanceEx",reason="permission_denied"} 1"#),
+        body.contains(r#"endpoint="BalanceEx",reason="other"} 1"#),
         "{body}"
     );
     assert_eq!(
@@ -592,7 +595,7 @@ async fn forcing_balance_uses_balance_only() {
 
 #[tokio::test(start_paused = true)]
 async fn an_empty_account_is_up_with_no_balances() {
-    let (h, body) = exposition_after(Fault::NoResult, None, &[]).await;
+    let (h, body) = exposition_after(Fault::ResultJson("{}".into()), None, &[]).await;
     assert_eq!(
         sample(&body, "kraken_up", r#"account="default""#),
         Some(1.0),
@@ -600,6 +603,63 @@ async fn an_empty_account_is_up_with_no_balances() {
     );
     assert!(!body.contains("kraken_balance{"), "{body}");
     h.stop().await;
+}
+
+/// Nothing lost under faults: an answer without an error and without balances (no result,
+/// `null`, an array, a string, a number) is never an empty account. The account reads down, the
+/// call is counted under `no_result`, and the last good balances stay, so no asset with a
+/// minimum reads 0.
+#[tokio::test(start_paused = true)]
+async fn an_answer_without_balances_keeps_the_last_good_ones_and_reads_down() {
+    let shapes = std::iter::once(Fault::NoResult)
+        .chain(kraken::sim::MALFORMED_RESULTS.map(|result| Fault::ResultJson(result.into())));
+    for fault in shapes {
+        let label = format!("{fault:?}");
+        let h = Harness::start(
+            Clock::Paused,
+            &[
+                "--refresh.min-interval",
+                "100ms",
+                "--balance.min",
+                "XBT=0.5",
+            ],
+            SimOptions::default(),
+        )
+        .await;
+        h.wait_ready().await;
+        h.sim.inject(Endpoint::BalanceEx, fault, None);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let body = h.metrics().await;
+        assert_eq!(
+            sample(&body, "kraken_up", r#"account="default""#),
+            Some(0.0),
+            "{label}\n{body}"
+        );
+        assert!(
+            sample(
+                &body,
+                "kraken_request_errors_total",
+                r#"account="default",endpoint="BalanceEx",reason="no_result""#
+            )
+            .is_some_and(|n| n >= 1.0),
+            "{label}\n{body}"
+        );
+        assert_eq!(
+            sample(
+                &body,
+                "kraken_balance",
+                r#"account="default",asset="XBT",code="XXBT""#
+            ),
+            Some(1.2345678901),
+            "{label}: the last good balance is kept"
+        );
+        assert_eq!(
+            h.sim.calls(Endpoint::Balance),
+            0,
+            "{label}: not a reason to switch endpoints"
+        );
+        h.stop().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -683,7 +743,8 @@ async fn asset_names_are_fetched_once_not_per_scrape() {
         h.metrics().await;
     }
     assert!(h.sim.calls(Endpoint::BalanceEx) >= 5);
-    assert_eq!(h.sim.calls(Endpoint::Assets), 1);
+    // Once: one request per asset class (currencies, tokenized assets).
+    assert_eq!(h.sim.calls(Endpoint::Assets), 2);
     h.stop().await;
 }
 

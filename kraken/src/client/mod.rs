@@ -29,8 +29,10 @@ pub use private::{BalanceAnswer, BalanceEndpoint, UnknownBalanceEndpoint};
 use public::PublicPacer;
 pub use public::{PUBLIC_CALL_SPACING, TICKER_BATCH, TickerPrices};
 
-/// Largest body read from Kraken. A balance answer of a few hundred assets is tens of KiB; a
-/// larger body is an error page or an attack, and reading it would only cost memory.
+/// Largest body read from Kraken. A balance answer of a few hundred assets is tens of KiB, and
+/// the largest answer asked for, Ticker for every pair, about 0.5 MB: 4 MiB leaves room for
+/// Kraken to list many more pairs, while a larger body is an error page or an attack whose
+/// reading would only cost memory.
 pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Connection settings for one client.
@@ -48,8 +50,9 @@ pub struct ClientOptions {
 struct Signer {
     /// Key, secret and optional 2FA password.
     credentials: Credentials,
-    /// Strictly increasing nonces for this key.
-    nonces: NonceSource,
+    /// Strictly increasing nonces for this key, shared by every client of the same key so two
+    /// clients never sign with the same nonce.
+    nonces: Arc<NonceSource>,
 }
 
 /// A client for one API key, or for public market data only. Private calls are signed with its
@@ -66,7 +69,7 @@ pub struct KrakenClient {
     account: String,
     /// Told about every finished call.
     observer: Arc<dyn CallObserver>,
-    /// Until when BalanceEx is skipped because Kraken refused it (automatic mode only).
+    /// Until when BalanceEx is skipped because Kraken does not offer it (automatic mode only).
     balance_ex_refused_until: Mutex<Option<Instant>>,
     /// Keeps this client's public requests [`PUBLIC_CALL_SPACING`] apart.
     public_pacer: PublicPacer,
@@ -102,12 +105,14 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, KrakenError> {
 }
 
 impl KrakenClient {
-    /// A client for one account's API key: it can make private and public calls.
+    /// A client for one account's API key: it can make private and public calls. `nonces` must
+    /// be the one source of that key: Kraken refuses a nonce not above the last it accepted for
+    /// the key, so every client signing for it must draw from the same counter.
     pub fn new(
         http: reqwest::Client,
         options: ClientOptions,
         credentials: Credentials,
-        nonces: NonceSource,
+        nonces: Arc<NonceSource>,
         account: String,
         observer: Arc<dyn CallObserver>,
     ) -> Self {

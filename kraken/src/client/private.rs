@@ -1,7 +1,8 @@
 //! Kraken's private methods: signed `POST`s for one API key.
 //!
 //! Owns the signed form body and headers of a private call, the one retry of an invalid nonce,
-//! the choice of balance endpoint with the BalanceEx → Balance fallback (on a refusal only), and
+//! the choice of balance endpoint with the BalanceEx → Balance fallback (only when Kraken does
+//! not offer BalanceEx: Balance needs the same permission, so a permission refusal is final), and
 //! one method per private call the exporter makes (balances, GetApiKeyInfo, WithdrawMethods,
 //! TradeBalance, Earn/Allocations).
 //! Must not: send anything without credentials, retry anything but an invalid nonce, or let the
@@ -18,7 +19,8 @@ use crate::parse::{self, ApiKeyInfo, AssetBalance, EarnAllocation};
 use crate::secret::Credentials;
 use crate::sign::sign;
 
-/// How long a refused BalanceEx is not asked again, when the endpoint is chosen automatically.
+/// How long a BalanceEx Kraken does not offer is not asked again, when the endpoint is chosen
+/// automatically.
 const BALANCE_EX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
 /// Which private endpoint returns balances.
@@ -100,12 +102,12 @@ impl KrakenClient {
                     return self.balance().await;
                 }
                 match self.balance_ex().await {
-                    Err(e) if e.is_endpoint_refusal() => {
+                    Err(e) if e.is_method_unavailable() => {
                         let answer = self.balance().await?;
                         tracing::warn!(
                             account = %self.account,
                             error = %e,
-                            "BalanceEx was refused, using Balance instead (no hold amounts); set --kraken.balance-endpoint=balance to skip the attempt"
+                            "Kraken does not offer BalanceEx, using Balance instead (no hold amounts); set --kraken.balance-endpoint=balance to skip the attempt"
                         );
                         *self
                             .balance_ex_refused_until
@@ -232,7 +234,7 @@ impl KrakenClient {
                 .await
                 .map_err(|e| self.transport(e))?;
             let (status, bytes) = self.read(response).await?;
-            parse(status, &bytes)
+            parse(status, &bytes).map_err(|e| e.at_path(path))
         }
         .await;
         self.record(method, started, &outcome);
@@ -298,8 +300,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn balance_ex_falls_back_to_balance_only_when_kraken_refuses_it() {
+    async fn balance_ex_falls_back_to_balance_only_when_kraken_does_not_offer_it() {
         let transient = [
+            Fault::KrakenError("EAPI:Permission denied".into()),
+            Fault::KrakenError("EGeneral:Permission denied".into()),
             Fault::KrakenError("EDatabase:Internal error".into()),
             Fault::KrakenError("EService:Unavailable".into()),
             Fault::KrakenError("EService:Busy".into()),
@@ -330,9 +334,8 @@ mod tests {
         }
 
         for refusal in [
-            Fault::KrakenError("EAPI:Permission denied".into()),
-            Fault::KrakenError("EGeneral:Permission denied".into()),
             Fault::KrakenError("EAPI:Feature disabled".into()),
+            Fault::KrakenError("EGeneral:Unknown method".into()),
             Fault::Status(404, r#"{"error":["EGeneral:Unknown method"]}"#.into()),
         ] {
             let label = format!("{fault:?}", fault = refusal);
@@ -349,9 +352,83 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_without_funds_query_costs_one_refused_call_per_refresh_not_two() {
+        let sim = start(SimOptions {
+            permissions: vec!["query-open-trades".into()],
+            ..SimOptions::default()
+        })
+        .await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = signed(&sim, &metrics);
+        for refresh in 1..=2 {
+            let err = client.balances().await.unwrap_err();
+            assert_eq!(err.reason(), Reason::PermissionDenied, "{err}");
+            assert_eq!(sim.calls(Endpoint::BalanceEx), refresh);
+        }
+        assert_eq!(
+            sim.calls(Endpoint::Balance),
+            0,
+            "Balance needs the same permission"
+        );
+        assert_eq!(metrics.requests("main", Endpoint::Balance), 0);
+    }
+
+    #[tokio::test]
+    async fn an_http_status_names_the_method_path_and_nothing_of_the_body() {
+        let sim = start(SimOptions::default()).await;
+        sim.inject(
+            Endpoint::Balance,
+            Fault::Status(404, "<html>Not Found</html>".into()),
+            Some(1),
+        );
+        let metrics = Arc::new(CountingObserver::default());
+        let err = signed_with(&sim, &metrics, BalanceEndpoint::Balance)
+            .balances()
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "HTTP status 404 for /0/private/Balance");
+        assert_eq!(err.reason(), Reason::Http);
+    }
+
+    #[tokio::test]
+    async fn a_nonce_file_that_cannot_be_written_is_a_local_fault_and_nothing_is_sent() {
+        use crate::nonce::{NonceSource, SystemClock};
+
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let dir =
+            std::env::temp_dir().join(format!("kraken-client-nonce-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nonces =
+            NonceSource::with_state_file(Box::new(SystemClock), &dir.join("main.nonce")).unwrap();
+        let client = KrakenClient::new(
+            super::super::http_client(TIMEOUT).unwrap(),
+            options(&sim),
+            sim.credentials(),
+            Arc::new(nonces),
+            "main".into(),
+            Arc::clone(&metrics) as Arc<dyn crate::observer::CallObserver>,
+        );
+        client.balances().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = client.balances().await.unwrap_err();
+        assert_eq!(err.reason(), Reason::NonceFile, "{err}");
+        assert!(err.to_string().contains("main.nonce"), "{err}");
+        assert_eq!(sim.calls(Endpoint::BalanceEx), 1, "nothing was sent");
+        assert_eq!(
+            metrics.errors("main", Endpoint::BalanceEx, Reason::NonceFile),
+            1
+        );
+        assert_eq!(
+            metrics.errors("main", Endpoint::BalanceEx, Reason::Other),
+            0
+        );
+    }
+
+    #[tokio::test]
     async fn trade_balance_signs_the_asset_and_reads_eb() {
         let sim = start(SimOptions {
-            trade_balance_enabled: true,
+            permissions: vec!["query-funds".into(), "query-open-trades".into()],
             ..SimOptions::default()
         })
         .await;
@@ -413,7 +490,7 @@ mod tests {
         assert_eq!(metrics.requests("main", Endpoint::GetApiKeyInfo), 1);
 
         let withdrawer = start(SimOptions {
-            permissions: vec!["withdraw_funds".into()],
+            permissions: vec!["query_funds".into(), "withdraw_funds".into()],
             ..SimOptions::default()
         })
         .await;

@@ -1,7 +1,8 @@
 //! Kraken's public market data: Assets, AssetPairs and Ticker, paced and batched.
 //!
 //! Owns the `GET` of public methods (URL and query string), the pacing of one client's public
-//! requests (Kraken allows about one per second per IP) and the batching of Ticker pairs, with
+//! requests (Kraken allows about one per second per IP), the asset classes asked of Assets and
+//! AssetPairs, and how Ticker is asked (one call for every pair, or batches of named pairs), with
 //! what a failed batch means for the others.
 //! Must not: sign anything or touch a key's nonces, decide which pairs to ask (the exporter's
 //! valuation does), or retry a failed request.
@@ -14,9 +15,14 @@ use crate::endpoint::Endpoint;
 use crate::error::{KrakenError, Reason};
 use crate::parse::{self, AssetTable, PairTable};
 
-/// Most pairs asked of Ticker in one request: very long `pair` lists in one URL have been answered
-/// with Cloudflare 520, so longer lists are split into several requests.
+/// Most pairs asked of Ticker by name in one request: very long `pair` lists in one URL have been
+/// answered with Cloudflare 520. More pairs than this are asked in one call without `pair`,
+/// which answers every pair Kraken trades (about 0.5 MB, well within the client's body limit).
 pub const TICKER_BATCH: usize = 20;
+
+/// The asset class Kraken lists tokenized assets (xStocks) under: Assets and AssetPairs list only
+/// `currency` unless asked for this class (`aclass` / `aclass_base`).
+const TOKENIZED_CLASS: &str = "tokenized_asset";
 
 /// Least time between the starts of two public requests of one client. Kraken allows about one
 /// public request per second per IP (more answer `EGeneral:Too many requests`), and the batches
@@ -75,49 +81,111 @@ impl KrakenClient {
         self
     }
 
-    /// Fetches the public list of asset codes and their short names.
+    /// Fetches the public list of asset codes and their short names, of both classes Kraken
+    /// lists separately: `currency` (Kraken's default) and `tokenized_asset` (xStocks, listed
+    /// only when asked for by class). Two requests; see [`KrakenClient::both_classes`] for what a
+    /// failure of the second means.
     pub async fn assets(&self) -> Result<AssetTable, KrakenError> {
-        self.public_get(Endpoint::Assets, None, parse::assets).await
+        let query = format!("aclass={TOKENIZED_CLASS}");
+        let (mut table, tokenized) = self
+            .both_classes(Endpoint::Assets, &query, parse::assets)
+            .await?;
+        if let Some(tokenized) = tokenized {
+            table.merge(tokenized);
+        }
+        Ok(table)
     }
 
     /// Fetches the public list of trading pairs, to find which pair prices an asset in a given
-    /// currency.
+    /// currency: pairs whose base is a `currency` (Kraken's default) and those whose base is a
+    /// `tokenized_asset` (`aclass_base`), in two requests like [`KrakenClient::assets`].
     pub async fn asset_pairs(&self) -> Result<PairTable, KrakenError> {
-        self.public_get(Endpoint::AssetPairs, None, parse::asset_pairs)
+        let query = format!("aclass_base={TOKENIZED_CLASS}");
+        let (mut table, tokenized) = self
+            .both_classes(Endpoint::AssetPairs, &query, parse::asset_pairs)
+            .await?;
+        if let Some(tokenized) = tokenized {
+            table.merge(tokenized);
+        }
+        Ok(table)
+    }
+
+    /// Asks `endpoint` for its default class, then with `tokenized_query`. A failed first request
+    /// is the error. A second one Kraken refused for itself (`other`, such as
+    /// `EGeneral:Invalid arguments` from a Kraken that knows no such class) gives `None`, so the
+    /// currencies are still used; any other failure of it (a rate limit, an outage) is the error,
+    /// so the caller keeps its previous list and asks again later instead of losing the tokenized
+    /// assets for a whole interval.
+    async fn both_classes<T>(
+        &self,
+        endpoint: Endpoint,
+        tokenized_query: &str,
+        parse: fn(u16, &[u8]) -> Result<T, KrakenError>,
+    ) -> Result<(T, Option<T>), KrakenError> {
+        let currencies = self.public_get(endpoint, None, parse).await?;
+        match self
+            .public_get(endpoint, Some(tokenized_query), parse)
             .await
+        {
+            Ok(tokenized) => Ok((currencies, Some(tokenized))),
+            Err(error) if error.reason() == Reason::Other => {
+                tracing::debug!(endpoint = endpoint.as_str(), %error, "Kraken refused the tokenized asset class; using currencies only");
+                Ok((currencies, None))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Fetches the last trade price of each pair, keyed by the pair name Kraken answers with.
     /// Ask by canonical name (`XXBTZUSD`): Kraken keys its answer by the canonical name even when
-    /// asked by altname. Duplicates are asked once; more than [`TICKER_BATCH`] pairs are asked in
-    /// several requests, paced like every public request and each counted as one `Ticker` call.
-    /// No pair, no request.
+    /// asked by altname. Duplicates are asked once. Up to [`TICKER_BATCH`] pairs are asked by
+    /// name in one request; more are asked in one request without `pair`, which answers every
+    /// pair, and any asked pair it did not answer with a readable price is then asked by name,
+    /// in batches of [`TICKER_BATCH`]. Each request is paced like every public request and
+    /// counted as one `Ticker` call. No pair, no request.
     ///
-    /// A failed batch does not lose the others: the prices of the batches that succeeded are
-    /// returned, with the failure. A batch Kraken refused for itself (`other`, such as
-    /// `EQuery:Unknown asset pair`) is skipped and the next is asked; any other failure (a rate
-    /// limit, an outage, a timeout) ends the refresh there, since the next batch would meet the
-    /// same. `Err` only when no batch succeeded.
+    /// A failed request does not lose the others: the prices of those that succeeded are
+    /// returned, with the failure. A request Kraken refused for itself (`other`, such as
+    /// `EQuery:Unknown asset pair`, or an all-pairs answer that could not be read) is skipped
+    /// and the next is asked; any other failure (a rate limit, an outage, a timeout) ends the
+    /// refresh there, since the next request would meet the same. `Err` only when no request
+    /// succeeded.
     pub async fn ticker(&self, pairs: &[String]) -> Result<TickerPrices, KrakenError> {
         let mut seen = HashSet::new();
-        let unique: Vec<&str> = pairs
+        let mut remaining: Vec<&str> = pairs
             .iter()
             .map(String::as_str)
             .filter(|pair| !pair.is_empty() && seen.insert(*pair))
             .collect();
-        let mut prices = HashMap::with_capacity(unique.len());
+        let mut prices = HashMap::with_capacity(remaining.len());
         let mut failure = None;
-        let mut answered = unique.is_empty();
-        for batch in unique.chunks(TICKER_BATCH) {
-            let list: Vec<String> = batch
-                .iter()
-                .map(|pair| form_urlencoded::byte_serialize(pair.as_bytes()).collect())
-                .collect();
-            let query = format!("pair={}", list.join(","));
+        let mut answered = remaining.is_empty();
+        if remaining.len() > TICKER_BATCH {
             match self
-                .public_get(Endpoint::Ticker, Some(&query), parse::ticker)
+                .public_get(Endpoint::Ticker, None, parse::ticker_every_pair)
                 .await
             {
+                Ok(every_pair) => {
+                    answered = true;
+                    remaining.retain(|pair| match every_pair.get(*pair) {
+                        Some(Some(price)) => {
+                            prices.insert((*pair).to_owned(), *price);
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                Err(error) => {
+                    let stop = !matches!(error.reason(), Reason::Other | Reason::Decode);
+                    failure = Some(error);
+                    if stop {
+                        remaining.clear();
+                    }
+                }
+            }
+        }
+        for batch in remaining.chunks(TICKER_BATCH) {
+            match self.ticker_batch(batch).await {
                 Ok(batch_prices) => {
                     answered = true;
                     prices.extend(batch_prices);
@@ -135,6 +203,17 @@ impl KrakenClient {
             Some(error) if !answered => Err(error),
             failure => Ok(TickerPrices { prices, failure }),
         }
+    }
+
+    /// One Ticker request for the named pairs (`?pair=A,B`).
+    async fn ticker_batch(&self, batch: &[&str]) -> Result<HashMap<String, f64>, KrakenError> {
+        let list: Vec<String> = batch
+            .iter()
+            .map(|pair| form_urlencoded::byte_serialize(pair.as_bytes()).collect())
+            .collect();
+        let query = format!("pair={}", list.join(","));
+        self.public_get(Endpoint::Ticker, Some(&query), parse::ticker)
+            .await
     }
 
     /// Calls a public endpoint with `GET` (Kraken refuses other methods on public endpoints) and
@@ -160,7 +239,7 @@ impl KrakenClient {
                 .await
                 .map_err(|e| self.transport(e))?;
             let (status, body) = self.read(response).await?;
-            parse(status, &body)
+            parse(status, &body).map_err(|e| e.at_path(endpoint.path()))
         }
         .await;
         self.record(endpoint, started, &outcome);
@@ -178,7 +257,7 @@ mod tests {
     use crate::sim::testing::pace_the_clock;
 
     use crate::observer::{CallObserver, CountingObserver};
-    use crate::sim::SimOptions;
+    use crate::sim::{Fault, SimOptions};
 
     /// Every pair the sim lists, sorted, and how many Ticker requests asking all of them takes.
     async fn every_pair(client: &KrakenClient) -> Vec<String> {
@@ -193,13 +272,20 @@ mod tests {
     async fn a_rate_limited_ticker_batch_keeps_the_prices_of_the_batches_before_it() {
         let sim = start(SimOptions::default()).await;
         let metrics = Arc::new(CountingObserver::default());
-        let client = public(&sim, &metrics);
-        let names = every_pair(&client).await;
+        let names = every_pair(&public(&sim, &metrics)).await;
+        // One public call at once: the all-pairs answer (a fault, which costs nothing) answers
+        // none of the pairs, so they are asked by name; the first batch passes, the second is
+        // over the limit.
         let sim = start(SimOptions {
             public_rate_limit: Some((1.0, 0.001)),
             ..SimOptions::default()
         })
         .await;
+        sim.inject(
+            Endpoint::Ticker,
+            Fault::RawBody(br#"{"error":[],"result":{}}"#.to_vec()),
+            Some(1),
+        );
         let client = public(&sim, &metrics);
         let answer = client.ticker(&names).await.unwrap();
         assert_eq!(answer.prices.len(), TICKER_BATCH, "the first batch is kept");
@@ -209,7 +295,7 @@ mod tests {
         assert_eq!(failure.reason(), Reason::RateLimited);
         assert_eq!(
             sim.calls(Endpoint::Ticker),
-            2,
+            3,
             "no batch after a rate limit"
         );
 
@@ -225,11 +311,98 @@ mod tests {
         let client = public(&sim, &metrics);
         let mut asked: Vec<String> = (0..TICKER_BATCH).map(|i| format!("AAA{i:02}USD")).collect();
         asked.push("XXBTZUSD".into());
+        // Not readable as a whole: every pair is asked by name, the unknown ones refused.
+        sim.inject(
+            Endpoint::Ticker,
+            Fault::RawBody(br#"{"error":[],"result":[]}"#.to_vec()),
+            Some(1),
+        );
         let answer = client.ticker(&asked).await.unwrap();
         assert_eq!(answer.prices["XXBTZUSD"], 65000.0);
         assert_eq!(answer.prices.len(), 1);
-        assert_eq!(answer.failure.unwrap().reason(), Reason::Other);
-        assert_eq!(sim.calls(Endpoint::Ticker), 2);
+        assert_eq!(answer.failure.unwrap().reason(), Reason::Decode);
+        assert_eq!(
+            sim.calls(Endpoint::Ticker),
+            3,
+            "all pairs, then two batches"
+        );
+    }
+
+    #[tokio::test]
+    async fn many_pairs_are_asked_in_one_call_and_what_it_misses_by_name() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = public(&sim, &metrics);
+        let names = every_pair(&client).await;
+        let answer = client.ticker(&names).await.unwrap();
+        assert!(answer.failure.is_none(), "{:?}", answer.failure);
+        assert_eq!(answer.prices.len(), names.len());
+        assert_eq!(answer.prices["AAPLxUSD"], 230.0, "the tokenized pair too");
+        assert_eq!(sim.calls(Endpoint::Ticker), 1, "one call for every pair");
+
+        // The all-pairs answer lacks some pairs, or has no readable price for one: those are
+        // asked by name.
+        let partial =
+            br#"{"error":[],"result":{"XXBTZUSD":{"c":["1.5","1"]},"XETHZUSD":{"c":"x"}}}"#;
+        sim.inject(Endpoint::Ticker, Fault::RawBody(partial.to_vec()), Some(1));
+        let answer = client.ticker(&names).await.unwrap();
+        assert!(answer.failure.is_none(), "{:?}", answer.failure);
+        assert_eq!(answer.prices.len(), names.len());
+        assert_eq!(answer.prices["XXBTZUSD"], 1.5, "from the all-pairs answer");
+        assert_eq!(answer.prices["XETHZUSD"], 3500.0, "asked again by name");
+        let missing = names.len() - 1;
+        assert_eq!(
+            sim.calls(Endpoint::Ticker),
+            2 + missing.div_ceil(TICKER_BATCH) as u64
+        );
+    }
+
+    #[tokio::test]
+    async fn assets_and_pairs_of_both_classes_are_asked_and_merged() {
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = public(&sim, &metrics);
+        let assets = client.assets().await.unwrap();
+        assert!(assets.contains("AAPLx"), "the tokenized asset");
+        assert!(assets.contains("XXBT"));
+        let pairs = client.asset_pairs().await.unwrap();
+        assert_eq!(pairs.find("AAPLx", "ZUSD"), Some("AAPLxUSD"));
+        assert_eq!(pairs.find("XXBT", "ZUSD"), Some("XXBTZUSD"));
+        assert_eq!(sim.calls(Endpoint::Assets), 2);
+        assert_eq!(sim.calls(Endpoint::AssetPairs), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_class_kraken_refuses_is_skipped_and_one_that_fails_is_the_error() {
+        // Ticker stands in for a method asked twice: without a query, then with one.
+        let sim = start(SimOptions::default()).await;
+        let metrics = Arc::new(CountingObserver::default());
+        let client = public(&sim, &metrics);
+        let (first, second) = client
+            .both_classes(Endpoint::Ticker, "pair=NOPEUSD", parse::ticker)
+            .await
+            .unwrap();
+        assert!(first.contains_key("XXBTZUSD"));
+        assert!(
+            second.is_none(),
+            "EQuery:Unknown asset pair is Kraken's own refusal"
+        );
+
+        let limited = start(SimOptions {
+            public_rate_limit: Some((1.0, 0.001)),
+            ..SimOptions::default()
+        })
+        .await;
+        let client = public(&limited, &metrics);
+        let err = client
+            .both_classes(Endpoint::Ticker, "pair=XXBTZUSD", parse::ticker)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.reason(),
+            Reason::RateLimited,
+            "not a list without the class"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -287,11 +460,14 @@ mod tests {
         let answer = client.ticker(&names).await.unwrap();
         assert!(answer.failure.is_none(), "{:?}", answer.failure);
         assert_eq!(answer.prices.len(), names.len());
-        // AssetPairs, then each Ticker batch a spacing after the one before.
-        let batches = names.len().div_ceil(TICKER_BATCH) as u32;
+        // AssetPairs of both classes, then Ticker, each a spacing after the one before.
+        assert_eq!(
+            sim.calls(Endpoint::AssetPairs) + sim.calls(Endpoint::Ticker),
+            3
+        );
         assert!(
-            started.elapsed() >= PUBLIC_CALL_SPACING * batches,
-            "{:?} for {batches} batches",
+            started.elapsed() >= PUBLIC_CALL_SPACING * 2,
+            "{:?} for three calls",
             started.elapsed()
         );
         assert_eq!(
@@ -302,28 +478,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ticker_asks_at_most_twenty_pairs_per_request_and_each_pair_once() {
+    async fn few_pairs_are_asked_by_name_each_once() {
         let sim = start(SimOptions::default()).await;
         let metrics = Arc::new(CountingObserver::default());
         let client = public(&sim, &metrics);
-        let pairs = client.asset_pairs().await.unwrap();
-        let mut names: Vec<String> = pairs.iter().map(|(name, _)| name.to_owned()).collect();
-        names.sort();
-        assert!(names.len() > TICKER_BATCH, "{}", names.len());
+        let mut names: Vec<String> = every_pair(&client).await;
+        names.truncate(TICKER_BATCH);
         let mut asked = names.clone();
         asked.extend(names.iter().take(5).cloned());
         asked.push(String::new());
+        // Asked by name, an unknown pair fails the call: proof that `pair` was sent.
+        let mut with_unknown = names[1..].to_vec();
+        with_unknown.push("NOPEUSD".into());
+        let err = client.ticker(&with_unknown).await.unwrap_err();
+        assert_eq!(err.reason(), Reason::Other);
 
         let prices = client.ticker(&asked).await.unwrap().prices;
         assert_eq!(prices.len(), names.len());
-        assert_eq!(prices["XXBTZUSD"], 65000.0);
-        let requests = names.len().div_ceil(TICKER_BATCH) as u64;
-        assert_eq!(sim.calls(Endpoint::Ticker), requests);
-        assert_eq!(metrics.requests("_public", Endpoint::Ticker), requests);
-        assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 1);
+        assert_eq!(sim.calls(Endpoint::Ticker), 2);
+        assert_eq!(metrics.requests("_public", Endpoint::Ticker), 2);
+        assert_eq!(metrics.requests("_public", Endpoint::AssetPairs), 2);
 
         assert!(client.ticker(&[]).await.unwrap().prices.is_empty());
-        assert_eq!(sim.calls(Endpoint::Ticker), requests);
+        assert_eq!(sim.calls(Endpoint::Ticker), 2);
     }
 
     #[tokio::test]

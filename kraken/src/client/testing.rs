@@ -25,7 +25,7 @@ pub(super) fn signed(sim: &SimKraken, metrics: &Arc<CountingObserver>) -> Kraken
         http_client(TIMEOUT).unwrap(),
         options(sim),
         sim.credentials(),
-        NonceSource::new(Box::new(SystemClock)),
+        Arc::new(NonceSource::new(Box::new(SystemClock))),
         "main".into(),
         Arc::clone(metrics) as Arc<dyn CallObserver>,
     )
@@ -53,7 +53,7 @@ pub(super) fn signed_with(
             ..options(sim)
         },
         sim.credentials(),
-        NonceSource::new(Box::new(SystemClock)),
+        Arc::new(NonceSource::new(Box::new(SystemClock))),
         "main".into(),
         Arc::clone(metrics) as Arc<dyn CallObserver>,
     )

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::envelope::{Amount, envelope};
+use super::envelope::{Amount, envelope, envelope_object};
 use crate::error::KrakenError;
 
 /// One asset's balance as Kraken reported it.
@@ -58,11 +58,12 @@ struct TradeBalanceResult {
     eb: Option<Amount>,
 }
 
-/// Parses a BalanceEx answer. An answer without `result` is an empty account.
+/// Parses a BalanceEx answer. `"result":{}` is an empty account; an answer without an error and
+/// without a result object (missing, `null`, another JSON type) is [`KrakenError::NoResult`],
+/// never an empty account, so no asset reads 0 by accident.
 pub fn balance_ex(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenError> {
-    let result: Option<HashMap<String, ExtendedBalance>> = envelope(status, body)?;
+    let result: HashMap<String, ExtendedBalance> = envelope_object(status, body)?;
     let mut balances = result
-        .unwrap_or_default()
         .into_iter()
         .map(|(code, entry)| {
             let total = entry.balance.value(&code)?;
@@ -86,11 +87,10 @@ pub fn balance_ex(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenE
     Ok(balances)
 }
 
-/// Parses a Balance answer. An answer without `result` is an empty account.
+/// Parses a Balance answer; an empty or missing result reads as for BalanceEx ([`balance_ex`]).
 pub fn balance(status: u16, body: &[u8]) -> Result<Vec<AssetBalance>, KrakenError> {
-    let result: Option<HashMap<String, Amount>> = envelope(status, body)?;
+    let result: HashMap<String, Amount> = envelope_object(status, body)?;
     let mut balances = result
-        .unwrap_or_default()
         .into_iter()
         .map(|(code, amount)| {
             let total = amount.value(&code)?;
@@ -174,9 +174,54 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_without_result_is_an_empty_account() {
-        assert_eq!(balance_ex(200, EMPTY).unwrap(), vec![]);
-        assert_eq!(balance(200, EMPTY).unwrap(), vec![]);
+    fn an_explicit_empty_result_is_an_empty_account() {
+        assert_eq!(balance_ex(200, EMPTY_ACCOUNT).unwrap(), vec![]);
+        assert_eq!(balance(200, EMPTY_ACCOUNT).unwrap(), vec![]);
+    }
+
+    /// Both readers fail with `no_result` on `body`, naming the shape.
+    fn no_result(body: &[u8], shape: &str) {
+        for err in [
+            balance_ex(200, body).unwrap_err(),
+            balance(200, body).unwrap_err(),
+        ] {
+            assert_eq!(err.reason(), Reason::NoResult, "{err}");
+            assert!(err.to_string().contains(shape), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_answer_without_a_result_is_not_an_empty_account() {
+        no_result(NO_RESULT, "missing");
+    }
+
+    #[test]
+    fn a_null_result_is_not_an_empty_account() {
+        no_result(br#"{"error":[],"result":null}"#, "null");
+    }
+
+    #[test]
+    fn an_array_result_is_not_an_empty_account() {
+        no_result(br#"{"error":[],"result":[]}"#, "an array");
+        no_result(br#"{"error":[],"result":[{"XXBT":"1"}]}"#, "an array");
+    }
+
+    #[test]
+    fn a_string_result_is_not_an_empty_account() {
+        no_result(br#"{"error":[],"result":""}"#, "a string");
+    }
+
+    #[test]
+    fn a_number_result_is_not_an_empty_account() {
+        no_result(br#"{"error":[],"result":0}"#, "a number");
+    }
+
+    #[test]
+    fn a_kraken_error_without_a_result_stays_kraken_s_error() {
+        let err = balance_ex(200, INVALID_KEY).unwrap_err();
+        assert_eq!(err.reason(), Reason::InvalidKey);
+        let err = balance(200, br#"{"error":["EAPI:Invalid nonce"],"result":null}"#).unwrap_err();
+        assert_eq!(err.reason(), Reason::InvalidNonce);
     }
 
     #[test]
@@ -219,7 +264,7 @@ mod tests {
         assert_eq!(trade_balance(200, TRADE_BALANCE).unwrap(), 112345.6789);
         assert_eq!(trade_balance(200, TRADE_BALANCE_NUMBERS).unwrap(), 1500.25);
         assert_eq!(
-            trade_balance(200, EMPTY).unwrap_err().reason(),
+            trade_balance(200, NO_RESULT).unwrap_err().reason(),
             Reason::Decode
         );
         assert_eq!(

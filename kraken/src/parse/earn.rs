@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn earn_allocations_never_fabricate_a_total() {
-        assert_eq!(earn_allocations(200, EMPTY).unwrap(), vec![]);
+        assert_eq!(earn_allocations(200, NO_RESULT).unwrap(), vec![]);
         for body in [
             &br#"{"error":[],"result":{"items":[{"native_asset":"DOT","amount_allocated":{}}]}}"#[..],
             br#"{"error":[],"result":{"items":[{"amount_allocated":{"total":{"native":"1"}}}]}}"#,

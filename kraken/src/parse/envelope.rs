@@ -7,17 +7,33 @@
 //! Must not: know any method's result shape (the sibling modules own those), do I/O, or look at
 //! anything but the status and the body it is given.
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use crate::error::{KrakenError, Reason, classify, reason_for_status};
 
-/// Kraken's envelope. `result` is absent for an empty account and on errors.
+/// Kraken's envelope. `result` "may not be present if errors occur" (Kraken's error guide).
 #[derive(Deserialize)]
 struct Envelope<T> {
     #[serde(default)]
     error: Vec<String>,
     result: Option<T>,
+}
+
+/// Kraken's envelope around a result that must be a JSON object, kept as written: a `null`
+/// result is told apart from a missing one, and any JSON type from an object.
+#[derive(Deserialize)]
+struct ObjectEnvelope {
+    #[serde(default)]
+    error: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Value>,
+}
+
+/// A member that is present, whatever its value (`null` included): `Some`.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// An amount Kraken sent as a decimal string (documented) or a JSON number (seen in its own
@@ -53,26 +69,63 @@ pub(super) fn envelope<T: DeserializeOwned>(
     status: u16,
     body: &[u8],
 ) -> Result<Option<T>, KrakenError> {
+    let envelope: Envelope<T> = checked_json(status, body)?;
+    first_error(&envelope.error)?;
+    Ok(envelope.result)
+}
+
+/// Checks the HTTP status and the envelope of an answer whose `result` must be a JSON object
+/// (the balances), and reads that object. An answer without an error but with no `result`, a
+/// `null` one or one of another JSON type is [`KrakenError::NoResult`], never an empty object:
+/// nothing in it says what the account holds. `"result":{}` is an empty object.
+pub(super) fn envelope_object<T: DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+) -> Result<T, KrakenError> {
+    let envelope: ObjectEnvelope = checked_json(status, body)?;
+    first_error(&envelope.error)?;
+    let shape = match envelope.result {
+        Some(object @ Value::Object(_)) => {
+            return serde_json::from_value(object).map_err(|e| KrakenError::Decode(e.to_string()));
+        }
+        None => "the result is missing",
+        Some(Value::Null) => "the result is null",
+        Some(Value::Array(_)) => "the result is an array, not an object",
+        Some(Value::String(_)) => "the result is a string, not an object",
+        Some(Value::Number(_)) => "the result is a number, not an object",
+        Some(Value::Bool(_)) => "the result is a boolean, not an object",
+    };
+    Err(KrakenError::NoResult(shape))
+}
+
+/// The body as JSON of type `E` when the status is 200; the classified failure otherwise.
+fn checked_json<E: DeserializeOwned>(status: u16, body: &[u8]) -> Result<E, KrakenError> {
     if status != 200 {
         return Err(status_error(status, body));
     }
-    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|e| {
+    serde_json::from_slice(body).map_err(|e| {
         KrakenError::Decode(if looks_like_html(body) {
             "an HTML page instead of JSON".to_owned()
         } else {
             e.to_string()
         })
-    })?;
-    // Warnings (`W...`) come with a usable result; only errors (`E...`) fail the call.
-    if let Some(message) = envelope.error.iter().find(|m| !m.starts_with('W')) {
-        let (reason, retry_at) = classify(message);
-        return Err(KrakenError::Api {
-            reason,
-            message: printable(message),
-            retry_at,
-        });
+    })
+}
+
+/// The first error (`E...`) of an envelope's list, classified. Warnings (`W...`) come with a
+/// usable result; only errors fail the call.
+fn first_error(errors: &[String]) -> Result<(), KrakenError> {
+    match errors.iter().find(|m| !m.starts_with('W')) {
+        Some(message) => {
+            let (reason, retry_at) = classify(message);
+            Err(KrakenError::Api {
+                reason,
+                message: printable(message),
+                retry_at,
+            })
+        }
+        None => Ok(()),
     }
-    Ok(envelope.result)
 }
 
 /// Classifies an answer whose HTTP status is not 200. When the body is Kraken's error envelope
@@ -92,7 +145,7 @@ fn status_error(status: u16, body: &[u8]) -> KrakenError {
         .ok()
         .and_then(|errors| errors.error.into_iter().find(|m| !m.starts_with('W')));
     let Some(message) = message else {
-        return KrakenError::Status { status };
+        return KrakenError::Status { status, path: None };
     };
     let (mut reason, retry_at) = classify(&message);
     let by_status = reason_for_status(status);
@@ -156,7 +209,9 @@ mod tests {
         let err = balance_ex(200, WARNING).unwrap_err();
         assert_eq!(err.reason(), Reason::RateLimited);
         assert!(err.retry_at().is_some());
-        let only_warning = br#"{"error":["WGeneral:Deprecated"],"result":{"XXBT":"2"}}"#;
+        // Kraken's error guide gives warnings the severity `W` but publishes no warning string:
+        // this one is hand-built.
+        let only_warning = br#"{"error":["WGeneral:Hand-built warning"],"result":{"XXBT":"2"}}"#;
         assert_eq!(balance(200, only_warning).unwrap()[0].total, 2.0);
     }
 
@@ -191,6 +246,20 @@ mod tests {
         let err = balance_ex(200, DATABASE).unwrap_err();
         assert_eq!(err.reason(), Reason::Unavailable);
         assert!(!err.is_endpoint_refusal());
+    }
+
+    #[test]
+    fn documented_internal_deadline_and_post_only_errors_are_transient() {
+        for body in TRANSIENT {
+            for err in [
+                balance_ex(200, body).unwrap_err(),
+                balance(200, body).unwrap_err(),
+            ] {
+                assert_eq!(err.reason(), Reason::Unavailable, "{err}");
+                assert!(!err.is_endpoint_refusal(), "{err}");
+                assert!(!err.is_method_unavailable(), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,12 @@ pub(super) const BALANCE: &[u8] = include_bytes!("../../../tests/fixtures/kraken
 /// credit line, shaped as Kraken's BalanceEx schema documents `credit` and `credit_used`.
 pub(super) const CREDIT_AUTO_EARN: &[u8] =
     include_bytes!("../../../tests/fixtures/kraken/balance_ex_credit_auto_earn.json");
-pub(super) const EMPTY: &[u8] = include_bytes!("../../../tests/fixtures/kraken/empty_account.json");
+/// An answer without an error and without `result`, as an empty account has been seen to answer
+/// (rotki #946): not a reading of the account.
+pub(super) const NO_RESULT: &[u8] = include_bytes!("../../../tests/fixtures/kraken/no_result.json");
+/// An empty account as a balance answer reads it: `"result":{}`.
+pub(super) const EMPTY_ACCOUNT: &[u8] =
+    include_bytes!("../../../tests/fixtures/kraken/empty_account.json");
 pub(super) const ASSETS: &[u8] = include_bytes!("../../../tests/fixtures/kraken/assets.json");
 pub(super) const CLOUDFLARE: &[u8] =
     include_bytes!("../../../tests/fixtures/kraken/cloudflare_520.html");
@@ -56,6 +61,14 @@ pub(super) const THROTTLED_SPACED: &[u8] =
     include_bytes!("../../../tests/fixtures/kraken/error_throttled_spaced.json");
 pub(super) const DATABASE: &[u8] =
     include_bytes!("../../../tests/fixtures/kraken/error_database.json");
+/// Kraken's documented transient errors (`EGeneral:Internal error[:code]`,
+/// `EService:Deadline elapsed`) and trading mode (`EService:Market in post_only mode`).
+pub(super) const TRANSIENT: [&[u8]; 4] = [
+    include_bytes!("../../../tests/fixtures/kraken/error_internal.json"),
+    include_bytes!("../../../tests/fixtures/kraken/error_internal_code.json"),
+    include_bytes!("../../../tests/fixtures/kraken/error_deadline_elapsed.json"),
+    include_bytes!("../../../tests/fixtures/kraken/error_post_only.json"),
+];
 pub(super) const WITHDRAW_METHODS: &[u8] =
     include_bytes!("../../../tests/fixtures/kraken/withdraw_methods.json");
 pub(super) const TRADE_BALANCE: &[u8] =

@@ -386,7 +386,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let err = withdraw_status(200, EMPTY).unwrap_err();
+        let err = withdraw_status(200, NO_RESULT).unwrap_err();
         assert!(err.to_string().contains("WithdrawStatus"), "{err}");
         let err = withdraw_status(200, PERMISSION_DENIED).unwrap_err();
         assert_eq!(err.reason(), Reason::PermissionDenied);

@@ -226,7 +226,7 @@ mod tests {
             br#"{"error":[],"result":{"permissions":[{"name":"withdraw_funds","enabled":true}]}}"#,
             br#"{"error":[],"result":{"permissions":"query-funds,withdraw-funds"}}"#,
         ];
-        for body in [KEY_NO_PERMISSIONS, EMPTY].into_iter().chain(invented) {
+        for body in [KEY_NO_PERMISSIONS, NO_RESULT].into_iter().chain(invented) {
             assert_eq!(
                 api_key_info(200, body).unwrap_err().reason(),
                 Reason::Decode,
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn withdraw_methods_only_tells_whether_kraken_answered() {
         withdraw_methods(200, WITHDRAW_METHODS).unwrap();
-        withdraw_methods(200, EMPTY).unwrap();
+        withdraw_methods(200, NO_RESULT).unwrap();
         assert_eq!(
             withdraw_methods(200, PERMISSION_DENIED)
                 .unwrap_err()

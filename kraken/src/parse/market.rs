@@ -58,6 +58,14 @@ impl AssetTable {
         code.to_owned()
     }
 
+    /// Adds the codes of another list (Kraken lists each asset class separately); a code both
+    /// list keeps this list's entry.
+    pub(crate) fn merge(&mut self, other: AssetTable) {
+        for (code, info) in other.0 {
+            self.0.entry(code).or_insert(info);
+        }
+    }
+
     /// Decimals for a raw code, when known (the tests read what the Assets list says).
     #[cfg(test)]
     pub(crate) fn decimals(&self, code: &str) -> Option<u32> {
@@ -118,6 +126,14 @@ impl PairTable {
     /// Builds a table from entries, for tests and the simulated Kraken.
     pub fn from_entries(entries: impl IntoIterator<Item = (String, PairInfo)>) -> Self {
         Self(entries.into_iter().collect())
+    }
+
+    /// Adds the pairs of another list (Kraken lists pairs by the class of their base
+    /// separately); a pair both list keeps this list's entry.
+    pub(crate) fn merge(&mut self, other: PairTable) {
+        for (name, info) in other.0 {
+            self.0.entry(name).or_insert(info);
+        }
     }
 
     /// Number of pairs known.
@@ -225,6 +241,27 @@ pub fn ticker(status: u16, body: &[u8]) -> Result<HashMap<String, f64>, KrakenEr
         .collect()
 }
 
+/// Parses a Ticker answer for every pair (asked without `pair`): the last trade price per pair
+/// name, `None` for a pair whose entry has no readable last price. Unlike [`ticker`], one odd
+/// entry among Kraken's hundreds of pairs does not fail the answer: the caller asks the pairs it
+/// needs and finds no price by name again.
+pub(crate) fn ticker_every_pair(
+    status: u16,
+    body: &[u8],
+) -> Result<HashMap<String, Option<f64>>, KrakenError> {
+    let result: Option<HashMap<String, serde_json::Value>> = envelope(status, body)?;
+    Ok(result
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(pair, entry)| {
+            let price = serde_json::from_value::<TickerEntry>(entry)
+                .ok()
+                .and_then(|entry| entry.c?.first()?.value(&pair).ok());
+            (pair, price)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
@@ -297,9 +334,51 @@ mod tests {
     }
 
     #[test]
+    fn an_every_pair_ticker_answer_keeps_the_readable_prices() {
+        let prices = ticker_every_pair(200, TICKER_NO_LAST).unwrap();
+        assert!(prices.values().any(Option::is_none), "{prices:?}");
+        let prices = ticker_every_pair(200, TICKER).unwrap();
+        assert_eq!(prices["XXBTZUSD"], Some(65005.1));
+        let odd =
+            br#"{"error":[],"result":{"XXBTZUSD":{"c":["65000.1","1"]},"ODD":{"c":"x"},"NOC":{}}}"#;
+        let prices = ticker_every_pair(200, odd).unwrap();
+        assert_eq!(prices["XXBTZUSD"], Some(65000.1));
+        assert_eq!((prices["ODD"], prices["NOC"]), (None, None));
+        assert_eq!(
+            ticker_every_pair(200, UNKNOWN_PAIR).unwrap_err().reason(),
+            Reason::Other
+        );
+    }
+
+    #[test]
+    fn lists_of_two_classes_merge() {
+        let mut table = assets(200, DOC_ASSETS).unwrap();
+        let tokenized = assets(
+            200,
+            br#"{"error":[],"result":{"AAPLx":{"aclass":"tokenized_asset","altname":"AAPLx","decimals":8,"display_decimals":4}}}"#,
+        )
+        .unwrap();
+        let before = table.len();
+        table.merge(tokenized);
+        assert_eq!(table.len(), before + 1);
+        assert_eq!(table.display_name("AAPLx"), "AAPLx");
+        assert_eq!(table.display_name("XXBT"), "XBT");
+
+        let mut pairs = asset_pairs(200, DOC_PAIRS).unwrap();
+        let tokenized = asset_pairs(
+            200,
+            br#"{"error":[],"result":{"AAPLxUSD":{"altname":"AAPLxUSD","base":"AAPLx","quote":"ZUSD"}}}"#,
+        )
+        .unwrap();
+        pairs.merge(tokenized);
+        assert_eq!(pairs.find("AAPLx", "ZUSD"), Some("AAPLxUSD"));
+        assert_eq!(pairs.find("XXBT", "ZUSD"), Some("XXBTZUSD"));
+    }
+
+    #[test]
     fn empty_public_answers_are_empty_tables() {
-        assert!(asset_pairs(200, EMPTY).unwrap().is_empty());
-        assert!(ticker(200, EMPTY).unwrap().is_empty());
+        assert!(asset_pairs(200, NO_RESULT).unwrap().is_empty());
+        assert!(ticker(200, NO_RESULT).unwrap().is_empty());
         assert_eq!(
             asset_pairs(520, CLOUDFLARE).unwrap_err().reason(),
             Reason::Unavailable

@@ -29,4 +29,5 @@ pub use envelope::at_kraken_precision;
 pub use funding::{Movement, MovementStatus, SystemState, SystemStatus, WebSocketToken};
 pub(crate) use funding::{deposit_status, system_status, websocket_token, withdraw_status};
 pub use key_info::{ApiKeyInfo, KeyExpiry, api_key_info, withdraw_methods};
+pub(crate) use market::ticker_every_pair;
 pub use market::{AssetInfo, AssetTable, PairInfo, PairTable, asset_pairs, assets, ticker};

@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::auth::{PrivateParams, percent_decode};
 use super::data::{
-    ASSETS, PAIRS, SimEarn, SimKeyInfo, WITHDRAW_METHODS, asset_altname, canonical_pair, usd_value,
+    ASSETS, PAIRS, SimEarn, SimKeyInfo, WITHDRAW_METHODS, asset_altname, asset_class,
+    asset_decimals, canonical_pair, usd_value,
 };
 use super::funding;
 use super::ledger::{civil_from_days, rfc3339};
@@ -23,8 +24,8 @@ use crate::endpoint::Endpoint;
 /// The answer body of a public method.
 pub(super) fn public(shared: &Shared, endpoint: Endpoint, query: Option<&str>) -> Vec<u8> {
     match endpoint {
-        Endpoint::Assets => envelope_ok(assets_result()),
-        Endpoint::AssetPairs => envelope_ok(asset_pairs_result()),
+        Endpoint::Assets => envelope_ok(assets_result(query_param(query, "aclass"))),
+        Endpoint::AssetPairs => envelope_ok(asset_pairs_result(query_param(query, "aclass_base"))),
         Endpoint::Ticker => match ticker_result(query, &shared.current_prices()) {
             Ok(result) => envelope_ok(result),
             Err(message) => envelope_error(message),
@@ -96,16 +97,28 @@ fn balance_ex_result(balances: &[(String, f64, f64)]) -> Value {
     Value::Object(map)
 }
 
-fn assets_result() -> Value {
+/// The value of one query parameter (`aclass=tokenized_asset` → `tokenized_asset`).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|field| {
+        let (key, value) = field.split_once('=')?;
+        (key == name).then(|| percent_decode(value.as_bytes()))
+    })
+}
+
+/// Assets of one class (`aclass`, `currency` when not asked), as Kraken lists them: tokenized
+/// assets only when asked for by their class.
+fn assets_result(aclass: Option<String>) -> Value {
+    let aclass = aclass.as_deref().unwrap_or("currency");
     let map: Map<String, Value> = ASSETS
         .iter()
+        .filter(|&&(code, _)| asset_class(code) == aclass)
         .map(|&(code, altname)| {
             (
                 code.to_owned(),
                 json!({
-                    "aclass": "currency",
+                    "aclass": asset_class(code),
                     "altname": altname,
-                    "decimals": 10,
+                    "decimals": asset_decimals(code),
                     "display_decimals": 5,
                     "status": "enabled",
                 }),
@@ -124,9 +137,12 @@ fn price_decimals(price: f64) -> usize {
     }
 }
 
-fn asset_pairs_result() -> Value {
+/// Pairs whose base is of one class (`aclass_base`, `currency` when not asked).
+fn asset_pairs_result(aclass_base: Option<String>) -> Value {
+    let aclass_base = aclass_base.as_deref().unwrap_or("currency");
     let map: Map<String, Value> = PAIRS
         .iter()
+        .filter(|&&(_, _, base, _)| asset_class(base) == aclass_base)
         .map(|&(name, altname, base, quote)| {
             let decimals = price_decimals(usd_value(base) / usd_value(quote));
             (
@@ -134,9 +150,9 @@ fn asset_pairs_result() -> Value {
                 json!({
                     "altname": altname,
                     "wsname": format!("{}/{}", asset_altname(base), asset_altname(quote)),
-                    "aclass_base": "currency",
+                    "aclass_base": asset_class(base),
                     "base": base,
-                    "aclass_quote": "currency",
+                    "aclass_quote": asset_class(quote),
                     "quote": quote,
                     "lot": "unit",
                     "cost_decimals": 5,
@@ -478,14 +494,43 @@ mod tests {
         ] {
             assert_eq!(result[code]["altname"], altname, "{code}");
             assert_eq!(result[code]["aclass"], "currency", "{code}");
-            assert_eq!(result[code]["decimals"], 10, "{code}");
         }
+        // Kraken's decimals: fiat keeps 4, stablecoins 8, crypto 10.
+        for (code, decimals) in [("ZUSD", 4), ("ZEUR", 4), ("USDC", 8), ("XXBT", 10)] {
+            assert_eq!(result[code]["decimals"], decimals, "{code}");
+        }
+        assert!(
+            result.get("AAPLx").is_none(),
+            "tokenized assets need their class"
+        );
 
         let response = http().post(&url).send().await.unwrap();
         assert_eq!(response.status(), 405);
         assert_eq!(response.headers()["allow"], "GET");
         let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
         assert_eq!(errors(&answer), ["EGeneral:Invalid arguments"]);
+    }
+
+    #[tokio::test]
+    async fn tokenized_assets_and_their_pairs_are_listed_only_under_their_class() {
+        let sim = start(SimOptions::default()).await;
+        let answer = get_json(&sim, "/0/public/Assets?aclass=tokenized_asset").await;
+        let result = answer["result"].as_object().unwrap();
+        assert_eq!(result.keys().collect::<Vec<_>>(), ["AAPLx"]);
+        assert_eq!(result["AAPLx"]["aclass"], "tokenized_asset");
+        let answer = get_json(&sim, "/0/public/Assets?aclass=currency").await;
+        assert!(answer["result"].get("AAPLx").is_none());
+        assert_eq!(answer["result"]["XXBT"]["altname"], "XBT");
+
+        let answer = get_json(&sim, "/0/public/AssetPairs?aclass_base=tokenized_asset").await;
+        let result = answer["result"].as_object().unwrap();
+        assert_eq!(result.keys().collect::<Vec<_>>(), ["AAPLxUSD"]);
+        assert_eq!(result["AAPLxUSD"]["base"], "AAPLx");
+        assert_eq!(result["AAPLxUSD"]["quote"], "ZUSD");
+        assert_eq!(result["AAPLxUSD"]["aclass_base"], "tokenized_asset");
+        assert_eq!(result["AAPLxUSD"]["aclass_quote"], "currency");
+        let answer = get_json(&sim, "/0/public/Ticker?pair=AAPLxUSD").await;
+        assert_eq!(last_price(&answer, "AAPLxUSD"), 230.0);
     }
 
     #[tokio::test]
@@ -575,7 +620,11 @@ mod tests {
             assert_eq!(result[pair]["quote"], quote, "{pair}");
         }
         assert_eq!(result["XXBTZUSD"]["wsname"], "XBT/USD");
-        assert_eq!(result.as_object().unwrap().len(), PAIRS.len());
+        assert_eq!(result.as_object().unwrap().len(), PAIRS.len() - 1);
+        assert!(
+            result.get("AAPLxUSD").is_none(),
+            "tokenized pairs need their class"
+        );
         assert_eq!(sim.calls(Endpoint::AssetPairs), 1);
         let response = http()
             .post(format!("{}/0/public/AssetPairs", sim.url()))

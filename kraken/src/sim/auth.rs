@@ -1,8 +1,9 @@
 //! How the simulated Kraken authenticates a private call, like Kraken does.
 //!
 //! Owns the checks in order (`API-Key`, `API-Sign` present, nonce parses, signature matches,
-//! nonce increases, `otp`), what Kraken keeps per key (last nonce, rate counter), the parsing of
-//! form and JSON bodies, and the generated credentials of `--demo`.
+//! nonce increases, `otp`), what Kraken keeps per key (last nonce, rate counter), the permission
+//! each private method needs ([`required_permissions`]), the parsing of form and JSON bodies, and
+//! the generated credentials of `--demo`.
 //! Must not: answer anything but the Kraken error message of a failed check, or leave the last
 //! nonce changed after a refused call. It is a leaf of the simulator: it takes what it checks
 //! as arguments.
@@ -14,6 +15,7 @@ use rand::RngCore;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::endpoint::Endpoint;
 use crate::secret::{ApiSecret, Credentials, SecretText};
 use crate::sign::sign;
 
@@ -49,6 +51,10 @@ pub(super) struct KeyState {
     pub(super) last_nonce: Option<u64>,
     /// Kraken's per-key call counter.
     pub(super) rate_counter: RateCounter,
+    /// Every nonce of a correctly signed call, accepted or not, in arrival order, so a test can
+    /// check that no two calls were signed with the same nonce.
+    #[cfg(test)]
+    pub(super) signed_nonces: Vec<u64>,
 }
 
 impl KeyState {
@@ -57,14 +63,24 @@ impl KeyState {
         Self {
             last_nonce: None,
             rate_counter: RateCounter::new(now),
+            #[cfg(test)]
+            signed_nonces: Vec::new(),
         }
     }
 }
 
 /// Runs Kraken's checks on a private call to `path`, returning the call's parameters; `Err`
-/// carries the Kraken error message to answer. Only a call that passes moves the last nonce;
-/// every authenticated call is charged to the rate counter (`rate_limit`: max, decay per
-/// second), even one it then refuses.
+/// carries the Kraken error message to answer. Only a call that passes moves the last nonce.
+/// Every call made with the key is charged to its rate counter (`rate_limit`: max, decay per
+/// second), failed ones too, as Kraken counts them ("even though these calls return an error,
+/// that error still counts against your API limits", Kraken's error guide); a call with an
+/// unknown key belongs to no key and is charged to none. A call refused by an earlier check
+/// answers that check's error even when the counter is over its maximum; one that passes them
+/// all answers `EAPI:Rate limit exceeded` then, its nonce used.
+///
+/// API 2FA as Kraken's support articles and client reports describe it: no `otp` for a key that
+/// has one answers `EGeneral:Permission denied`, a wrong one `EAPI:Invalid signature`, and one
+/// sent for a key without 2FA `EAPI:Invalid key`.
 pub(super) fn authenticate(
     credentials: &Credentials,
     rate_limit: Option<(f64, f64)>,
@@ -77,6 +93,8 @@ pub(super) fn authenticate(
     if key != Some(credentials.key.expose()) {
         return Err("EAPI:Invalid key");
     }
+    let within_limit = rate_limit
+        .is_none_or(|(max, decay)| key_state.rate_counter.charge(Instant::now(), max, decay));
     let Some(signature) = headers.get("API-Sign").and_then(|v| v.to_str().ok()) else {
         return Err("EAPI:Invalid signature");
     };
@@ -96,30 +114,63 @@ pub(super) fn authenticate(
     if sign(path, nonce, body, &credentials.secret) != signature {
         return Err("EAPI:Invalid signature");
     }
+    #[cfg(test)]
+    key_state.signed_nonces.push(nonce);
     if key_state.last_nonce.is_some_and(|last| nonce <= last) {
         return Err("EAPI:Invalid nonce");
     }
     match (&credentials.otp, &params.otp) {
         (Some(required), Some(sent)) if required.expose() == sent => {}
-        (Some(_), _) => return Err("EGeneral:Permission denied"),
+        (Some(_), Some(_)) => return Err("EAPI:Invalid signature"),
+        (Some(_), None) => return Err("EGeneral:Permission denied"),
         (None, Some(_)) => return Err("EAPI:Invalid key"),
         (None, None) => {}
     }
     key_state.last_nonce = Some(nonce);
-    if let Some((max, decay)) = rate_limit
-        && !key_state.rate_counter.charge(Instant::now(), max, decay)
-    {
+    if !within_limit {
         return Err("EAPI:Rate limit exceeded");
     }
     Ok(params)
 }
 
-/// Whether a key with these raw permission names may withdraw: any name mentioning "withdraw",
-/// except the address-book codes (`add-withdraw-address`), which move no funds.
-pub(super) fn may_withdraw(permissions: &[String]) -> bool {
-    permissions.iter().any(|p| {
-        let p = p.to_ascii_lowercase();
-        p.contains("withdraw") && !p.contains("address")
+/// The permissions (GetApiKeyInfo's codes) a key needs for each private method the sim serves,
+/// as Kraken's API reference lists them: Balance, BalanceEx and Earn/Allocations need
+/// `query-funds` ("Funds: Query"); WithdrawMethods needs `query-funds` and `withdraw-funds`;
+/// GetApiKeyInfo needs none. TradeBalance is documented two ways; the sim takes the API
+/// reference's "Orders and trades: Query open orders & trades" (`query-open-trades`), so a
+/// key with only "Funds: Query" is refused it, the answer an exporter must cope with (the
+/// API-keys guide's reading, "Funds: Query", is `SimOptions::trade_balance_enabled`).
+/// A method not listed here needs no permission in the sim.
+pub(super) fn required_permissions(endpoint: Endpoint) -> &'static [&'static str] {
+    match endpoint {
+        Endpoint::Balance | Endpoint::BalanceEx | Endpoint::EarnAllocations => &["query-funds"],
+        Endpoint::TradeBalance => &["query-open-trades"],
+        Endpoint::WithdrawMethods => &["query-funds", "withdraw-funds"],
+        Endpoint::GetApiKeyInfo => &[],
+        Endpoint::GetWebSocketsToken => &["create-ws-token"],
+        Endpoint::DepositStatus => &["query-funds"],
+        // Or `query-ledger` (see `Shared::permits`).
+        Endpoint::WithdrawStatus => &["withdraw-funds"],
+        _ => &[],
+    }
+}
+
+/// Whether a key with these raw permission names holds the permission `code` (a GetApiKeyInfo
+/// code such as `query-funds`). Names are matched by their words, whatever the case, the
+/// separators or the order, so `query-funds`, `query_funds` and the key UI's "Funds: Query"
+/// all hold `query-funds`; a name with words `code` lacks does not match an address-book code
+/// (`add-withdraw-address` holds no `withdraw-funds`: it moves no funds).
+pub(super) fn grants(permissions: &[String], code: &str) -> bool {
+    let words = |name: &str| -> Vec<String> {
+        name.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|word| !word.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect()
+    };
+    let wanted = words(code);
+    permissions.iter().any(|permission| {
+        let held = words(permission);
+        wanted.iter().all(|word| held.contains(word)) && !held.iter().any(|w| w == "address")
     })
 }
 
@@ -340,6 +391,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_with_2fa_requires_its_otp_and_one_without_refuses_any() {
         let sim = start_with_key(Some("s3cret pass")).await;
+        // Missing: Permission denied; wrong: Invalid signature (Kraken's support articles).
         assert_eq!(
             errors(&call(&sim, Endpoint::BalanceEx, 1).await),
             ["EGeneral:Permission denied"]
@@ -348,7 +400,7 @@ mod tests {
         request.otp = Some("wrong");
         assert_eq!(
             errors(&request.send(&sim).await),
-            ["EGeneral:Permission denied"]
+            ["EAPI:Invalid signature"]
         );
         assert_eq!(sim.last_nonce(), None);
         let mut request = Call::new(&sim, Endpoint::BalanceEx, 3);
@@ -356,6 +408,7 @@ mod tests {
         assert!(errors(&request.send(&sim).await).is_empty());
         assert_eq!(sim.last_nonce(), Some(3));
 
+        // Sent for a key without 2FA: Invalid key.
         let plain = start_with_key(None).await;
         let mut request = Call::new(&plain, Endpoint::Balance, 1);
         request.otp = Some("123456");
@@ -363,24 +416,198 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rate_limit_trips_after_fifteen_quick_calls_on_starter_tier() {
+    async fn failed_calls_count_against_the_rate_limit_too() {
         let sim = start(SimOptions {
             credentials: Some(test_credentials(None)),
             rate_limit: Some(STARTER_RATE_LIMIT),
             ..SimOptions::default()
         })
         .await;
+        // Fifteen calls that fail (a bad signature, a replayed nonce) fill the counter...
         for nonce in 1..=15 {
-            let answer = call(&sim, Endpoint::BalanceEx, nonce).await;
-            assert!(errors(&answer).is_empty(), "call {nonce}: {answer}");
+            let mut request = Call::new(&sim, Endpoint::BalanceEx, nonce);
+            request.tamper_signature = true;
+            assert_eq!(
+                errors(&request.send(&sim).await),
+                ["EAPI:Invalid signature"]
+            );
         }
+        // ...so the next good call is over the limit.
         assert_eq!(
             errors(&call(&sim, Endpoint::BalanceEx, 16).await),
             ["EAPI:Rate limit exceeded"]
         );
+        // A call with an unknown key belongs to no key's counter.
+        let fresh = start(SimOptions {
+            credentials: Some(test_credentials(None)),
+            rate_limit: Some(STARTER_RATE_LIMIT),
+            ..SimOptions::default()
+        })
+        .await;
+        for nonce in 1..=20 {
+            let mut request = Call::new(&fresh, Endpoint::BalanceEx, nonce);
+            request.key = "someone-else".into();
+            assert_eq!(errors(&request.send(&fresh).await), ["EAPI:Invalid key"]);
+        }
+        assert!(errors(&call(&fresh, Endpoint::BalanceEx, 21).await).is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_private_method_needs_its_documented_permissions() {
+        let cases: [(&[&str], &[Endpoint], &[Endpoint]); 4] = [
+            (
+                &["query-funds"],
+                &[
+                    Endpoint::Balance,
+                    Endpoint::BalanceEx,
+                    Endpoint::EarnAllocations,
+                    Endpoint::GetApiKeyInfo,
+                ],
+                &[Endpoint::TradeBalance, Endpoint::WithdrawMethods],
+            ),
+            (
+                &["query-open-trades"],
+                &[Endpoint::TradeBalance, Endpoint::GetApiKeyInfo],
+                &[
+                    Endpoint::Balance,
+                    Endpoint::BalanceEx,
+                    Endpoint::EarnAllocations,
+                    Endpoint::WithdrawMethods,
+                ],
+            ),
+            (
+                &["withdraw-funds"],
+                &[Endpoint::GetApiKeyInfo],
+                &[Endpoint::Balance, Endpoint::WithdrawMethods],
+            ),
+            (
+                &["Funds: Query", "query_funds", "add-withdraw-address"],
+                &[Endpoint::Balance, Endpoint::BalanceEx],
+                &[Endpoint::WithdrawMethods],
+            ),
+        ];
+        for (permissions, allowed, refused) in cases {
+            let sim = start(SimOptions {
+                credentials: Some(test_credentials(None)),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                ..SimOptions::default()
+            })
+            .await;
+            let mut nonce = 0;
+            for &method in allowed {
+                nonce += 1;
+                let answer = call(&sim, method, nonce).await;
+                assert!(
+                    errors(&answer).is_empty(),
+                    "{permissions:?} {method}: {answer}"
+                );
+            }
+            for &method in refused {
+                nonce += 1;
+                assert_eq!(
+                    errors(&call(&sim, method, nonce).await),
+                    ["EGeneral:Permission denied"],
+                    "{permissions:?} {method}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn permission_names_match_by_their_words() {
+        let held = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert!(grants(&held(&["query-funds"]), "query-funds"));
+        assert!(grants(&held(&["Funds: Query"]), "query-funds"));
+        assert!(grants(&held(&["QUERY_FUNDS"]), "query-funds"));
+        assert!(!grants(
+            &held(&["query-closed-trades"]),
+            "query-open-trades"
+        ));
+        assert!(!grants(&held(&["add-withdraw-address"]), "withdraw-funds"));
+        assert!(!grants(
+            &held(&["update-withdraw-address"]),
+            "withdraw-funds"
+        ));
+        assert!(grants(&held(&["Funds: Withdraw"]), "withdraw-funds"));
+        assert!(!grants(&[], "query-funds"));
+        assert!(required_permissions(Endpoint::GetApiKeyInfo).is_empty());
+    }
+
+    #[tokio::test]
+    async fn two_clients_sharing_one_nonce_source_never_sign_the_same_nonce() {
+        use std::sync::Arc;
+
+        use crate::client::{BalanceEndpoint, ClientOptions, KrakenClient, http_client};
+        use crate::nonce::{Clock, NonceSource};
+        use crate::observer::{CallObserver, CountingObserver};
+
+        /// A clock that never moves, so only the counter keeps nonces apart.
+        struct Frozen;
+        impl Clock for Frozen {
+            fn now_millis(&self) -> u64 {
+                1_700_000_000_000
+            }
+        }
+
+        async fn run(sources: [Arc<NonceSource>; 2]) -> (Vec<u64>, u64) {
+            let sim = start(SimOptions::default()).await;
+            let observer: Arc<dyn CallObserver> = Arc::new(CountingObserver::default());
+            let clients: Vec<Arc<KrakenClient>> = sources
+                .into_iter()
+                .enumerate()
+                .map(|(index, nonces)| {
+                    Arc::new(KrakenClient::new(
+                        http_client(Duration::from_secs(5)).unwrap(),
+                        ClientOptions {
+                            api_url: sim.url(),
+                            timeout: Duration::from_secs(5),
+                            balance_endpoint: BalanceEndpoint::Balance,
+                        },
+                        sim.credentials(),
+                        nonces,
+                        format!("client{index}"),
+                        Arc::clone(&observer),
+                    ))
+                })
+                .collect();
+            let calls: Vec<_> = (0..20)
+                .map(|i| {
+                    let client = Arc::clone(&clients[i % 2]);
+                    tokio::spawn(async move { client.balances().await.is_ok() })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap();
+            }
+            let signed = sim.shared.state().key.signed_nonces.clone();
+            (signed, sim.calls(Endpoint::Balance))
+        }
+
+        let shared = Arc::new(NonceSource::new(Box::new(Frozen)));
+        let (signed, requests) = run([Arc::clone(&shared), shared]).await;
         assert_eq!(
-            errors(&call(&sim, Endpoint::Balance, 17).await),
-            ["EAPI:Rate limit exceeded"]
+            signed.len() as u64,
+            requests,
+            "every request reached the checks"
+        );
+        let mut unique = signed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            signed.len(),
+            "a nonce was signed twice: {signed:?}"
+        );
+
+        // Two sources of their own, for contrast: they hand out the same nonces.
+        let own = || Arc::new(NonceSource::new(Box::new(Frozen)));
+        let (signed, _) = run([own(), own()]).await;
+        let mut unique = signed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert!(
+            unique.len() < signed.len(),
+            "separate sources collide: {signed:?}"
         );
     }
 
@@ -440,7 +667,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn balance_ex_can_be_refused_while_balance_still_works() {
+    async fn balance_ex_can_be_switched_off_while_balance_still_works() {
         let sim = start(SimOptions {
             credentials: Some(test_credentials(None)),
             balance_ex_enabled: false,
@@ -449,7 +676,7 @@ mod tests {
         .await;
         assert_eq!(
             errors(&call(&sim, Endpoint::BalanceEx, 1).await),
-            ["EGeneral:Permission denied"]
+            ["EAPI:Feature disabled"]
         );
         let answer = call(&sim, Endpoint::Balance, 2).await;
         assert_eq!(answer["result"]["XXBT"], "1.2345678901");
@@ -467,7 +694,7 @@ mod tests {
 
         let withdrawer = start(SimOptions {
             credentials: Some(test_credentials(None)),
-            permissions: vec!["Funds: Withdraw".into()],
+            permissions: vec!["Funds: Query".into(), "Funds: Withdraw".into()],
             ..SimOptions::default()
         })
         .await;

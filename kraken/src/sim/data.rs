@@ -1,5 +1,6 @@
-//! The simulated exchange's data: assets, pairs, prices, withdrawal methods, the default
-//! balances and those of `--demo`, and the slow drift of `--demo`.
+//! The simulated exchange's data: assets (with their class and decimals), pairs, prices,
+//! withdrawal methods, the default balances and those of `--demo`, and the slow drift of
+//! `--demo`.
 //!
 //! Owns the tables every answer is built from and the lookups on them, and both balance sets
 //! (see [`DEFAULT_BALANCES`] for why there are two).
@@ -14,7 +15,8 @@ pub(super) const DRIFT_AMPLITUDE: f64 = 0.05;
 pub(super) const DRIFT_PERIOD_SECS: f64 = 60.0;
 
 /// What `GET /0/public/Assets` lists: (Kraken code, altname). Covers legacy X/Z prefixes,
-/// unprefixed codes and the staking/rewards suffixes seen in real accounts.
+/// unprefixed codes, the staking/rewards suffixes seen in real accounts, and one tokenized
+/// stock (`AAPLx`, see [`TOKENIZED_ASSETS`]).
 pub(super) const ASSETS: &[(&str, &str)] = &[
     ("XXBT", "XBT"),
     ("XETH", "ETH"),
@@ -31,6 +33,25 @@ pub(super) const ASSETS: &[(&str, &str)] = &[
     ("XBT.M", "XBT.M"),
     ("USDC", "USDC"),
     ("USDT", "USDT"),
+    ("AAPLx", "AAPLx"),
+];
+
+/// Codes of class `tokenized_asset` (xStocks): Kraken lists them in Assets only with
+/// `aclass=tokenized_asset`, and their pairs in AssetPairs only with
+/// `aclass_base=tokenized_asset`; the default class of both is `currency`.
+pub(super) const TOKENIZED_ASSETS: &[&str] = &["AAPLx"];
+
+/// Assets' `decimals` where Kraken's Assets list does not keep 10: fiat and `USD.M` keep 4
+/// (Kraken's Assets docs: ZUSD and ZEUR have 4; support article "API symbols and tickers" shows
+/// `USD.M` with 4), the stablecoins 8 (the same article: `USDC`, `USDT`). Every other asset
+/// keeps 10 in the sim.
+const DECIMALS: &[(&str, u32)] = &[
+    ("ZUSD", 4),
+    ("ZEUR", 4),
+    ("ZGBP", 4),
+    ("USD.M", 4),
+    ("USDC", 8),
+    ("USDT", 8),
 ];
 
 /// What `GET /0/public/AssetPairs` lists: (canonical name, altname, base code, quote code).
@@ -58,6 +79,7 @@ pub(super) const PAIRS: &[(&str, &str, &str, &str)] = &[
     ("XXRPZUSD", "XRPUSD", "XXRP", "ZUSD"),
     ("XXRPZEUR", "XRPEUR", "XXRP", "ZEUR"),
     ("XXRPXXBT", "XRPXBT", "XXRP", "XXBT"),
+    ("AAPLxUSD", "AAPLxUSD", "AAPLx", "ZUSD"),
 ];
 
 /// USD value of one unit of each asset; the default price of a pair is `usd(base) / usd(quote)`,
@@ -73,6 +95,7 @@ pub(super) const USD_VALUES: &[(&str, f64)] = &[
     ("XXRP", 0.6),
     ("USDC", 1.0),
     ("USDT", 1.0),
+    ("AAPLx", 230.0),
 ];
 
 /// Added to a pair's index for its drift phase, so prices do not move in lockstep with balances.
@@ -145,6 +168,20 @@ pub(super) fn canonical_pair(name: &str) -> Option<&'static str> {
 /// USD value of one unit of a code in [`USD_VALUES`]; 0 for codes with no value.
 pub(super) fn usd_value(code: &str) -> f64 {
     USD_VALUES.iter().find(|v| v.0 == code).map_or(0.0, |v| v.1)
+}
+
+/// The asset class of a code: `tokenized_asset` for [`TOKENIZED_ASSETS`], else `currency`.
+pub(super) fn asset_class(code: &str) -> &'static str {
+    if TOKENIZED_ASSETS.contains(&code) {
+        "tokenized_asset"
+    } else {
+        "currency"
+    }
+}
+
+/// The `decimals` Assets lists for a code (see [`DECIMALS`]).
+pub(super) fn asset_decimals(code: &str) -> u32 {
+    DECIMALS.iter().find(|d| d.0 == code).map_or(10, |d| d.1)
 }
 
 /// Kraken's short name of a code in [`ASSETS`], or the code itself.

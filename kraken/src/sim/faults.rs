@@ -22,10 +22,11 @@ const TRICKLE_DECLARED_LENGTH: u64 = 1_000_000;
 /// Kraken's documented error strings, each as the sim sends it with [`Fault::KrakenError`], so a
 /// test can run every one through the exporter. Sources: Kraken's API errors guide
 /// (docs.kraken.com/api/docs/guides/spot-errors) for the `EAPI:*`, `EGeneral:*` and `EService:*`
-/// strings; its rate-limit guide for the spaced `EService: Throttled: <ts>`; Kraken's SDK for
+/// strings (`EGeneral:Internal error` also with its `:<code>`, whose value here is made up);
+/// its rate-limit guide for the spaced `EService: Throttled: <ts>`; Kraken's SDK for
 /// `EService:Throttled:<ts>` and `EAPI:Permission denied`; ccxt for `EDatabase:Internal error`.
 /// The throttle time is a fixed moment in the past, so waiting for it costs nothing.
-pub const DOCUMENTED_ERRORS: [&str; 15] = [
+pub const DOCUMENTED_ERRORS: [&str; 19] = [
     "EService: Throttled: 1700000000",
     "EService:Throttled:1700000000",
     "EDatabase:Internal error",
@@ -41,7 +42,16 @@ pub const DOCUMENTED_ERRORS: [&str; 15] = [
     "EService:Busy",
     "EAPI:Feature disabled",
     "EGeneral:Invalid arguments",
+    "EGeneral:Internal error",
+    "EGeneral:Internal error:1a2b3c",
+    "EService:Deadline elapsed",
+    "EService:Market in post_only mode",
 ];
+
+/// The `result` members of [`Fault::ResultJson`] that no documented answer has: `null`, an
+/// array, a string, a number. With [`Fault::NoResult`] (no `result` at all) they are every shape
+/// that must never read as an empty account.
+pub const MALFORMED_RESULTS: [&str; 4] = ["null", "[]", "\"\"", "0"];
 
 /// A failure the sim produces instead of its normal answer, to test how the exporter copes with
 /// what Kraken and the proxies in front of it really send.
@@ -60,8 +70,13 @@ pub enum Fault {
     /// "EService:Throttled:1700000000", "EGeneral:Temporary lockout", "EAPI:Invalid key",
     /// "EAPI:Invalid nonce", "EService:Unavailable".
     KrakenError(String),
-    /// Answer 200 with `{"error":[]}` and no result field (what Kraken sends for an empty account).
+    /// Answer 200 with `{"error":[]}` and no result field. An empty account has been seen to
+    /// answer this (rotki #946), but it says nothing of what the account holds: a balance
+    /// reading is `"result":{...}`, an empty account `"result":{}` ([`Fault::ResultJson`]).
     NoResult,
+    /// Answer 200 with `{"error":[],"result":<this JSON text>}`: `{}` for an empty account, or one
+    /// of [`MALFORMED_RESULTS`] (`null`, an array, a string, a number).
+    ResultJson(String),
     /// Answer `302 Found` with this `Location` (a misconfigured proxy, or a hijacked address):
     /// a client that followed it would send the key's headers there.
     Redirect(String),
@@ -170,6 +185,10 @@ pub(super) async fn fault_response(fault: Fault) -> Response<SimBody> {
         Fault::RawBody(body) => json_response(StatusCode::OK, body),
         Fault::KrakenError(message) => json_response(StatusCode::OK, envelope_error(&message)),
         Fault::NoResult => json_response(StatusCode::OK, br#"{"error":[]}"#.to_vec()),
+        Fault::ResultJson(result) => json_response(
+            StatusCode::OK,
+            format!(r#"{{"error":[],"result":{result}}}"#).into_bytes(),
+        ),
         Fault::Redirect(location) => {
             let mut response = json_response(StatusCode::FOUND, Vec::new());
             if let Ok(location) = HeaderValue::from_str(&location) {
@@ -281,6 +300,21 @@ mod tests {
             assert_eq!(errors(&call(&sim, Endpoint::Balance, 1).await), [message]);
         }
         assert!(errors(&call(&sim, Endpoint::Balance, 1).await).is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_result_shape_is_sent_as_asked() {
+        let sim = start_with_key(None).await;
+        for result in MALFORMED_RESULTS.into_iter().chain(["{}"]) {
+            sim.inject(
+                Endpoint::BalanceEx,
+                Fault::ResultJson(result.into()),
+                Some(1),
+            );
+            let answer = call(&sim, Endpoint::BalanceEx, 1).await;
+            let expected: serde_json::Value = serde_json::from_str(result).unwrap();
+            assert_eq!(answer, json!({"error": [], "result": expected}), "{result}");
+        }
     }
 
     #[tokio::test]

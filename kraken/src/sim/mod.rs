@@ -26,24 +26,27 @@
 //! 5. Private calls are checked in order: `API-Key` → `API-Sign` present → nonce parses →
 //!    signature matches → nonce increases → `otp`. Every failure answers an error and leaves the
 //!    last nonce unchanged. A call that passes is authenticated: its nonce becomes the last nonce.
-//! 6. The rate counter is charged 1 per authenticated call, including calls it then refuses with
-//!    `EAPI:Rate limit exceeded` (as Kraken does); calls refused earlier cost nothing.
-//! 7. `BalanceEx` with `balance_ex_enabled: false` answers `EGeneral:Permission denied`.
+//! 6. The rate counter is charged 1 per call made with the key (`API-Key` known), failed ones
+//!    too, as Kraken counts them; a call that passes every check while the counter is over its
+//!    maximum answers `EAPI:Rate limit exceeded`.
+//! 7. `BalanceEx` with `balance_ex_enabled: false` answers `EAPI:Feature disabled`.
 //! 8. `GetApiKeyInfo` with `api_key_info_enabled: false` answers HTTP 404 with
 //!    `EGeneral:Unknown method` before any check (a Kraken that predates the method), so it
 //!    consumes no nonce.
-//! 9. `WithdrawMethods` answers `EGeneral:Permission denied` unless one of
-//!    [`SimOptions::permissions`] contains "withdraw"; `TradeBalance` answers it unless
-//!    `trade_balance_enabled`. The permissions govern nothing else: Balance and BalanceEx work for
-//!    any key, so a test of the audit never breaks the balances.
-//! 10. `GetWebSocketsToken` answers `EGeneral:Permission denied` unless a permission names
-//!     `create-ws-token` (or `WebSocket`); `DepositStatus` unless one names `query-funds`;
-//!     `WithdrawStatus` unless the key may withdraw or one names `query-ledger`. Tokens are
-//!     issued by the sim and accepted by its WebSocket side for 900 s, or for good once used.
+//! 9. Every private method needs the permissions `auth.rs` lists for it (`query-funds` for the
+//!    balances and Earn, `query-funds` and `withdraw-funds` for `WithdrawMethods`,
+//!    `query-open-trades` for `TradeBalance`, or `query-funds` with `trade_balance_enabled`);
+//!    without them it answers `EGeneral:Permission denied`, its nonce used.
 //!
-//! Public endpoints: `Assets`, `AssetPairs`, `Ticker` (`?pair=A,B`, by canonical name or
-//! altname, answered under the canonical name; one unknown pair fails the whole call with
-//! `EQuery:Unknown asset pair`, no `pair` lists every pair), `Time` and `SystemStatus`.
+//! 10. `GetWebSocketsToken` needs `create-ws-token`, `DepositStatus` `query-funds`,
+//!     `WithdrawStatus` `withdraw-funds` or `query-ledger`. Tokens are issued by the sim and
+//!     accepted by its WebSocket side for 900 s, or for good once used.
+//!
+//! Public endpoints: `Assets` (`?aclass=`, default `currency`; the tokenized `AAPLx` only with
+//! `tokenized_asset`), `AssetPairs` (`?aclass_base=`, likewise), `Ticker` (`?pair=A,B`, by
+//! canonical name or altname, answered under the canonical name; one unknown pair fails the
+//! whole call with `EQuery:Unknown asset pair`, no `pair` lists every pair), `Time` and
+//! `SystemStatus`.
 //!
 //! WebSocket v2 at [`SimKraken::ws_url`] (`ws://127.0.0.1:PORT/v2`, a listener of its own as
 //! Kraken's is a host of its own): the `balances` channel with a snapshot built from the
@@ -95,7 +98,7 @@ use crate::secret::Credentials;
 
 pub use data::{DEMO_BALANCES, SimEarn, SimKeyInfo};
 pub use demo::DemoActivity;
-pub use faults::{DOCUMENTED_ERRORS, Fault};
+pub use faults::{DOCUMENTED_ERRORS, Fault, MALFORMED_RESULTS};
 pub use ledger::{LedgerRefused, SimLedgerEntry, SimMovement};
 
 /// Kraken's Starter tier rate counter (max 15, decay 0.33 per second), the tier most exporter
@@ -125,21 +128,21 @@ pub struct SimOptions {
     /// Balances drift slowly over time (demo); false keeps them exactly as set (tests, golden
     /// files).
     pub moving: bool,
-    /// Whether the sim answers BalanceEx (false answers it with `EGeneral:Permission denied`, like
-    /// a key/region where it is refused).
+    /// Whether the sim offers BalanceEx (false answers it with `EAPI:Feature disabled`, like a
+    /// Kraken that does not offer it; Balance still works).
     pub balance_ex_enabled: bool,
-    /// The key's permissions as GetApiKeyInfo lists them (Kraken's codes, such as `query-funds`).
-    /// WithdrawMethods succeeds only when one of them contains "withdraw" but not "address"
-    /// (e.g. `withdraw-funds`), like a key with "Funds: Withdraw". Default: `["query-funds"]`,
-    /// the one permission an exporter needs.
+    /// The key's permissions as GetApiKeyInfo lists them (Kraken's codes, such as `query-funds`;
+    /// `query_funds` and "Funds: Query" are read the same). Each private method answers only a
+    /// key with the permissions it needs (see the module docs). Default: `["query-funds"]`, the
+    /// one permission an exporter needs.
     pub permissions: Vec<String>,
     /// Whether the sim knows GetApiKeyInfo; false answers it with HTTP 404 and
     /// `EGeneral:Unknown method`, like a Kraken that predates the method, so the audit has to
     /// probe instead.
     pub api_key_info_enabled: bool,
-    /// Whether the key may call TradeBalance; false (the default) answers it with
-    /// `EGeneral:Permission denied`, since Kraken documents its permission two ways and a
-    /// Query-only key may well be refused.
+    /// Whether TradeBalance answers a key with "Funds: Query" (the API-keys guide's reading);
+    /// false (the default) takes the API reference's, under which it needs `query-open-trades`
+    /// and a Query-only key is refused with `EGeneral:Permission denied`.
     pub trade_balance_enabled: bool,
 }
 

@@ -157,9 +157,8 @@ async fn answer_private(
         &parts.headers,
         &bytes,
     );
-    match authenticated {
+    match authenticated.and_then(|params| shared.permits(endpoint).map(|()| params)) {
         Err(message) => envelope_error(message),
-        Ok(_) if !shared.permits(endpoint) => envelope_error("EGeneral:Permission denied"),
         Ok(params) => answers::private(shared, endpoint, &params),
     }
 }

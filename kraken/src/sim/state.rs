@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::auth::{KeyState, RateCounter, may_withdraw};
+use super::auth::{KeyState, RateCounter, grants, required_permissions};
 use super::data::{
     DEFAULT_BALANCES, PAIRS, PRICE_DRIFT_PHASE, SimEarn, SimKeyInfo, default_earn,
     default_key_info, default_prices, drifted,
@@ -105,33 +105,30 @@ impl Shared {
 }
 
 impl Shared {
-    /// Whether the key may call `endpoint` once authenticated: BalanceEx unless disabled,
-    /// TradeBalance only when enabled, WithdrawMethods only for a key that may withdraw,
-    /// GetWebSocketsToken only with `create-ws-token`, DepositStatus with `query-funds`,
-    /// WithdrawStatus for a key that may withdraw or has `query-ledger`.
-    pub(super) fn permits(&self, endpoint: Endpoint) -> bool {
-        let has = |names: &[&str]| has_permission(&self.permissions, names);
-        match endpoint {
-            Endpoint::BalanceEx => self.balance_ex_enabled,
-            Endpoint::TradeBalance => self.trade_balance_enabled,
-            Endpoint::WithdrawMethods => may_withdraw(&self.permissions),
-            Endpoint::GetWebSocketsToken => has(&["create-ws-token", "websocket"]),
-            Endpoint::DepositStatus => has(&["query-funds", "funds: query"]),
-            Endpoint::WithdrawStatus => {
-                may_withdraw(&self.permissions) || has(&["query-ledger", "query ledger"])
-            }
-            _ => true,
+    /// Whether the key may call `endpoint` once authenticated; `Err` is Kraken's answer when not.
+    /// A key needs the permissions of [`required_permissions`] (`EGeneral:Permission denied`
+    /// without them); TradeBalance also answers a key with "Funds: Query" when
+    /// `trade_balance_enabled` plays the API-keys guide's reading. BalanceEx with
+    /// `balance_ex_enabled: false` answers `EAPI:Feature disabled` whatever the key, like a Kraken
+    /// that does not offer it (Balance, which needs the same permission, still works).
+    pub(super) fn permits(&self, endpoint: Endpoint) -> Result<(), &'static str> {
+        if endpoint == Endpoint::BalanceEx && !self.balance_ex_enabled {
+            return Err("EAPI:Feature disabled");
+        }
+        let holds = |code: &str| grants(&self.permissions, code);
+        let granted = required_permissions(endpoint)
+            .iter()
+            .all(|code| holds(code))
+            || (endpoint == Endpoint::TradeBalance
+                && self.trade_balance_enabled
+                && holds("query-funds"))
+            || (endpoint == Endpoint::WithdrawStatus && holds("query-ledger"));
+        if granted {
+            Ok(())
+        } else {
+            Err("EGeneral:Permission denied")
         }
     }
-}
-
-/// Whether one of the key's permissions, in any case, contains one of `names` (a GetApiKeyInfo
-/// code such as `create-ws-token`, or words of Kraken's key settings such as `WebSocket`).
-fn has_permission(permissions: &[String], names: &[&str]) -> bool {
-    permissions.iter().any(|permission| {
-        let permission = permission.to_ascii_lowercase();
-        names.iter().any(|name| permission.contains(name))
-    })
 }
 
 /// The mutable part of the simulated exchange.

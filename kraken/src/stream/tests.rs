@@ -31,7 +31,7 @@ fn client(sim: &SimKraken) -> KrakenClient {
             balance_endpoint: BalanceEndpoint::BalanceEx,
         },
         sim.credentials(),
-        NonceSource::new(Box::new(SystemClock)),
+        Arc::new(NonceSource::new(Box::new(SystemClock))),
         "main".into(),
         Arc::new(CountingObserver::default()) as Arc<dyn CallObserver>,
     )
