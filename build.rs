@@ -1,7 +1,7 @@
 //! Records what `--version` and `kraken_exporter_build_info` report: the git revision, the build
 //! date, the compiler and the target; and which external tools the tests can use.
 //!
-//! Tests that run `promtool`, `amtool`, `prometheus` or `alertmanager` are marked
+//! Tests that run `promtool`, `amtool`, `prometheus`, `alertmanager` or `chromium` are marked
 //! `#[cfg_attr(missing_<tool>, ignore = "...")]`: when a tool is not on `PATH` at build time
 //! they show as *ignored* in the test summary instead of passing silently. With `CI=true` no
 //! tool is ever reported missing, so CI runs those tests and they fail naming the package to
@@ -13,11 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Each tool a test needs, with the executable names it goes by (Debian calls Alertmanager
 /// `prometheus-alertmanager`).
-const TOOLS: [(&str, &[&str]); 4] = [
+const TOOLS: [(&str, &[&str]); 5] = [
     ("promtool", &["promtool"]),
     ("amtool", &["amtool"]),
     ("prometheus", &["prometheus"]),
     ("alertmanager", &["alertmanager", "prometheus-alertmanager"]),
+    ("chromium", &["chromium", "chromium-browser"]),
 ];
 
 fn main() {

@@ -4,7 +4,9 @@
 //! exporter configuration into a way to empty the account, so the operator should hear about it.
 //!
 //! Owns the normalised permission names, the interpretation of GetApiKeyInfo and of the
-//! WithdrawMethods probe, and which permissions count as risky.
+//! WithdrawMethods probe, which permissions count as risky, and the hygiene findings about a key
+//! against what its [`KeyPolicy`] allows (the same limits as the alerts on the key), so `check`,
+//! the status page and the log say the same thing.
 //! Must not: parse Kraken bodies or match Kraken error strings (that is [`kraken`]), call
 //! any endpoint that changes the account, or decide what a risky key means for the exporter
 //! (warn, refuse, export a metric: the caller chooses).
@@ -43,10 +45,10 @@
 //! and it never counts as risky (a guess from an unknown name could only be a false alarm or a
 //! false all-clear; the series lets the operator judge).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use kraken::{ApiKeyInfo, KrakenClient, KrakenError, Reason};
+use kraken::{ApiKeyInfo, KeyExpiry, KrakenClient, KrakenError, Reason};
 
 /// Every permission group Kraken's key settings offer, by normalised name; each is exported
 /// for every key audited with GetApiKeyInfo (0 when not granted).
@@ -422,6 +424,176 @@ fn snake_case(raw: &str) -> String {
     out.trim_matches('_').to_owned()
 }
 
+/// The permissions a key may hold without a finding when the operator names none:
+/// `funds_query`, which the exporter needs, and `websocket`, which the balance stream needs and
+/// which reads nothing more.
+pub const DEFAULT_ALLOWED: [&str; 2] = [FUNDS_QUERY, WEBSOCKET];
+
+/// A key that stops working within this many days is a finding (the limit of the
+/// `KrakenKeyExpiresSoon` alert).
+pub const EXPIRY_WARNING_DAYS: u64 = 14;
+
+/// Age in days after which a key is due for rotation, unless configured otherwise (the
+/// `key_rotation_days` of the monitoring mixin, whose `KrakenKeyRotationDue` alert uses it).
+pub const DEFAULT_ROTATION_DAYS: u64 = 90;
+
+/// What the operator expects of one account's key: what it is for decides what is risky.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// Normalised permission names the key may hold (`allowed_permissions`); any other granted
+    /// permission is a finding. A hot-wallet key allows `funds_withdraw` on purpose.
+    pub allowed: BTreeSet<String>,
+    /// A key older than this many days is due for rotation.
+    pub rotation_days: u64,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        Self {
+            allowed: BTreeSet::from(DEFAULT_ALLOWED.map(str::to_owned)),
+            rotation_days: DEFAULT_ROTATION_DAYS,
+        }
+    }
+}
+
+/// One way a key falls short of its [`KeyPolicy`] or of an operator's checklist, with the same
+/// limits as the alerts on the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The key holds this permission (normalised name), which the policy does not allow.
+    Unexpected(String),
+    /// The key has stopped working.
+    Expired,
+    /// The key stops working within [`EXPIRY_WARNING_DAYS`]: whole days left.
+    ExpiresSoon(u64),
+    /// The key is older than the rotation age.
+    RotationDue {
+        /// Whole days since it was created.
+        age_days: u64,
+        /// The rotation age.
+        limit_days: u64,
+    },
+    /// The key has no IP allowlist: it works from any address.
+    AnyIp,
+    /// Kraken accepts nonces this far below the last one for the key (`nonceWindow`).
+    NonceWindow(u64),
+    /// Another client seems to use the key.
+    Shared(KeyWarning),
+}
+
+impl Finding {
+    /// What was found, in one sentence.
+    pub fn message(&self) -> String {
+        match self {
+            Finding::Unexpected(permission) => format!(
+                "the key has {permission}, which allowed_permissions does not allow{}",
+                if RISKY.contains(&permission.as_str()) {
+                    " (it can move funds or trade)"
+                } else {
+                    ""
+                }
+            ),
+            Finding::Expired => "the key has expired: Kraken refuses it".to_owned(),
+            Finding::ExpiresSoon(days) => {
+                format!("the key expires in {days} days (less than {EXPIRY_WARNING_DAYS})")
+            }
+            Finding::RotationDue {
+                age_days,
+                limit_days,
+            } => format!(
+                "the key is {age_days} days old, older than the rotation age of {limit_days} days"
+            ),
+            Finding::AnyIp => {
+                "the key has no IP allowlist: it works from any IP address".to_owned()
+            }
+            Finding::NonceWindow(window) => format!(
+                "the key has a nonce window of {window}: Kraken accepts nonces up to {window} below the last one, which only hides clients that share the key"
+            ),
+            Finding::Shared(warning) => {
+                let text = warning.message();
+                text.split(". Fix: ").next().unwrap_or(&text).to_owned()
+            }
+        }
+    }
+
+    /// What to do about it, in one sentence.
+    pub fn advice(&self) -> String {
+        match self {
+            Finding::Unexpected(permission) => format!(
+                "create a key without {permission} and replace this one, or add {permission} to allowed_permissions if this key is meant to have it"
+            ),
+            Finding::Expired | Finding::ExpiresSoon(_) | Finding::RotationDue { .. } => {
+                "create a new key with the same permissions, switch the exporter to it, then delete the old one on Kraken".to_owned()
+            }
+            Finding::AnyIp => "restrict the key to the addresses the exporter calls Kraken from (IP allowlist on Kraken's key page)".to_owned(),
+            Finding::NonceWindow(_) => "set the nonce window to 0 on Kraken's key page and give every exporter a key of its own".to_owned(),
+            Finding::Shared(_) => "give the exporter a key of its own: one key per process, never shared".to_owned(),
+        }
+    }
+}
+
+impl KeyAudit {
+    /// The granted permissions `policy` does not allow, in name order.
+    pub fn unexpected<'a>(&'a self, policy: &KeyPolicy) -> Vec<&'a str> {
+        self.permissions
+            .iter()
+            .filter(|(name, granted)| **granted && !policy.allowed.contains(name.as_str()))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Every finding about the key at `now`: unexpected permissions, expiry, age, IP allowlist,
+    /// nonce window, and signs of a shared key. What GetApiKeyInfo did not say is no finding.
+    pub fn findings(&self, policy: &KeyPolicy, now: SystemTime) -> Vec<Finding> {
+        let mut findings: Vec<Finding> = self
+            .unexpected(policy)
+            .into_iter()
+            .map(|permission| Finding::Unexpected(permission.to_owned()))
+            .collect();
+        if let Some(key) = &self.key {
+            findings.extend(key_findings(key, policy, now));
+        }
+        findings.extend(self.warnings.iter().cloned().map(Finding::Shared));
+        findings
+    }
+}
+
+/// Whole days from `from` to `to` (0 when `to` is earlier).
+pub fn days_between(from: SystemTime, to: SystemTime) -> u64 {
+    to.duration_since(from).map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// The findings about the key itself: expiry, age, IP allowlist and nonce window.
+fn key_findings(key: &ApiKeyInfo, policy: &KeyPolicy, now: SystemTime) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    match key.valid_until {
+        Some(KeyExpiry::At(at)) if at <= now => findings.push(Finding::Expired),
+        Some(KeyExpiry::At(at))
+            if at.duration_since(now).unwrap_or_default()
+                < Duration::from_secs(EXPIRY_WARNING_DAYS * 86_400) =>
+        {
+            findings.push(Finding::ExpiresSoon(days_between(now, at)));
+        }
+        _ => {}
+    }
+    if let Some(created) = key.created_time
+        && now.duration_since(created).unwrap_or_default()
+            > Duration::from_secs(policy.rotation_days * 86_400)
+    {
+        findings.push(Finding::RotationDue {
+            age_days: days_between(created, now),
+            limit_days: policy.rotation_days,
+        });
+    }
+    if key.ip_allowlist.as_ref().is_some_and(Vec::is_empty) {
+        findings.push(Finding::AnyIp);
+    }
+    if let Some(window) = key.nonce_window.filter(|w| *w > 0) {
+        findings.push(Finding::NonceWindow(window));
+    }
+    findings
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -632,6 +804,63 @@ mod tests {
             permissions: permissions.iter().map(|&code| code.to_owned()).collect(),
             ..ApiKeyInfo::default()
         }
+    }
+
+    #[test]
+    fn findings_use_the_limits_of_the_alerts_and_the_allowed_permissions() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        let key = |expires: Duration, age: Duration, allowlist: &[&str], window: u64| ApiKeyInfo {
+            permissions: ["query-funds", "withdraw-funds", "create-ws-token"]
+                .map(str::to_owned)
+                .into(),
+            valid_until: Some(KeyExpiry::At(now + expires)),
+            created_time: Some(now - age),
+            ip_allowlist: Some(allowlist.iter().map(|a| (*a).to_owned()).collect()),
+            nonce_window: Some(window),
+            ..ApiKeyInfo::default()
+        };
+        let policy = KeyPolicy::default();
+        // Just inside every limit: only the permission the default does not allow.
+        let fine = KeyAudit::from_api_key_info(&key(day * 14, day * 90, &["192.0.2.7"], 0));
+        assert_eq!(
+            fine.findings(&policy, now),
+            [Finding::Unexpected(FUNDS_WITHDRAW.into())]
+        );
+        // A hot-wallet key allows withdrawals on purpose.
+        let hot = KeyPolicy {
+            allowed: [FUNDS_QUERY, WEBSOCKET, FUNDS_WITHDRAW]
+                .map(str::to_owned)
+                .into(),
+            rotation_days: 30,
+        };
+        let worn = KeyAudit::from_api_key_info(&key(
+            day * 14 - Duration::from_secs(1),
+            day * 90 + Duration::from_secs(1),
+            &[],
+            5000,
+        ));
+        assert_eq!(
+            worn.findings(&hot, now),
+            [
+                Finding::ExpiresSoon(13),
+                Finding::RotationDue {
+                    age_days: 90,
+                    limit_days: 30
+                },
+                Finding::AnyIp,
+                Finding::NonceWindow(5000),
+            ]
+        );
+        let expired = KeyAudit::from_api_key_info(&key(Duration::ZERO, day, &["x"], 0));
+        assert_eq!(expired.findings(&hot, now), [Finding::Expired]);
+        for finding in worn.findings(&policy, now) {
+            assert!(!finding.message().is_empty() && !finding.advice().is_empty());
+        }
+        let message = Finding::Unexpected(FUNDS_WITHDRAW.into()).message();
+        assert!(message.contains("can move funds"), "{message}");
+        let shared = Finding::Shared(KeyWarning::NonceScale { factor: 1000 });
+        assert!(!shared.message().contains("Fix:"), "{}", shared.message());
     }
 
     #[test]

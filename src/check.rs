@@ -1,22 +1,26 @@
 //! `kraken_exporter check`: refresh every account once and print what its key sees.
 //!
-//! Owns the tables printed to the terminal and the exit status of the check.
+//! Owns the tables printed to the terminal and the exit status of the check: 0 when every key
+//! works and every configured asset name is a Kraken asset; 1 when one does not (and, with
+//! `check --strict`, when a key has a hygiene finding); configuration mistakes exit 2 before the
+//! check starts.
 //! Must not: start the HTTP server or retry (the operator runs it again after fixing the key).
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::app::{App, SharedEnv};
-use crate::audit::{self, AuditSource, KeyAudit};
+use crate::audit::{self, AuditSource, KeyAudit, KeyPolicy};
 use crate::cli::Flags;
 use crate::config::Config;
 use crate::exporter::{AccountSet, ExportedAccount, resolve_assets, unknown_asset_message};
-use crate::status::format_amount;
+use crate::status::{Snapshot, format_amount};
 use kraken::{AssetTable, KeyExpiry, Reason};
 
-/// Refreshes every account once and writes a table of balances per account to `out`, or the
-/// reason and the fix to `err`. Returns whether every key works and every asset name in
-/// `min_balance` and `watch` is a Kraken asset (each one that is not is listed on `err`).
+/// Refreshes every account once and writes a table of balances and the key's hygiene per account
+/// to `out`, or the reason and the fix to `err`. Returns whether every key works and every asset
+/// name in `min_balance` and `watch` is a Kraken asset (each one that is not is listed on `err`),
+/// and, with `check --strict`, no key has a hygiene finding.
 pub async fn run(
     config: Config,
     flags: Flags,
@@ -25,6 +29,7 @@ pub async fn run(
     err: &mut dyn Write,
 ) -> anyhow::Result<bool> {
     let demo = config.demo;
+    let strict = config.check_strict;
     let (app, _reloads) = App::start(config, flags, env).await?;
     let set = app.exporter.accounts();
     refresh_once(&set).await?;
@@ -36,8 +41,18 @@ pub async fn run(
     }
     let assets = set.market.current_assets();
     let mut all_ok = true;
+    let mut findings = 0;
     for exported in &set.accounts {
-        all_ok &= report(exported, &assets, out, err)?;
+        let (ok, found) = report(exported, &assets, out, err)?;
+        all_ok &= ok;
+        findings += found;
+    }
+    if strict && findings > 0 {
+        writeln!(
+            err,
+            "check --strict failed: {findings} key hygiene finding(s), each printed as a WARNING with what to do"
+        )?;
+        all_ok = false;
     }
     Ok(all_ok)
 }
@@ -64,13 +79,14 @@ async fn refresh_once(set: &AccountSet) -> anyhow::Result<()> {
 }
 
 /// Writes one account's result: its balances, thresholds, audit and key hygiene to `out`, or
-/// what failed and the fix to `err`. Returns whether the account passed.
+/// what failed and the fix to `err`. Returns whether the account passed, and how many hygiene
+/// findings its key has.
 fn report(
     exported: &ExportedAccount,
     assets: &AssetTable,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> std::io::Result<bool> {
+) -> std::io::Result<(bool, usize)> {
     let mut ok = true;
     let resolved = resolve_assets(&exported.config, assets);
     for (name, nearest) in resolved.unknown.iter().zip(&resolved.nearest) {
@@ -90,7 +106,7 @@ fn report(
         if *reason == Reason::InvalidNonce {
             writeln!(err, "{}", nonce_scale_hint(SystemTime::now()))?;
         }
-        return Ok(false);
+        return Ok((false, 0));
     }
     let Some(snapshot) = &status.balances else {
         writeln!(
@@ -98,7 +114,7 @@ fn report(
             "check failed for account {:?}: no answer from Kraken",
             status.name
         )?;
-        return Ok(false);
+        return Ok((false, 0));
     };
     writeln!(
         out,
@@ -107,26 +123,83 @@ fn report(
         snapshot.balances.len(),
         snapshot.endpoint
     )?;
+    write_balances(out, snapshot)?;
+    write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
+    let policy = &exported.config.key_policy;
+    let audit = status.feature::<KeyAudit>();
+    write_audit(out, audit, policy)?;
+    write_key_hygiene(out, audit, SystemTime::now())?;
+    let findings = write_findings(out, audit, policy, SystemTime::now())?;
+    writeln!(out)?;
+    Ok((ok, findings))
+}
+
+/// The balance table: each code's total and hold, and per asset what it has available for
+/// trading, on the asset's own row (the base code's, else its auto-earn code's), exactly the
+/// `kraken_balance_available` the minimums are compared with.
+fn write_balances(out: &mut dyn Write, snapshot: &Snapshot) -> std::io::Result<()> {
+    let available = snapshot.available.as_ref();
+    let has_row = |asset: &str| snapshot.balances.iter().any(|b| b.asset == asset);
     let rows: Vec<[String; 5]> = snapshot
         .balances
         .iter()
         .map(|b| {
+            let of = |asset: &str| available.and_then(|a| a.get(asset)).copied();
+            let per_asset = match (of(&b.asset), b.asset.strip_suffix(".F")) {
+                (Some(amount), _) => format_amount(amount),
+                (None, Some(base)) if of(base).is_some() && has_row(base) => {
+                    format!("(in {base})")
+                }
+                (None, Some(base)) => of(base).map_or_else(|| "-".to_owned(), format_amount),
+                (None, None) => "-".to_owned(),
+            };
             [
                 b.asset.clone(),
                 b.code.clone(),
                 format_amount(b.total),
                 b.hold.map_or_else(|| "-".to_owned(), format_amount),
-                b.available().map_or_else(|| "-".to_owned(), format_amount),
+                per_asset,
             ]
         })
         .collect();
-    write_table(out, ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"], &rows)?;
-    writeln!(out)?;
-    write_thresholds(out, &resolved.min_balance, snapshot.available.as_ref())?;
-    write_audit(out, status.feature::<KeyAudit>())?;
-    write_key_hygiene(out, status.feature::<KeyAudit>(), SystemTime::now())?;
-    writeln!(out)?;
-    Ok(ok)
+    write_table(
+        out,
+        [
+            "ASSET",
+            "CODE",
+            "TOTAL",
+            "HOLD",
+            "AVAILABLE FOR TRADING (ASSET)",
+        ],
+        &rows,
+    )?;
+    if available.is_some() {
+        writeln!(
+            out,
+            "Available for trading is per asset (kraken_balance_available): balance + credit - credit_used - hold_trade of the base code and its auto-earn (.F) code; staked and other codes count for nothing."
+        )?;
+    }
+    writeln!(out)
+}
+
+/// Writes every hygiene finding about the key as a WARNING line with what to do; returns how
+/// many there are.
+fn write_findings(
+    out: &mut dyn Write,
+    audit: Option<&KeyAudit>,
+    policy: &KeyPolicy,
+    now: SystemTime,
+) -> std::io::Result<usize> {
+    let findings = audit.map(|a| a.findings(policy, now)).unwrap_or_default();
+    for finding in &findings {
+        writeln!(
+            out,
+            "WARNING: {}. What to do: {}.",
+            finding.message(),
+            finding.advice()
+        )?;
+    }
+    Ok(findings.len())
 }
 
 /// Writes each minimum against what its asset can spend now (0 without a spendable balance), or
@@ -163,20 +236,27 @@ fn write_thresholds(
     writeln!(out)
 }
 
-/// Writes what the key audit found: the permissions, and a warning when the key can move funds
-/// or trade.
-fn write_audit(out: &mut dyn Write, audit: Option<&KeyAudit>) -> std::io::Result<()> {
+/// Writes what the key audit found: the permissions, each one the policy does not allow marked,
+/// and what the key may hold.
+fn write_audit(
+    out: &mut dyn Write,
+    audit: Option<&KeyAudit>,
+    policy: &KeyPolicy,
+) -> std::io::Result<()> {
     let Some(audit) = audit else {
         return writeln!(
             out,
             "Key permissions: not audited (the audit is off or Kraken did not answer)."
         );
     };
-    let granted: Vec<&str> = audit
+    let granted: Vec<String> = audit
         .permissions
         .iter()
         .filter(|(_, granted)| **granted)
-        .map(|(name, _)| name.as_str())
+        .map(|(name, _)| match policy.allowed.contains(name) {
+            true => name.clone(),
+            false => format!("{name} (NOT ALLOWED)"),
+        })
         .collect();
     match audit.source {
         AuditSource::ApiKeyInfo => writeln!(
@@ -198,23 +278,12 @@ fn write_audit(out: &mut dyn Write, audit: Option<&KeyAudit>) -> std::io::Result
             }
         )?,
     }
-    let risky = audit.risky();
-    if !risky.is_empty() {
-        writeln!(
-            out,
-            "WARNING: this key can {}: an exporter needs only 'Funds: Query'. Create a Query-only key and replace this one.",
-            risky.join(", ")
-        )?;
-    }
-    let unneeded = audit.unneeded();
-    if !unneeded.is_empty() {
-        writeln!(
-            out,
-            "NOTE: this key also has {}, which the exporter does not use: a monitoring key should have only 'Funds: Query'.",
-            unneeded.join(", ")
-        )?;
-    }
-    Ok(())
+    let allowed: Vec<&str> = policy.allowed.iter().map(String::as_str).collect();
+    writeln!(
+        out,
+        "Key may hold (allowed_permissions): {}",
+        allowed.join(", ")
+    )
 }
 
 /// What an invalid nonce that survived the retry most often means, with this exporter's nonce
@@ -230,9 +299,8 @@ fn nonce_scale_hint(now: SystemTime) -> String {
     )
 }
 
-/// Writes the key hygiene GetApiKeyInfo tells: the key's name, expiry, IP allowlist and age,
-/// each with what to do when it falls short of an operator's checklist, then any sign that
-/// another client shares the key.
+/// Writes what GetApiKeyInfo tells about the key: its name, expiry, IP allowlist, age and nonce
+/// window (the findings about them follow, from [`write_findings`]).
 fn write_key_hygiene(
     out: &mut dyn Write,
     audit: Option<&KeyAudit>,
@@ -241,9 +309,7 @@ fn write_key_hygiene(
     let Some(key) = audit.and_then(|a| a.key.as_ref()) else {
         return Ok(());
     };
-    let days = |from: SystemTime, to: SystemTime| {
-        to.duration_since(from).unwrap_or(Duration::ZERO).as_secs() / 86_400
-    };
+    let days = audit::days_between;
     writeln!(
         out,
         "Key name: {}",
@@ -267,8 +333,8 @@ fn write_key_hygiene(
     if let Some(created) = key.created_time {
         writeln!(out, "Key age: {} days", days(created, now))?;
     }
-    for warning in audit.iter().flat_map(|a| &a.warnings) {
-        writeln!(out, "WARNING: {}", warning.message())?;
+    if let Some(window) = key.nonce_window {
+        writeln!(out, "Key nonce window: {window}")?;
     }
     Ok(())
 }
@@ -309,17 +375,19 @@ fn write_table(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
 
     fn printed(audit: Option<&KeyAudit>) -> String {
         let mut out = Vec::new();
-        write_audit(&mut out, audit).unwrap();
+        write_audit(&mut out, audit, &KeyPolicy::default()).unwrap();
+        write_findings(&mut out, audit, &KeyPolicy::default(), SystemTime::now()).unwrap();
         String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn key_hygiene_prints_name_expiry_allowlist_age_and_warnings() {
+    fn key_hygiene_prints_name_expiry_allowlist_age_and_a_warning_per_finding() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let day = Duration::from_secs(86_400);
         let key = kraken::ApiKeyInfo {
@@ -335,11 +403,23 @@ mod tests {
             .push(audit::KeyWarning::NonceScale { factor: 1000 });
         let mut out = Vec::new();
         write_key_hygiene(&mut out, Some(&audit), now).unwrap();
+        let found = write_findings(&mut out, Some(&audit), &KeyPolicy::default(), now).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Key name: monitor\n"), "{text}");
         assert!(text.contains("Key expires: in 60 days\n"), "{text}");
         assert!(text.contains("usable from any IP address"), "{text}");
         assert!(text.contains("Key age: 100 days\n"), "{text}");
+        // Age past 90 days, no IP allowlist, and the nonce of another client: one line each.
+        assert_eq!(found, 3, "{text}");
+        assert_eq!(text.matches("WARNING: ").count(), 3, "{text}");
+        assert!(
+            text.contains("WARNING: the key is 100 days old, older than the rotation age of 90 days. What to do: create a new key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING: the key has no IP allowlist: it works from any IP address. What to do: restrict"),
+            "{text}"
+        );
         assert!(
             text.contains("WARNING: Kraken's last accepted nonce"),
             "{text}"
@@ -360,6 +440,58 @@ mod tests {
         let mut out = Vec::new();
         write_key_hygiene(&mut out, Some(&probe), now).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_available_column_is_per_asset_and_agrees_with_the_minimum_line() {
+        let balance =
+            |asset: &str, code: &str, total: f64, hold: f64| crate::status::LabeledBalance {
+                asset: asset.into(),
+                code: code.into(),
+                total,
+                hold: Some(hold),
+            };
+        // Auto-earn: the base code is below its hold while the coins sit in XBT.F.
+        let snapshot = Snapshot {
+            balances: vec![
+                balance("XBT.F", "XBT.F", 1.0, 0.0),
+                balance("XBT", "XXBT", 0.0, 0.2),
+                balance("DOT.S", "DOT.S", 5.0, 0.0),
+                balance("ETH.F", "ETH.F", 2.0, 0.0),
+            ],
+            fetched_at: SystemTime::now(),
+            fetched_instant: tokio::time::Instant::now(),
+            endpoint: kraken::Endpoint::BalanceEx,
+            available: Some(BTreeMap::from([("XBT".into(), 0.8), ("ETH".into(), 2.0)])),
+        };
+        let mut out = Vec::new();
+        write_balances(&mut out, &snapshot).unwrap();
+        write_thresholds(
+            &mut out,
+            &BTreeMap::from([("XBT".into(), 0.5)]),
+            snapshot.available.as_ref(),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("-0.2"),
+            "no per-code difference is printed:\n{text}"
+        );
+        let row = |code: &str| {
+            text.lines()
+                .find(|line| line.split_whitespace().nth(1) == Some(code))
+                .unwrap_or_else(|| panic!("no row for {code}:\n{text}"))
+                .to_owned()
+        };
+        assert!(row("XXBT").ends_with(" 0.8"), "{text}");
+        assert!(row("XBT.F").ends_with("(in XBT)"), "{text}");
+        assert!(row("DOT.S").ends_with(" -"), "{text}");
+        // Without a base row, the auto-earn row carries the asset's amount.
+        assert!(row("ETH.F").ends_with(" 2"), "{text}");
+        assert!(
+            text.contains("XBT: available 0.8 against a minimum of 0.5: ok"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -387,16 +519,29 @@ mod tests {
             text.contains("Key permissions (GetApiKeyInfo): funds_query\n"),
             "{text}"
         );
+        assert!(
+            text.contains("Key may hold (allowed_permissions): funds_query, websocket\n"),
+            "{text}"
+        );
         assert!(!text.contains("WARNING"), "{text}");
 
         let withdrawer = KeyAudit::from_withdraw_probe(Ok(())).unwrap();
         let text = printed(Some(&withdrawer));
         assert!(text.contains("funds_withdraw granted"), "{text}");
         assert!(
-            text.contains("WARNING: this key can funds_withdraw"),
+            text.contains("WARNING: the key has funds_withdraw, which allowed_permissions does not allow (it can move funds or trade). What to do: create a key without funds_withdraw"),
             "{text}"
         );
-        assert!(text.contains("Create a Query-only key"), "{text}");
+
+        let trader = KeyAudit::from_api_key_info(&kraken::ApiKeyInfo {
+            permissions: ["query-funds", "modify-trades"].map(str::to_owned).into(),
+            ..Default::default()
+        });
+        let text = printed(Some(&trader));
+        assert!(
+            text.contains("funds_query, orders_create (NOT ALLOWED)"),
+            "{text}"
+        );
 
         assert!(printed(None).contains("not audited"));
     }

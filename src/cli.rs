@@ -49,9 +49,16 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Refresh once, print a table of balances and exit 0 if the key works and every asset name
-    /// in min_balance and watch is a Kraken asset.
-    Check,
+    /// Refresh once, print a table of balances and the key's hygiene, and exit 0 if the key works
+    /// and every asset name in min_balance and watch is a Kraken asset, 1 if not, 2 for a
+    /// configuration mistake.
+    Check {
+        /// Also exit 1 when the key has a hygiene finding (a permission allowed_permissions does
+        /// not allow, an expiry within 14 days, an age past the rotation age, no IP allowlist, a
+        /// nonce window, another client using it), so a deployment script can gate on it.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 /// Every flag. Global, so `kraken_exporter check --demo` works as well as `kraken_exporter --demo check`.
@@ -124,6 +131,18 @@ pub struct Flags {
     #[arg(long = "balance.watch", value_name = "ASSET", global = true)]
     pub balance_watch: Vec<String>,
 
+    /// Lowest acceptable total value of the account, as QUOTE=AMOUNT in the quote of
+    /// --valuation.quote (USD=10000); exported as kraken_account_value_min. Overrides
+    /// KRAKEN_VALUE_MIN; single-account mode only.
+    #[arg(long = "value.min", value_name = "QUOTE=AMOUNT", global = true)]
+    pub value_min: Vec<String>,
+
+    /// Permissions the key may hold, comma-separated, by the names the metrics use (funds_query,
+    /// websocket, funds_withdraw, ...); any other one it holds is a finding. Overrides
+    /// KRAKEN_KEY_ALLOWED_PERMISSIONS; single-account mode only [default: funds_query,websocket].
+    #[arg(long = "key.allowed-permissions", value_name = "NAMES", global = true)]
+    pub allowed_permissions: Option<String>,
+
     /// Scrapes closer together than this reuse the cached balances instead of calling Kraken [default: 10s].
     #[arg(long = "refresh.min-interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
     pub min_interval: Option<Duration>,
@@ -147,6 +166,11 @@ pub struct Flags {
     /// How often each key's permissions are checked again [default: 6h].
     #[arg(long = "audit.interval", value_parser = parse_duration, value_name = "DURATION", global = true)]
     pub audit_interval: Option<Duration>,
+
+    /// Age in days after which a key is due for rotation, for check and the status page; keep it
+    /// equal to key_rotation_days of the alerts [default: 90].
+    #[arg(long = "audit.rotation-days", value_name = "DAYS", global = true)]
+    pub rotation_days: Option<u64>,
 
     /// Turn the Earn allocations (kraken_earn_allocation) off (they are on by default).
     #[arg(long = "earn.disabled", global = true)]

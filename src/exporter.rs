@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::account::{Account, PendingScrape};
 use crate::asset_names::{self, Resolution};
 use crate::config::AccountConfig;
+use crate::features::{key_info, prices};
 use crate::market::Market;
 use crate::metrics::{self, AccountView, BuildInfo, ReloadView, RequestMetrics, Scrape};
 use crate::process::ProcessStats;
@@ -293,8 +294,9 @@ impl Exporter {
         let views: Vec<AccountView<'_>> = resolved
             .iter()
             .zip(statuses)
-            .map(|(resolved, status)| AccountView {
-                status: with_watched(status, resolved, &assets),
+            .zip(chosen)
+            .map(|((resolved, status), exported)| AccountView {
+                status: with_configured(with_watched(status, resolved, &assets), &exported.config),
                 min_balance: &resolved.min_balance,
                 max_outflow: &resolved.max_outflow,
                 unknown_assets: &resolved.unknown,
@@ -344,7 +346,10 @@ impl Exporter {
             .iter()
             .map(|a| {
                 let resolved = self.resolve_and_report(&a.config, &assets);
-                let status = with_watched(a.account.status(true), &resolved, &assets);
+                let status = with_configured(
+                    with_watched(a.account.status(true), &resolved, &assets),
+                    &a.config,
+                );
                 (status, resolved)
             })
             .collect()
@@ -509,6 +514,20 @@ pub(crate) fn with_watched(
     status
 }
 
+/// Adds what the account's configuration shows from start-up on, before any answer from Kraken:
+/// the permissions its key may hold (while the key is audited) and its minimum total value.
+pub(crate) fn with_configured(mut status: AccountStatus, config: &AccountConfig) -> AccountStatus {
+    if config.audited {
+        let allowed = key_info::Allowed(config.key_policy.clone());
+        status.features.push(Arc::new(allowed));
+    }
+    if !config.min_value.is_empty() {
+        let minimum = prices::ValueMinimum(config.min_value.clone());
+        status.features.push(Arc::new(minimum));
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +566,9 @@ mod tests {
                 .collect(),
             watch: watch.iter().map(|asset| (*asset).to_owned()).collect(),
             max_outflow: BTreeMap::new(),
+            min_value: BTreeMap::new(),
+            key_policy: crate::audit::KeyPolicy::default(),
+            audited: true,
         }
     }
 
@@ -692,6 +714,9 @@ mod cache_tests {
             min_balance: BTreeMap::new(),
             watch: Vec::new(),
             max_outflow: BTreeMap::new(),
+            min_value: BTreeMap::new(),
+            key_policy: crate::audit::KeyPolicy::default(),
+            audited: false,
         };
         let set = AccountSet {
             accounts: vec![ExportedAccount {

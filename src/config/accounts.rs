@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::file::{AccountEntry, FileConfig};
+use super::file::{AccountEntry, FileAmount, FileConfig};
 use super::{AccountConfig, ConfigError, Env, credentials, thresholds, validate};
+use crate::audit::KeyPolicy;
 use crate::cli::Flags;
 use crate::problem::Problem;
 use kraken::BalanceEndpoint;
@@ -55,8 +56,14 @@ pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<AccountConfig, C
         api_url: None,
         nonce_file: flags.nonce_file.clone(),
         min_balance: thresholds.min_balance,
+        min_value: thresholds.min_value,
         watch: thresholds.watch,
         max_outflow: thresholds::outflow_from_flags(flags, env)?,
+        key_policy: KeyPolicy {
+            allowed: thresholds::allowed_from_flags(flags, env)?,
+            ..KeyPolicy::default()
+        },
+        audited: true,
     })
 }
 
@@ -82,6 +89,9 @@ pub(super) fn from_file(
     };
     let mut accounts: Vec<AccountConfig> = Vec::new();
     for (index, entry) in file.accounts.iter().enumerate() {
+        if entry.unreadable {
+            continue;
+        }
         let label = match &entry.name {
             Some(name) => format!("accounts[{index}] ({name})"),
             None => format!("accounts[{index}]"),
@@ -158,30 +168,19 @@ impl EntryContext<'_> {
                 }
             });
         check_assets(entry, report);
-        let min_balance = thresholds::merge_minimums(
-            entry
-                .min_balance
-                .iter()
-                .map(|(asset, min)| (asset.as_str(), *min)),
-        )
-        .unwrap_or_else(|conflicts| {
-            for conflict in conflicts {
-                report.add("min_balance", conflict);
-            }
-            BTreeMap::new()
-        });
-        let max_outflow = thresholds::merge_minimums(
-            entry
-                .max_outflow
-                .iter()
-                .map(|(asset, max)| (asset.as_str(), *max)),
-        )
-        .unwrap_or_else(|conflicts| {
-            for conflict in conflicts {
-                report.add("max_outflow", conflict);
-            }
-            BTreeMap::new()
-        });
+        let min_balance = minimums(&entry.min_balance, "min_balance", report);
+        let min_value = minimums(&entry.min_value, "min_value", report);
+        let allowed = match &entry.allowed_permissions {
+            None => KeyPolicy::default().allowed,
+            Some(names) => validate::allowed_permissions(names.iter().map(String::as_str))
+                .unwrap_or_else(|problems| {
+                    for problem in problems {
+                        report.add("allowed_permissions", problem);
+                    }
+                    KeyPolicy::default().allowed
+                }),
+        };
+        let max_outflow = minimums(&entry.max_outflow, "max_outflow", report);
         let credentials = self.credentials(entry, report);
         check_own_key(credentials.as_ref(), earlier, report);
         if !self.demo
@@ -198,8 +197,14 @@ impl EntryContext<'_> {
             api_url,
             nonce_file: entry.nonce_file.clone(),
             min_balance,
+            min_value,
             watch,
             max_outflow,
+            key_policy: KeyPolicy {
+                allowed,
+                ..KeyPolicy::default()
+            },
+            audited: true,
         }
     }
 
@@ -248,27 +253,43 @@ fn entry_name(
     name.clone()
 }
 
-/// `min_balance` thresholds are balances, and every asset name is written out.
-fn check_assets(entry: &AccountEntry, report: &mut EntryProblems<'_>) {
-    for (asset, min) in &entry.min_balance {
-        if !min.is_finite() || *min < 0.0 {
-            report.add(
-                &format!("min_balance.{asset}"),
-                format!("{min} is not a balance: use a number of at least 0"),
-            );
+/// The amounts of `field` (`min_balance`, `min_value`) by normalised name: each a number of at
+/// least 0 (quoted or not), spellings of one name merged. Each mistake is reported at its key.
+fn minimums(
+    amounts: &BTreeMap<String, FileAmount>,
+    field: &str,
+    report: &mut EntryProblems<'_>,
+) -> BTreeMap<String, f64> {
+    let mut numbers = Vec::with_capacity(amounts.len());
+    for (name, amount) in amounts {
+        match amount {
+            FileAmount::Number(min) if min.is_finite() && *min >= 0.0 => {
+                numbers.push((name.as_str(), *min));
+            }
+            FileAmount::Number(min) => report.add(
+                &format!("{field}.{name}"),
+                format!("{min} is not an amount: use a number of at least 0"),
+            ),
+            FileAmount::Invalid(problem) => {
+                report.add(&format!("{field}.{name}"), problem.clone());
+            }
         }
+    }
+    thresholds::merge_minimums(numbers).unwrap_or_else(|conflicts| {
+        for conflict in conflicts {
+            report.add(field, conflict);
+        }
+        BTreeMap::new()
+    })
+}
+
+/// Every asset name of `min_balance` and `watch` is written out.
+fn check_assets(entry: &AccountEntry, report: &mut EntryProblems<'_>) {
+    for asset in entry.min_balance.keys() {
         if asset.is_empty() {
             report.add(
                 "min_balance",
                 "has an empty asset name: use Kraken's short name (XBT), its code (XXBT) or its common name (BTC)".into(),
-            );
-        }
-    }
-    for (asset, max) in &entry.max_outflow {
-        if !max.is_finite() || *max < 0.0 {
-            report.add(
-                &format!("max_outflow.{asset}"),
-                format!("{max} is not an amount per hour: use a number of at least 0 (0: no withdrawal expected)"),
             );
         }
     }

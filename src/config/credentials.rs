@@ -171,8 +171,8 @@ const INVISIBLE: [char; 6] = [
 ];
 
 /// Refuses the paste mistakes: a byte-order mark, invisible characters, quotes, a bytes
-/// literal, surrounding whitespace, control characters, and (unless `spaces_inside` allows them)
-/// whitespace inside.
+/// literal, a newline (called a newline, not a space), surrounding whitespace, control
+/// characters, and (unless `spaces_inside` allows them) whitespace inside.
 fn check_text(value: &str, spaces_inside: bool) -> Result<(), &'static str> {
     if value.starts_with('\u{feff}') {
         return Err(
@@ -200,6 +200,14 @@ fn check_text(value: &str, spaces_inside: bool) -> Result<(), &'static str> {
         return Err(
             "is wrapped in quotes (straight or typographic): remove the quotes, keeping only the characters between them",
         );
+    }
+    const NEWLINES: [char; 2] = ['\n', '\r'];
+    if value.contains(NEWLINES) {
+        return Err(if value.trim_matches(NEWLINES).contains(NEWLINES) {
+            "contains a line break inside (the value was wrapped onto two lines): copy it again as one unbroken line"
+        } else {
+            "starts or ends with a newline (as echo, a heredoc or an editor adds one): remove it, for example with printf '%s' instead of echo"
+        });
     }
     if value.trim() != value {
         return Err("starts or ends with whitespace: remove the spaces around the value");

@@ -27,6 +27,67 @@ impl<'de> Deserialize<'de> for FileDuration {
     }
 }
 
+/// An amount (a minimum balance or value): a YAML number, or a number in quotes as templated
+/// configs write them (`ETH: "0.5"`). Anything else is kept as [`FileAmount::Invalid`] and
+/// refused with every other mistake of the file, never alone.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FileAmount {
+    /// A number, as written or unquoted.
+    Number(f64),
+    /// Not a number; the message says why and how to write it (without the value, unless it is
+    /// a number written with a decimal comma, whose fix is shown).
+    Invalid(String),
+}
+
+impl FileAmount {
+    /// An amount from the text of a quoted value.
+    fn from_text(text: &str) -> Self {
+        let trimmed = text.trim();
+        if let Ok(number) = trimmed.parse::<f64>() {
+            return FileAmount::Number(number);
+        }
+        let point = trimmed.replacen(',', ".", 1);
+        if let Some((whole, decimals)) = trimmed.split_once(',')
+            && point.parse::<f64>().is_ok()
+        {
+            return FileAmount::Invalid(if decimals.len() == 3 {
+                let plain = format!("{whole}{decimals}");
+                format!(
+                    "has a comma: write {plain} (no thousands separator) or {point} (a decimal point), whichever is meant"
+                )
+            } else {
+                format!("is written with a decimal comma: write {point}, with a point")
+            });
+        }
+        FileAmount::Invalid("is not a number: write an amount such as 0.5 or 1000".into())
+    }
+}
+
+impl<'de> Deserialize<'de> for FileAmount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Amount;
+        impl serde::de::Visitor<'_> for Amount {
+            type Value = FileAmount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an amount such as 0.5")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<FileAmount, E> {
+                Ok(FileAmount::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<FileAmount, E> {
+                Ok(FileAmount::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<FileAmount, E> {
+                Ok(FileAmount::Number(v as f64))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<FileAmount, E> {
+                Ok(FileAmount::from_text(v))
+            }
+        }
+        deserializer.deserialize_any(Amount)
+    }
+}
+
 /// The whole file. Every section is optional; unknown fields are errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +163,8 @@ pub(crate) struct AuditSection {
     pub(crate) enabled: Option<bool>,
     /// Like `--audit.interval`.
     pub(crate) interval: Option<FileDuration>,
+    /// Like `--audit.rotation-days`.
+    pub(crate) rotation_days: Option<u64>,
 }
 
 /// `earn:`.
@@ -179,13 +242,125 @@ pub(crate) struct AccountEntry {
     pub(crate) nonce_file: Option<PathBuf>,
     /// Asset (Kraken's short name, as in the `asset` label) → lowest acceptable balance.
     #[serde(default)]
-    pub(crate) min_balance: BTreeMap<String, f64>,
+    pub(crate) min_balance: BTreeMap<String, FileAmount>,
+    /// Quote currency → lowest acceptable total value of the account in it.
+    #[serde(default)]
+    pub(crate) min_value: BTreeMap<String, FileAmount>,
+    /// Permission names the key may hold without a finding; `None`: `funds_query` and
+    /// `websocket`.
+    pub(crate) allowed_permissions: Option<Vec<String>>,
     /// Asset → largest expected withdrawal amount per hour (`kraken_outflow_max`; 0: none).
     #[serde(default)]
-    pub(crate) max_outflow: BTreeMap<String, f64>,
+    pub(crate) max_outflow: BTreeMap<String, FileAmount>,
     /// Assets exported even when Kraken omits them (as 0), so an emptied wallet still alerts.
     #[serde(default)]
     pub(crate) watch: Vec<String>,
+    /// The entry could not be read (its mistakes are listed already): it is not checked further.
+    #[serde(skip)]
+    pub(crate) unreadable: bool,
+}
+
+/// Parses the text of a config file. A file that does not fit the schema is read again section
+/// by section and account by account, so every such mistake is listed, not only the first;
+/// the sections and accounts that could be read come back too, so their other mistakes can join
+/// the list. The first mistake carries its line.
+pub fn parse_all(text: &str) -> (FileConfig, Vec<Problem>) {
+    let first = match parse(text) {
+        Ok(config) => return (config, Vec::new()),
+        Err(problem) => problem,
+    };
+    let Ok(serde_norway::Value::Mapping(map)) = serde_norway::from_str(text) else {
+        // Not YAML at all, or not a mapping: the first mistake is all there is to say.
+        return (FileConfig::default(), vec![first]);
+    };
+    let mut sections = Sections {
+        text,
+        problems: Vec::new(),
+    };
+    let mut config = FileConfig::default();
+    for (key, value) in map {
+        let key = key.as_str().unwrap_or_default().to_owned();
+        match key.as_str() {
+            "kraken" => config.kraken = sections.read(value, &key).unwrap_or_default(),
+            "refresh" => config.refresh = sections.read(value, &key).unwrap_or_default(),
+            "web" => config.web = sections.read(value, &key).unwrap_or_default(),
+            "audit" => config.audit = sections.read(value, &key).unwrap_or_default(),
+            "earn" => config.earn = sections.read(value, &key).unwrap_or_default(),
+            "valuation" => config.valuation = sections.read(value, &key).unwrap_or_default(),
+            "accounts" => config.accounts = sections.accounts(value),
+            _ => sections.problems.push(Problem {
+                place: key,
+                message: "unknown field: fix the spelling or remove the field; the sections are kraken, refresh, web, audit, earn, valuation and accounts".into(),
+            }),
+        }
+    }
+    let mut problems = sections.problems;
+    // The strict parse placed the first mistake on its line: that version replaces its twin.
+    let twin = |p: &&mut Problem| {
+        first
+            .place
+            .strip_prefix(&p.place)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(" (line"))
+    };
+    match problems.iter_mut().find(twin) {
+        Some(twin) => *twin = first,
+        None => problems.insert(0, first),
+    }
+    (config, problems)
+}
+
+/// Reads the parts of a file that does not fit the schema, collecting their mistakes.
+struct Sections<'a> {
+    /// The file's text, for the names of accounts.
+    text: &'a str,
+    /// Every mistake found so far.
+    problems: Vec<Problem>,
+}
+
+impl Sections<'_> {
+    /// One part at `place` (`kraken`, `accounts[1]`), or `None` with its mistake recorded.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        value: serde_norway::Value,
+        place: &str,
+    ) -> Option<T> {
+        serde_path_to_error::deserialize(value)
+            .map_err(|error| {
+                let inner = error.path().to_string();
+                let path = match (place, inner.as_str()) {
+                    (_, ".") => place.to_owned(),
+                    ("", inner) => inner.to_owned(),
+                    (place, inner) => format!("{place}.{inner}"),
+                };
+                let mut message = crate::problem::without_values(&error.into_inner().to_string());
+                if message.contains("unknown field") {
+                    message.push_str(": fix the spelling or remove the field");
+                }
+                self.problems.push(Problem {
+                    place: name_accounts(&path, self.text),
+                    message,
+                });
+            })
+            .ok()
+    }
+
+    /// Every entry of `accounts:`; one that cannot be read is kept as unreadable, so the
+    /// entries after it keep their index.
+    fn accounts(&mut self, value: serde_norway::Value) -> Vec<AccountEntry> {
+        let serde_norway::Value::Sequence(entries) = value else {
+            self.read::<Vec<AccountEntry>>(value, "accounts");
+            return Vec::new();
+        };
+        let mut accounts = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let place = format!("accounts[{index}]");
+            accounts.push(self.read(entry, &place).unwrap_or(AccountEntry {
+                unreadable: true,
+                ..AccountEntry::default()
+            }));
+        }
+        accounts
+    }
 }
 
 /// Parses the text of a config file, or says where it first goes wrong.
@@ -247,7 +422,10 @@ accounts:
         )
         .unwrap();
         assert_eq!(config.accounts.len(), 1);
-        assert_eq!(config.accounts[0].min_balance["XBT"], 0.5);
+        assert_eq!(
+            config.accounts[0].min_balance["XBT"],
+            FileAmount::Number(0.5)
+        );
         assert_eq!(
             config.refresh.min_interval,
             Some(FileDuration(Duration::from_secs(30)))

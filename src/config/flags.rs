@@ -17,10 +17,14 @@ use super::{
     StreamConfig, ValuationConfig, WebConfig, WebSecurity, validate,
 };
 use crate::account::RefreshPolicy;
+use crate::audit::DEFAULT_ROTATION_DAYS;
 use crate::cli::StreamModeArg;
 use crate::cli::{DEFAULT_PORT, Flags};
 use crate::features::stream::{DEFAULT_WS_URL, StreamMode};
 use crate::problem::Problem;
+
+/// The quote currency of `--demo` when none is given.
+const DEMO_QUOTE: &str = "USD";
 
 /// Resolves the global settings shared by both modes around `accounts`.
 pub(super) fn base_config(
@@ -41,6 +45,7 @@ pub(super) fn base_config(
     let web = web_config(flags, file, problems)?;
     Ok(Config {
         check: false,
+        check_strict: false,
         check_config: flags.config_check,
         demo: flags.demo,
         config_file: None,
@@ -235,7 +240,25 @@ fn audit_config(
         DEFAULT_AUDIT_INTERVAL,
     );
     check(validate::audit_interval(interval), place, problems)?;
-    Ok(AuditConfig { enabled, interval })
+    let (rotation_days, place) = pick(
+        flags.rotation_days,
+        "--audit.rotation-days",
+        file.audit.rotation_days,
+        "audit.rotation_days",
+        DEFAULT_ROTATION_DAYS,
+    );
+    if rotation_days == 0 {
+        report(
+            place,
+            "must be at least 1 day (the rotation age of the KrakenKeyRotationDue alert, 90 by default)".into(),
+            problems,
+        )?;
+    }
+    Ok(AuditConfig {
+        enabled,
+        interval,
+        rotation_days,
+    })
 }
 
 /// `--earn.*`: the Earn allocations.
@@ -330,12 +353,16 @@ fn valuation_config(
     file: &FileConfig,
     problems: &mut Vec<Problem>,
 ) -> Result<ValuationConfig, ConfigError> {
-    let (quote, place) = pick_optional(
+    let (mut quote, place) = pick_optional(
         flags.valuation_quote.clone(),
         "--valuation.quote",
         file.valuation.quote.clone(),
         "valuation.quote",
     );
+    // The demo prices its assets, so every value panel and the value minimum have data.
+    if flags.demo && quote.is_none() {
+        quote = Some(DEMO_QUOTE.to_owned());
+    }
     if let Some(quote) = &quote {
         check(validate::quote(quote), place, problems)?;
     }

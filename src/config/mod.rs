@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::account::RefreshPolicy;
+use crate::audit::KeyPolicy;
 use crate::cli::{Cli, Command, Flags};
 use crate::features::stream::StreamMode;
 use crate::problem::{Problem, list};
@@ -73,6 +74,8 @@ pub(crate) const DEFAULT_EARN_INTERVAL: Duration = Duration::from_secs(10 * 60);
 pub struct Config {
     /// Run `check` once instead of serving.
     pub check: bool,
+    /// `check --strict`: a key hygiene finding fails the check too.
+    pub check_strict: bool,
     /// Validate the configuration and exit (`--config.check`).
     pub check_config: bool,
     /// Use the built-in simulated Kraken; credentials are then `None`.
@@ -124,6 +127,15 @@ pub struct AccountConfig {
     /// Asset name → largest expected withdrawal amount per hour (`kraken_outflow_max`; 0: no
     /// withdrawal expected), normalised like `min_balance`.
     pub(crate) max_outflow: BTreeMap<String, f64>,
+    /// Quote currency (`USD`) → lowest acceptable total value of the account in it
+    /// (`kraken_account_value_min`); only the quote of `valuation.quote` is accepted.
+    pub(crate) min_value: BTreeMap<String, f64>,
+    /// What the key may hold and when it is due for rotation: what the key is for decides what is
+    /// risky (`allowed_permissions`, `--audit.rotation-days`).
+    pub(crate) key_policy: KeyPolicy,
+    /// Whether the key is audited (`audit.enabled`): `kraken_api_key_permission_allowed` is
+    /// exported only beside the audit it qualifies.
+    pub(crate) audited: bool,
 }
 
 impl AccountConfig {
@@ -142,6 +154,13 @@ impl AccountConfig {
         };
         if !self.watch.is_empty() {
             text.push_str(&format!("; watch {}", self.watch.join(", ")));
+        }
+        for (quote, min) in &self.min_value {
+            text.push_str(&format!("; min_value {quote}={min}"));
+        }
+        if self.key_policy.allowed != KeyPolicy::default().allowed {
+            let allowed: Vec<&str> = self.key_policy.allowed.iter().map(String::as_str).collect();
+            text.push_str(&format!("; key may hold {}", allowed.join(", ")));
         }
         text
     }
@@ -176,6 +195,8 @@ pub(crate) struct AuditConfig {
     pub(crate) enabled: bool,
     /// How often each key is audited again.
     pub(crate) interval: Duration,
+    /// A key older than this many days is due for rotation (`--audit.rotation-days`).
+    pub(crate) rotation_days: u64,
 }
 
 /// Kraken's WebSocket balances stream (`kraken_ledger_*`, `kraken_stream_*`).
@@ -294,8 +315,13 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Resolves the command line, the config file it names and the environment into a validated
 /// configuration.
 pub fn resolve(cli: Cli, env: Env<'_>) -> Result<Config, ConfigError> {
-    let check = matches!(cli.command, Some(Command::Check));
-    resolve_flags(&cli.flags, check, env)
+    let (check, strict) = match cli.command {
+        Some(Command::Check { strict }) => (true, strict),
+        _ => (false, false),
+    };
+    let mut config = resolve_flags(&cli.flags, check, env)?;
+    config.check_strict = strict;
+    Ok(config)
 }
 
 /// Like [`resolve`], from flags alone (what a reload re-runs).
@@ -308,21 +334,57 @@ pub(crate) fn resolve_flags(
         Some(path) => resolve_file_mode(flags, path, env)?,
         None => {
             let account = accounts::from_flags(flags, env)?;
-            flags::base_config(flags, None, vec![account], &mut Vec::new())?
+            let config = flags::base_config(flags, None, vec![account], &mut Vec::new())?;
+            if let Some(problem) = value_quote_problems(&config).into_iter().next() {
+                return Err(ConfigError::Flag {
+                    flag: "--value.min",
+                    problem: problem.message,
+                });
+            }
+            config
         }
     };
     config.check = check;
+    for account in &mut config.accounts {
+        account.key_policy.rotation_days = config.audit.rotation_days;
+        account.audited = config.audit.enabled;
+    }
     Ok(config)
+}
+
+/// `min_value` is compared with the account's value in the quote of `valuation.quote`: a minimum
+/// in another quote, or without prices, could never be compared. One problem per such minimum,
+/// placed at its account's field.
+fn value_quote_problems(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (index, account) in config.accounts.iter().enumerate() {
+        for quote in account.min_value.keys() {
+            let fix = match &config.valuation.quote {
+                Some(priced) if crate::asset_names::normalise_offline(priced) == *quote => continue,
+                Some(priced) => format!(
+                    "prices are in {priced} (valuation.quote), so a minimum in {quote} is never compared: give the minimum in {priced}"
+                ),
+                None => format!(
+                    "prices are off, so the account's value is unknown: set valuation.quote (or --valuation.quote) to {quote}"
+                ),
+            };
+            problems.push(Problem {
+                place: format!("accounts[{index}] ({}).min_value.{quote}", account.name),
+                message: fix,
+            });
+        }
+    }
+    problems
 }
 
 /// Accounts from the config file at `path`; every mistake in it is reported at once.
 fn resolve_file_mode(flags: &Flags, path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
-    let file = read_file(path)?;
+    let (file, mut problems) = read_file(path)?;
     refuse_single_account_flags(flags)?;
     thresholds::refuse_env_with_file(env)?;
-    let mut problems = Vec::new();
     let accounts = accounts::from_file(&file, path, flags.demo, env, &mut problems);
     let mut config = flags::base_config(flags, Some(&file), accounts, &mut problems)?;
+    problems.extend(value_quote_problems(&config));
     if !problems.is_empty() {
         return Err(ConfigError::File {
             path: path.to_owned(),
@@ -348,6 +410,11 @@ fn refuse_single_account_flags(flags: &Flags) -> Result<(), ConfigError> {
         ("--balance.min", !flags.balance_min.is_empty()),
         ("--outflow.max", !flags.outflow_max.is_empty()),
         ("--balance.watch", !flags.balance_watch.is_empty()),
+        ("--value.min", !flags.value_min.is_empty()),
+        (
+            "--key.allowed-permissions",
+            flags.allowed_permissions.is_some(),
+        ),
     ] {
         if given {
             return Err(ConfigError::Flag {
@@ -361,15 +428,14 @@ fn refuse_single_account_flags(flags: &Flags) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+/// The file's settings as far as they can be read, with the mistakes that kept the rest from
+/// being read (listed with every other mistake).
+fn read_file(path: &Path) -> Result<(FileConfig, Vec<Problem>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::FileRead {
         path: path.to_owned(),
         kind: e.kind(),
     })?;
-    file::parse(&text).map_err(|problem| ConfigError::File {
-        path: path.to_owned(),
-        problems: vec![problem],
-    })
+    Ok(file::parse_all(&text))
 }
 
 #[cfg(test)]
@@ -887,5 +953,268 @@ mod tests {
         let own = resolve_with(&["--demo", "--balance.watch", "ETH"], &[]).unwrap();
         assert!(own.accounts[0].min_balance.is_empty());
         assert_eq!(own.accounts[0].watch, ["ETH"]);
+    }
+
+    #[test]
+    fn allowed_permissions_come_from_the_file_or_the_flag_and_unknown_names_are_refused() {
+        let file = temp_file(
+            b"accounts:\n  - name: hot\n    allowed_permissions: [funds_query, funds_withdraw]\n  - name: cold\n",
+        );
+        let config =
+            resolve_with(&["--demo", "--config.file", file.to_str().unwrap()], &[]).unwrap();
+        let allowed = |i: usize| -> Vec<String> {
+            config.accounts[i]
+                .key_policy
+                .allowed
+                .iter()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(allowed(0), ["funds_query", "funds_withdraw"]);
+        assert_eq!(allowed(1), ["funds_query", "websocket"], "the default");
+        assert!(config.accounts.iter().all(|a| a.audited));
+        assert_eq!(config.accounts[0].key_policy.rotation_days, 90);
+
+        let flag = resolve_with(
+            &[
+                "--demo",
+                "--key.allowed-permissions",
+                "funds_query, orders_create",
+            ],
+            &[("KRAKEN_KEY_ALLOWED_PERMISSIONS", "funds_query")],
+        )
+        .unwrap();
+        assert_eq!(
+            flag.accounts[0].key_policy.allowed,
+            ["funds_query", "orders_create"].map(str::to_owned).into()
+        );
+        let env = resolve_with(
+            &["--demo"],
+            &[("KRAKEN_KEY_ALLOWED_PERMISSIONS", "funds_query,funds_earn")],
+        )
+        .unwrap();
+        assert!(env.accounts[0].key_policy.allowed.contains("funds_earn"));
+
+        let message = refused(
+            &[
+                "--demo",
+                "--key.allowed-permissions",
+                "funds_query,withdraw-funds,fly",
+            ],
+            &[],
+        );
+        assert!(
+            message.starts_with("--key.allowed-permissions"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\"withdraw-funds\" is not a permission name (write funds_withdraw"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "\"fly\" is not a permission name: use funds_query, funds_deposit, funds_withdraw"
+            ),
+            "{message}"
+        );
+        let message = refused(&["--demo", "--key.allowed-permissions", "websocket"], &[]);
+        assert!(message.contains("leaves out funds_query"), "{message}");
+
+        let file = temp_file(b"accounts:\n  - name: hot\n    allowed_permissions: [query-funds]\n");
+        let message = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            message.contains("accounts[0] (hot).allowed_permissions: \"query-funds\" is not a permission name (write funds_query"),
+            "{message}"
+        );
+        let path = file.to_str().unwrap();
+        let message = refused(
+            &[
+                "--demo",
+                "--config.file",
+                path,
+                "--key.allowed-permissions",
+                "funds_query",
+            ],
+            &[],
+        );
+        assert!(message.contains("only without --config.file"), "{message}");
+        let message = refused(
+            &["--demo", "--config.file", path],
+            &[("KRAKEN_KEY_ALLOWED_PERMISSIONS", "funds_query")],
+        );
+        assert!(
+            message.contains("set allowed_permissions per account"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_rotation_age_comes_from_the_flag_or_the_file() {
+        let config = resolve_with(&["--demo", "--audit.rotation-days", "30"], &[]).unwrap();
+        assert_eq!(config.accounts[0].key_policy.rotation_days, 30);
+        let file =
+            temp_file(b"audit: {rotation_days: 45, enabled: false}\naccounts:\n  - name: a\n");
+        let config =
+            resolve_with(&["--demo", "--config.file", file.to_str().unwrap()], &[]).unwrap();
+        assert_eq!(config.accounts[0].key_policy.rotation_days, 45);
+        assert!(!config.accounts[0].audited);
+        let message = refused(&["--demo", "--audit.rotation-days", "0"], &[]);
+        assert!(message.contains("at least 1 day"), "{message}");
+    }
+
+    #[test]
+    fn quoted_amounts_are_accepted_and_a_decimal_comma_is_refused_with_the_fix() {
+        let file = temp_file(
+            b"valuation: {quote: USD}\naccounts:\n  - name: hot\n    min_balance: {ETH: \"0.5\", XBT: ' 2 ', USD: 100}\n    min_value: {usd: \"10000\"}\n",
+        );
+        let config =
+            resolve_with(&["--demo", "--config.file", file.to_str().unwrap()], &[]).unwrap();
+        let account = &config.accounts[0];
+        assert_eq!(
+            account.min_balance,
+            BTreeMap::from([
+                ("ETH".to_owned(), 0.5),
+                ("USD".to_owned(), 100.0),
+                ("XBT".to_owned(), 2.0)
+            ])
+        );
+        assert_eq!(
+            account.min_value,
+            BTreeMap::from([("USD".to_owned(), 10_000.0)])
+        );
+
+        let file = temp_file(
+            b"accounts:\n  - name: hot\n    min_balance: {ETH: \"0,5\", XBT: \"1,000\", DOT: \"lots\", USD: -1}\n",
+        );
+        let message = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            message.starts_with("config file") && message.contains("4 problems"),
+            "{message}"
+        );
+        assert!(
+            message.contains("accounts[0] (hot).min_balance.ETH: is written with a decimal comma: write 0.5, with a point"),
+            "{message}"
+        );
+        assert!(
+            message.contains("write 1000 (no thousands separator) or 1.000"),
+            "{message}"
+        );
+        assert!(
+            message.contains("min_balance.DOT: is not a number"),
+            "{message}"
+        );
+        assert!(
+            message.contains("min_balance.USD: -1 is not an amount"),
+            "{message}"
+        );
+        let message = refused(&["--demo", "--balance.min", "ETH=0,5"], &[]);
+        assert!(message.contains("decimal comma"), "{message}");
+    }
+
+    #[test]
+    fn every_mistake_of_the_file_is_listed_at_once() {
+        let file = temp_file(
+            b"refresh: {min_interval: 10}\nvaluation: {quote: USD}\naccounts:\n  - name: hot\n    min_balance: [XBT]\n  - name: cold\n    secret_fil: /x\n  - name: warm\n    min_balance: {XBT: \"0,5\"}\n    allowed_permissions: [everything]\n  - name: warm\n",
+        );
+        let message = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        for expected in [
+            "refresh.min_interval (line 1",
+            "accounts[0] (hot).min_balance: invalid type: sequence, expected a map",
+            "accounts[1] (cold).secret_fil: unknown field `secret_fil`",
+            "accounts[2] (warm).min_balance.XBT: is written with a decimal comma",
+            "accounts[2] (warm).allowed_permissions: \"everything\" is not a permission name",
+            "accounts[3] (warm).name: \"warm\" is used by another account",
+        ] {
+            assert!(
+                message.contains(expected),
+                "{expected:?} missing from:\n{message}"
+            );
+        }
+        assert!(message.contains("6 problems"), "{message}");
+    }
+
+    #[test]
+    fn a_minimum_value_needs_prices_in_its_quote() {
+        let config = resolve_with(
+            &[
+                "--demo",
+                "--value.min",
+                "USD=10000",
+                "--valuation.quote",
+                "usd",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.accounts[0].min_value,
+            BTreeMap::from([("USD".to_owned(), 10_000.0)])
+        );
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let message = refused(&["--value.min", "USD=10000"], &creds);
+        assert!(
+            message.starts_with("--value.min")
+                && message.contains("set valuation.quote (or --valuation.quote) to USD"),
+            "{message}"
+        );
+        let mut env = creds.to_vec();
+        env.push(("KRAKEN_VALUE_MIN", "EUR=5000"));
+        let message = refused(&["--valuation.quote", "USD"], &env);
+        assert!(message.contains("give the minimum in USD"), "{message}");
+        let file = temp_file(b"accounts:\n  - name: hot\n    min_value: {EUR: 1}\n");
+        let message = refused(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+        assert!(
+            message.contains("accounts[0] (hot).min_value.EUR: prices are in USD"),
+            "the demo prices in USD: {message}"
+        );
+        let message = refused(
+            &[
+                "--demo",
+                "--config.file",
+                file.to_str().unwrap(),
+                "--value.min",
+                "EUR=1",
+            ],
+            &[],
+        );
+        assert!(message.contains("--value.min"), "{message}");
+    }
+
+    #[test]
+    fn the_demo_prices_in_dollars_and_has_a_minimum_value() {
+        let demo = resolve_with(&["--demo"], &[]).unwrap();
+        assert_eq!(demo.valuation.quote.as_deref(), Some("USD"));
+        assert_eq!(demo.accounts[0].min_value["USD"], 100_000.0);
+        let euro = resolve_with(&["--demo", "--valuation.quote", "EUR"], &[]).unwrap();
+        assert!(euro.accounts[0].min_value.is_empty());
+        let creds = [("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", SECRET)];
+        let real = resolve_with(&[], &creds).unwrap();
+        assert_eq!(
+            real.valuation.quote, None,
+            "prices stay off outside the demo"
+        );
+        assert!(real.accounts[0].min_value.is_empty());
+    }
+
+    #[test]
+    fn a_newline_in_a_secret_is_called_a_newline() {
+        let creds = |secret: &str| {
+            refused(
+                &[],
+                &[("KRAKEN_API_KEY", "k"), ("KRAKEN_API_SECRET", secret)],
+            )
+        };
+        let trailing = creds(&format!("{SECRET}\n"));
+        assert!(trailing.contains("ends with a newline"), "{trailing}");
+        assert!(!trailing.contains("spaces"), "{trailing}");
+        let inside = creds(&format!("{}\r\n{}", &SECRET[..40], &SECRET[40..]));
+        assert!(inside.contains("contains a line break inside"), "{inside}");
+        let file = temp_file(format!("\n{SECRET}\n").as_bytes());
+        let from_file = refused(
+            &["--kraken.api-secret-file", file.to_str().unwrap()],
+            &[("KRAKEN_API_KEY", "k")],
+        );
+        assert!(from_file.contains("newline"), "{from_file}");
+        assert!(!from_file.contains("Kioq"), "{from_file}");
     }
 }

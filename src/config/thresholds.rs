@@ -1,5 +1,7 @@
-//! Thresholds (`min_balance`, `--balance.min`, `KRAKEN_BALANCE_MIN`) and watched assets
-//! (`watch`, `--balance.watch`, `KRAKEN_BALANCE_WATCH`), normalised without the network.
+//! Thresholds (`min_balance`, `--balance.min`, `KRAKEN_BALANCE_MIN`; `min_value`, `--value.min`,
+//! `KRAKEN_VALUE_MIN`), watched assets (`watch`, `--balance.watch`, `KRAKEN_BALANCE_WATCH`) and
+//! the key's allowed permissions of one-account mode (`--key.allowed-permissions`,
+//! `KRAKEN_KEY_ALLOWED_PERMISSIONS`), names normalised without the network.
 //!
 //! Owns the `ASSET=AMOUNT` syntax of the flag and the environment variable, the precedence
 //! between them (a flag given replaces the variable, it is not merged with it), the demo's
@@ -10,10 +12,11 @@
 //! only the running exporter has ([`crate::asset_names::resolve`]); here names are only
 //! normalised ([`normalise_offline`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ConfigError, Env};
 use crate::asset_names::normalise_offline;
+use crate::audit::KeyPolicy;
 use crate::cli::Flags;
 
 /// The environment form of `--balance.min`: `XBT=0.5,USD=1000`.
@@ -33,6 +36,16 @@ const DEMO_MIN_BALANCE: &[(&str, f64)] = &[("ETH", 5.0), ("USD", 30_000.0), ("XB
 /// Watched assets of the demo (see [`DEMO_MIN_BALANCE`]).
 const DEMO_WATCH: &[&str] = &["USDC"];
 
+/// The demo's minimum total value: below what the simulated account is worth (about 150,000
+/// dollars), so the value panel has a line to compare with and no alert fires.
+const DEMO_MIN_VALUE: &[(&str, f64)] = &[("USD", 100_000.0)];
+
+/// The environment form of `--value.min`: `USD=10000`.
+const VALUE_MIN_ENV: &str = "KRAKEN_VALUE_MIN";
+
+/// The environment form of `--key.allowed-permissions`: `funds_query,websocket`.
+const ALLOWED_ENV: &str = "KRAKEN_KEY_ALLOWED_PERMISSIONS";
+
 /// Minimums and watched assets of one account, keyed by normalised name.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(super) struct Thresholds {
@@ -40,46 +53,26 @@ pub(super) struct Thresholds {
     pub(super) min_balance: BTreeMap<String, f64>,
     /// Normalised asset names, sorted, without duplicates.
     pub(super) watch: Vec<String>,
+    /// Quote currency → lowest acceptable total value of the account in it.
+    pub(super) min_value: BTreeMap<String, f64>,
 }
 
-/// The thresholds of one-account mode: `--balance.min` (else `KRAKEN_BALANCE_MIN`) and
-/// `--balance.watch` (else `KRAKEN_BALANCE_WATCH`); in `--demo` with neither, the demo's.
+/// The thresholds of one-account mode: `--balance.min` (else `KRAKEN_BALANCE_MIN`),
+/// `--balance.watch` (else `KRAKEN_BALANCE_WATCH`) and `--value.min` (else `KRAKEN_VALUE_MIN`);
+/// in `--demo` with none of them, the demo's.
 pub(super) fn from_flags(flags: &Flags, env: Env<'_>) -> Result<Thresholds, ConfigError> {
-    let min_text = if flags.balance_min.is_empty() {
-        set(env, MIN_ENV).map(|text| (MIN_ENV, vec![text]))
-    } else {
-        Some(("--balance.min", flags.balance_min.clone()))
-    };
-    let watch_text = if flags.balance_watch.is_empty() {
-        set(env, WATCH_ENV).map(|text| (WATCH_ENV, vec![text]))
-    } else {
-        Some(("--balance.watch", flags.balance_watch.clone()))
-    };
-    if flags.demo && min_text.is_none() && watch_text.is_none() {
-        return Ok(Thresholds {
-            min_balance: DEMO_MIN_BALANCE
-                .iter()
-                .map(|(asset, min)| ((*asset).to_owned(), *min))
-                .collect(),
-            watch: DEMO_WATCH.iter().map(|asset| (*asset).to_owned()).collect(),
-        });
+    let min_text = given(&flags.balance_min, "--balance.min", env, MIN_ENV);
+    let watch_text = given(&flags.balance_watch, "--balance.watch", env, WATCH_ENV);
+    let value_text = given(&flags.value_min, "--value.min", env, VALUE_MIN_ENV);
+    if flags.demo && min_text.is_none() && watch_text.is_none() && value_text.is_none() {
+        return Ok(demo(flags.valuation_quote.as_deref()));
     }
     let mut thresholds = Thresholds::default();
     if let Some((flag, values)) = min_text {
-        let mut entries = Vec::new();
-        for value in &values {
-            entries.extend(parse_min_list(value).map_err(|problem| ConfigError::Flag {
-                flag,
-                problem: format!("{value:?}: {problem}"),
-            })?);
-        }
-        thresholds.min_balance = merge_minimums(
-            entries.iter().map(|(name, min)| (name.as_str(), *min)),
-        )
-        .map_err(|problems| ConfigError::Flag {
-            flag,
-            problem: problems.join("; "),
-        })?;
+        thresholds.min_balance = minimums(flag, &values)?;
+    }
+    if let Some((flag, values)) = value_text {
+        thresholds.min_value = minimums(flag, &values)?;
     }
     if let Some((flag, values)) = watch_text {
         let mut names = Vec::new();
@@ -102,22 +95,56 @@ pub(super) fn outflow_from_flags(
     flags: &Flags,
     env: Env<'_>,
 ) -> Result<BTreeMap<String, f64>, ConfigError> {
-    let (flag, values) = if flags.outflow_max.is_empty() {
-        match set(env, OUTFLOW_ENV) {
-            Some(text) => (OUTFLOW_ENV, vec![text]),
-            None => return Ok(BTreeMap::new()),
-        }
-    } else {
-        ("--outflow.max", flags.outflow_max.clone())
+    match given(&flags.outflow_max, "--outflow.max", env, OUTFLOW_ENV) {
+        Some((flag, values)) => minimums(flag, &values),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// The demo's thresholds (see [`DEMO_MIN_BALANCE`]); its minimum value only while prices are
+/// in dollars, as they are unless `--valuation.quote` says otherwise.
+fn demo(quote: Option<&str>) -> Thresholds {
+    let pairs = |list: &[(&str, f64)]| {
+        list.iter()
+            .map(|(name, min)| ((*name).to_owned(), *min))
+            .collect()
     };
+    Thresholds {
+        min_balance: pairs(DEMO_MIN_BALANCE),
+        min_value: if quote.is_none_or(|quote| normalise_offline(quote) == "USD") {
+            pairs(DEMO_MIN_VALUE)
+        } else {
+            BTreeMap::new()
+        },
+        watch: DEMO_WATCH.iter().map(|asset| (*asset).to_owned()).collect(),
+    }
+}
+
+/// The flag's values when it was given, else the variable's when it is set, with the name of
+/// the one that applies.
+fn given(
+    values: &[String],
+    flag: &'static str,
+    env: Env<'_>,
+    variable: &'static str,
+) -> Option<(&'static str, Vec<String>)> {
+    if values.is_empty() {
+        set(env, variable).map(|text| (variable, vec![text]))
+    } else {
+        Some((flag, values.to_vec()))
+    }
+}
+
+/// `NAME=AMOUNT` lists of one flag or variable, merged by normalised name.
+fn minimums(flag: &'static str, values: &[String]) -> Result<BTreeMap<String, f64>, ConfigError> {
     let mut entries = Vec::new();
-    for value in &values {
+    for value in values {
         entries.extend(parse_min_list(value).map_err(|problem| ConfigError::Flag {
             flag,
             problem: format!("{value:?}: {problem}"),
         })?);
     }
-    merge_minimums(entries.iter().map(|(name, max)| (name.as_str(), *max))).map_err(|problems| {
+    merge_minimums(entries.iter().map(|(name, min)| (name.as_str(), *min))).map_err(|problems| {
         ConfigError::Flag {
             flag,
             problem: problems.join("; "),
@@ -125,14 +152,39 @@ pub(super) fn outflow_from_flags(
     })
 }
 
+/// `--key.allowed-permissions` (else `KRAKEN_KEY_ALLOWED_PERMISSIONS`): comma-separated
+/// permission names; neither given, `funds_query` and `websocket`.
+pub(super) fn allowed_from_flags(
+    flags: &Flags,
+    env: Env<'_>,
+) -> Result<BTreeSet<String>, ConfigError> {
+    let (flag, text) = match (&flags.allowed_permissions, set(env, ALLOWED_ENV)) {
+        (Some(text), _) => ("--key.allowed-permissions", text.clone()),
+        (None, Some(text)) => (ALLOWED_ENV, text),
+        (None, None) => return Ok(KeyPolicy::default().allowed),
+    };
+    super::validate::allowed_permissions(text.split(',')).map_err(|problems| ConfigError::Flag {
+        flag,
+        problem: problems.join("; "),
+    })
+}
+
 /// The variables of one-account mode that a config file makes ambiguous (which account would
 /// they apply to?): refused next to `--config.file`, like the flags.
 pub(super) fn refuse_env_with_file(env: Env<'_>) -> Result<(), ConfigError> {
-    for name in [MIN_ENV, WATCH_ENV, OUTFLOW_ENV] {
+    for (name, field) in [
+        (MIN_ENV, "min_balance"),
+        (WATCH_ENV, "watch"),
+        (VALUE_MIN_ENV, "min_value"),
+        (ALLOWED_ENV, "allowed_permissions"),
+        (OUTFLOW_ENV, "max_outflow"),
+    ] {
         if set(env, name).is_some() {
             return Err(ConfigError::Flag {
                 flag: name,
-                problem: "applies only without --config.file: set min_balance, watch and max_outflow per account in the file instead, or unset it".into(),
+                problem: format!(
+                    "applies only without --config.file: set {field} per account in the file instead, or unset it"
+                ),
             });
         }
     }
@@ -156,8 +208,13 @@ fn parse_min_list(text: &str) -> Result<Vec<(String, f64)>, String> {
             );
         }
         let Some((asset, amount)) = item.split_once('=') else {
+            let comma = if item.parse::<f64>().is_ok() {
+                " (a decimal comma splits an entry: write amounts with a point)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "{item:?} has no '=': write ASSET=AMOUNT, like XBT=0.5"
+                "{item:?} has no '='{comma}: write ASSET=AMOUNT, like XBT=0.5"
             ));
         };
         let asset = asset.trim();

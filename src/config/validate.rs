@@ -1,15 +1,17 @@
 //! The checks of single settings: account names, API URLs, durations, the listen address, the
-//! telemetry path, the quote currency and the nonce file.
+//! telemetry path, the quote currency, the allowed permissions and the nonce file.
 //!
 //! Each check returns the value it accepts, or what is wrong and the fix, without the place:
 //! the caller knows whether the value came from a flag or a field of the config file.
 //! Must not: read the environment or credentials; the only file it looks at is the nonce file's
 //! directory (through [`kraken::nonce::check_state_file`]).
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::audit;
 use crate::cli::DEFAULT_PORT;
 use kraken::BalanceEndpoint;
 
@@ -198,6 +200,56 @@ pub(super) fn telemetry_path(path: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `allowed_permissions` (or the comma-separated flag): every name one the metrics use, and
+/// `funds_query`, which the exporter cannot do without, among them. Every mistake is listed.
+pub(super) fn allowed_permissions<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeSet<String>, Vec<String>> {
+    let mut allowed = BTreeSet::new();
+    let mut problems = Vec::new();
+    for name in names {
+        match allowed_name(name) {
+            Ok(name) => {
+                allowed.insert(name);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() && !allowed.contains(audit::FUNDS_QUERY) {
+        problems.push(format!(
+            "leaves out {}, which the exporter needs to read balances: add it",
+            audit::FUNDS_QUERY
+        ));
+    }
+    if problems.is_empty() {
+        Ok(allowed)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Checks one name written in `allowed_permissions`: one of `audit::KNOWN` or `withdraw_addresses`.
+/// The refusal lists the names, and points from Kraken's code (`withdraw-funds`) or another
+/// spelling to the name it stands for.
+fn allowed_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    let allowable = audit::KNOWN.iter().chain(&[audit::WITHDRAW_ADDRESSES]);
+    if allowable.clone().any(|known| *known == name) {
+        return Ok(name.to_owned());
+    }
+    let meant = audit::normalise_permission(name);
+    let hint = if allowable.clone().any(|known| *known == meant) {
+        format!(" (write {meant}, the name the metrics use)")
+    } else {
+        String::new()
+    };
+    let names: Vec<&str> = allowable.copied().collect();
+    Err(format!(
+        "{name:?} is not a permission name{hint}: use {}",
+        names.join(", ")
+    ))
 }
 
 /// A nonce file must be usable before the first call spends a nonce.

@@ -31,7 +31,7 @@ pub const BALANCE: Family = Family {
 /// `kraken_balance_available`.
 pub const AVAILABLE: Family = Family {
     name: "kraken_balance_available",
-    help: "What the account can trade or withdraw now, per base asset: balance + credit - credit_used - hold_trade, summed over the base code and its auto-earn variant (.F); staked, bonded and other variants are not counted. Absent when balances come from the Balance endpoint (holds unknown) or before Kraken's Assets list is known. Assets with a minimum or watched but without a spendable balance read 0. Cached like kraken_balance.",
+    help: "What the account has available for trading, per base asset, by Kraken's BalanceEx formula: balance + credit - credit_used - hold_trade (unused credit counts in it), summed over the base code and its auto-earn variant (.F); staked, bonded and other variants are not counted. Not a withdrawable amount: withdrawals have limits and holds of their own. Absent when balances come from the Balance endpoint (holds unknown) or before Kraken's Assets list is known. Assets with a minimum or watched but without a spendable balance read 0. Cached like kraken_balance.",
     kind: Kind::Gauge,
 };
 

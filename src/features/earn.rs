@@ -18,7 +18,7 @@ use crate::features::{CallContext, FeatureView, Polled, Schedule};
 /// `kraken_earn_allocation`.
 pub const ALLOCATION: Family = Family {
     name: "kraken_earn_allocation",
-    help: "Amount of the asset allocated to Kraken Earn strategies, by state: bonding (not yet earning), earning, exit_queue (ETH, waiting to unbond) and unbonding (on its way back); the states sum to the allocated total. None of it is spendable until it is back in the spot balance. From Earn/Allocations, fetched every --earn.interval.",
+    help: "Amount of the asset allocated to Kraken Earn strategies, by state: bonding (not yet earning), earning, exit_queue (ETH, waiting to unbond) and unbonding (on its way back); the states sum to the allocated total. Bonding, exit_queue and unbonding amounts cannot be traded; earning amounts of an auto-earn strategy are the balance's .F code and count in kraken_balance_available, other earning amounts (.S, .B, .M) do not. From Earn/Allocations, fetched every --earn.interval.",
     kind: Kind::Gauge,
 };
 

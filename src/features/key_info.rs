@@ -4,14 +4,15 @@
 //! probe) every `--audit.interval`, after a successful balance call; a failed audit is tried
 //! again in five minutes and never makes the account down. The answer becomes a
 //! [`KeyAudit`] ([`crate::audit`] interprets it), kept until the next audit replaces it, and
-//! writes `kraken_api_key_permission`, `kraken_api_key_info` and the key's timestamps.
+//! writes `kraken_api_key_permission`, `kraken_api_key_info` and the key's timestamps. The
+//! configured [`Allowed`] permissions write `kraken_api_key_permission_allowed`.
 //! Must not: decide that a key is unacceptable (alerts and `check` do).
 
 use std::time::Duration;
 
 use kraken::{Endpoint, KeyExpiry, KrakenError};
 
-use crate::audit::{self, KeyAudit};
+use crate::audit::{self, KeyAudit, KeyPolicy};
 use crate::exposition::{Exposition, Family, Kind, unix_seconds};
 use crate::features::{CallContext, FeatureView, Polled, Schedule};
 
@@ -21,7 +22,14 @@ const RETRY: Duration = Duration::from_secs(5 * 60);
 /// `kraken_api_key_permission`.
 pub const PERMISSION: Family = Family {
     name: "kraken_api_key_permission",
-    help: "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money.",
+    help: "1 if the account's API key has the permission, 0 if not, from the latest key audit (GetApiKeyInfo, or only funds_withdraw from a WithdrawMethods probe where Kraken does not answer it). An exporter needs only funds_query; funds_withdraw, orders_create and orders_cancel can move money. What the key may hold is kraken_api_key_permission_allowed.",
+    kind: Kind::Gauge,
+};
+
+/// `kraken_api_key_permission_allowed`.
+pub const PERMISSION_ALLOWED: Family = Family {
+    name: "kraken_api_key_permission_allowed",
+    help: "1 for each permission the account's API key may hold, from allowed_permissions in the config file, --key.allowed-permissions or KRAKEN_KEY_ALLOWED_PERMISSIONS (default funds_query and websocket); exported while the key is audited, before the first audit too. A permission with kraken_api_key_permission 1 and no series here is unexpected.",
     kind: Kind::Gauge,
 };
 
@@ -79,7 +87,8 @@ impl Polled for KeyInfo {
         audit::audit_key(call.client).await
     }
 
-    /// A key that can move funds or trade is logged as a warning at every audit.
+    /// A key that can move funds or trade is logged as a warning at every audit (whether its
+    /// allowed_permissions allow that is for `check`, the status page and the alerts to say).
     fn on_answer(&self, account: &str, audit: &KeyAudit) {
         let risky = audit.risky();
         if risky.is_empty() {
@@ -88,11 +97,27 @@ impl Polled for KeyInfo {
             tracing::warn!(
                 account = %account,
                 permissions = ?risky,
-                "key audit: this key can move funds or trade; an exporter needs only 'Funds: Query': create a Query-only key and replace this one"
+                "key audit: this key can move funds or trade; unless allowed_permissions allows that on purpose, create a Query-only key and replace this one"
             );
         }
         for warning in &audit.warnings {
             tracing::warn!(account = %account, "key audit: {}", warning.message());
+        }
+    }
+}
+
+/// What the account's key may hold and when it is due for rotation, from the configuration: shown
+/// from start-up on, before the first audit, so an alert comparing the audit with it never sees
+/// an audit alone. The exporter adds it to the account's status (`check` and the status page
+/// read the policy from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed(pub KeyPolicy);
+
+impl FeatureView for Allowed {
+    fn collect(&self, account: &str, out: &mut Exposition) {
+        let mut f = out.family(&PERMISSION_ALLOWED);
+        for permission in &self.0.allowed {
+            f.sample(&[("account", account), ("permission", permission)], 1.0);
         }
     }
 }

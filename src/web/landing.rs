@@ -1,6 +1,8 @@
-//! The page at `/`: version, a banner in demo mode, each account's status (with the advice and
-//! the next attempt after a failure), its available amounts against their minimums, and its
-//! balances.
+//! The page at `/`, the operator's one screen: version, a banner in demo mode, and per account
+//! its status (with the advice and the next attempt after a failure), its API key (name,
+//! permissions with the ones not allowed highlighted, expiry, age, IP allowlist) with one line
+//! of advice per hygiene finding, its available amounts against their minimums, and its
+//! balances; every table under a heading.
 //!
 //! Must not: start a refresh (it shows what is known), or put anything unescaped into the page.
 
@@ -8,8 +10,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use crate::audit::{self, KeyAudit};
 use crate::exporter::{Exporter, ResolvedAssets};
+use crate::features::key_info::Allowed;
 use crate::status::{AccountStatus, format_amount};
+use kraken::KeyExpiry;
 
 /// Escapes text for HTML element content and attribute values.
 fn escape(text: &str) -> String {
@@ -40,7 +45,8 @@ pub(super) fn landing_page(
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
          td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}td.n{{text-align:right;font-family:monospace}}\
          .down{{color:#b00}}.up{{color:#070}}.demo{{background:#ffd;border:1px solid #cc0;padding:.6em}}\
-         tr.below{{background:#fdd;font-weight:bold}}.problem{{background:#fee;border:1px solid #d99;padding:.6em}}</style></head>\n\
+         tr.below{{background:#fdd;font-weight:bold}}.problem{{background:#fee;border:1px solid #d99;padding:.6em}}\
+         .unexpected{{background:#fdd;color:#900;font-weight:bold;padding:0 .2em}}.warn{{color:#a50;font-weight:bold}}ul.problem{{padding-left:2em}}</style></head>\n\
          <body><h1>Kraken exporter</h1><p>Version {} (revision {}). Metrics: <a href=\"{path}\">{path}</a> · \
          <a href=\"/-/healthy\">/-/healthy</a> · <a href=\"/-/ready\">/-/ready</a></p>\n",
         escape(exporter.build.version),
@@ -55,6 +61,7 @@ pub(super) fn landing_page(
     let now = SystemTime::now();
     for (status, resolved) in accounts {
         write_status(&mut page, status, exporter.background, now);
+        write_key(&mut page, status, now);
         write_unknown_assets(&mut page, resolved);
         write_available(&mut page, status, resolved);
         write_balances(&mut page, status);
@@ -84,9 +91,18 @@ fn write_status(page: &mut String, status: &AccountStatus, background: bool, now
         || "none".to_owned(),
         |(reason, message)| format!("{} ({})", reason.as_str(), escape(message)),
     );
+    let findings = match (status.feature::<KeyAudit>(), status.feature::<Allowed>()) {
+        (Some(audit), Some(Allowed(policy))) => audit.findings(policy, now).len(),
+        _ => 0,
+    };
+    let key = if findings > 0 {
+        format!(" · <span class=\"warn\">key: {findings} finding(s), see below</span>")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         page,
-        "<h2>Account {}</h2><p>Status: {state} · last success: {last_success} · last error: {last_error}</p>",
+        "<h2>Account {}</h2><p>Status: {state} · last success: {last_success} · last error: {last_error}{key}</p>",
         escape(&status.name)
     );
     if let Some((reason, _)) = &status.last_error {
@@ -110,6 +126,99 @@ fn write_status(page: &mut String, status: &AccountStatus, background: bool, now
             escape(reason.advice())
         );
     }
+}
+
+/// The account's API key as the latest audit saw it, against what it may hold, and one line of
+/// advice per finding; that it is not audited yet (or not at all) otherwise.
+fn write_key(page: &mut String, status: &AccountStatus, now: SystemTime) {
+    page.push_str("<h3>API key</h3>\n");
+    let (Some(audit), Some(Allowed(policy))) =
+        (status.feature::<KeyAudit>(), status.feature::<Allowed>())
+    else {
+        page.push_str("<p>Not audited yet (the audit follows the first successful refresh), or the audit is off.</p>\n");
+        return;
+    };
+    let permissions: Vec<String> = audit
+        .permissions
+        .iter()
+        .filter(|(_, granted)| **granted)
+        .map(|(name, _)| match policy.allowed.contains(name) {
+            true => escape(name),
+            false => format!(
+                "<mark class=\"unexpected\">{} (not allowed)</mark>",
+                escape(name)
+            ),
+        })
+        .collect();
+    let allowed: Vec<String> = policy.allowed.iter().map(|name| escape(name)).collect();
+    let key = audit.key.as_ref();
+    let text = |value: Option<String>| value.unwrap_or_else(|| "not reported".to_owned());
+    let rows = [
+        (
+            "Name",
+            text(key.and_then(|k| k.name.as_deref()).map(escape)),
+        ),
+        ("Permissions", permissions.join(", ")),
+        ("May hold (allowed_permissions)", allowed.join(", ")),
+        (
+            "Expires",
+            text(key.and_then(|k| k.valid_until).map(|v| expiry(v, now))),
+        ),
+        (
+            "Age",
+            text(
+                key.and_then(|k| k.created_time)
+                    .map(|at| format!("{} days", audit::days_between(at, now))),
+            ),
+        ),
+        (
+            "IP allowlist",
+            text(
+                key.and_then(|k| k.ip_allowlist.as_ref())
+                    .map(|list| match list.is_empty() {
+                        true => "none: usable from any IP address".to_owned(),
+                        false => escape(&list.join(", ")),
+                    }),
+            ),
+        ),
+    ];
+    page.push_str("<table><tr><th>Key</th><th>As Kraken reports it</th></tr>\n");
+    for (label, value) in rows {
+        let _ = writeln!(page, "<tr><td>{label}</td><td>{value}</td></tr>");
+    }
+    page.push_str("</table>\n");
+    let findings = audit.findings(policy, now);
+    if findings.is_empty() {
+        page.push_str("<p>No finding: the key holds only what it may, and its expiry, age and allowlist are fine.</p>\n");
+        return;
+    }
+    page.push_str("<h3>Key findings and what to do</h3>\n<ul class=\"problem\">\n");
+    for finding in findings {
+        let _ = writeln!(
+            page,
+            "<li><strong>{}.</strong> What to do: {}.</li>",
+            escape(&capitalised(&finding.message())),
+            escape(&finding.advice())
+        );
+    }
+    page.push_str("</ul>\n");
+}
+
+/// When a key stops working, for people.
+fn expiry(valid_until: KeyExpiry, now: SystemTime) -> String {
+    match valid_until {
+        KeyExpiry::Never => "never (Kraken lets a key expire on a date: set one)".to_owned(),
+        KeyExpiry::At(at) if at <= now => "expired".to_owned(),
+        KeyExpiry::At(at) => format!("in {} days", audit::days_between(now, at)),
+    }
+}
+
+/// The sentence with its first letter in upper case.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// Names in `min_balance` or `watch` that are not Kraken assets.
@@ -146,7 +255,9 @@ fn write_available(page: &mut String, status: &AccountStatus, resolved: &Resolve
     if assets.is_empty() {
         return;
     }
-    page.push_str("<table><tr><th>Asset</th><th>Available</th><th>Minimum</th><th></th></tr>\n");
+    page.push_str(
+        "<h3>Available for trading against minimums</h3>\n<table><tr><th>Asset</th><th>Available</th><th>Minimum</th><th>Verdict</th></tr>\n",
+    );
     for asset in assets {
         let now = available.get(asset).copied().unwrap_or(0.0);
         let min = resolved.min_balance.get(asset);
@@ -172,7 +283,9 @@ fn write_balances(page: &mut String, status: &AccountStatus) {
         page.push_str("<p>No current balances.</p>\n");
         return;
     };
-    page.push_str("<table><tr><th>Asset</th><th>Code</th><th>Total</th><th>Hold</th></tr>\n");
+    page.push_str(
+        "<h3>Balances by Kraken code</h3>\n<table><tr><th>Asset</th><th>Code</th><th>Total</th><th>Hold</th></tr>\n",
+    );
     for b in &snapshot.balances {
         let hold = b.hold.map_or_else(|| "–".to_owned(), format_amount);
         let _ = writeln!(

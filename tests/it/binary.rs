@@ -561,6 +561,7 @@ async fn bad_credentials_and_flags_exit_2_before_listening_and_name_the_fix() {
     let short = STANDARD.encode(&canary.secret[..32]);
     let inner_space = format!("{} {}", &secret[..44], &secret[44..]);
     let wrapped = format!("{}\n{}", &secret[..76], &secret[76..]);
+    let newline_after = format!("{secret}\n");
     let python = format!("b\"{secret}\"");
     let typographic = format!("\u{201c}{secret}\u{201d}");
 
@@ -619,7 +620,19 @@ async fn bad_credentials_and_flags_exit_2_before_listening_and_name_the_fix() {
             "secret wrapped at 76 columns",
             vec![],
             with_secret(&wrapped),
-            vec!["environment variable KRAKEN_API_SECRET: contains whitespace inside"],
+            vec![
+                "environment variable KRAKEN_API_SECRET: contains a line break inside",
+                "copy it again as one unbroken line",
+            ],
+        ),
+        (
+            "secret with a newline after it",
+            vec![],
+            with_secret(&newline_after),
+            vec![
+                "environment variable KRAKEN_API_SECRET: starts or ends with a newline",
+                "printf '%s' instead of echo",
+            ],
         ),
         (
             "secret as a Python bytes literal",
@@ -815,12 +828,25 @@ async fn check_prints_the_balance_table_and_exits_0() {
         .unwrap_or_else(|| panic!("no table header in:\n{out}"));
     let table: Vec<&str> = lines[header_at..]
         .iter()
-        .take_while(|line| !line.is_empty())
+        .take_while(|line| !line.is_empty() && !line.starts_with("Available for trading"))
         .copied()
         .collect();
     assert_eq!(
         table[0].split_whitespace().collect::<Vec<_>>(),
-        ["ASSET", "CODE", "TOTAL", "HOLD", "AVAILABLE"],
+        [
+            "ASSET",
+            "CODE",
+            "TOTAL",
+            "HOLD",
+            "AVAILABLE",
+            "FOR",
+            "TRADING",
+            "(ASSET)"
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("Available for trading is per asset (kraken_balance_available)"),
         "{out}"
     );
     assert_eq!(table.len(), 1 + 8, "{out}");
@@ -871,6 +897,89 @@ async fn check_prints_the_balance_table_and_exits_0() {
         demo.both()
     );
     assert!(demo.out().contains("ASSET"), "{}", demo.both());
+}
+
+/// `check` prints a WARNING with what to do for every key hygiene finding and still exits 0;
+/// `check --strict` exits 1 for them, and 0 once the key's purpose allows what it holds and its
+/// expiry, age and allowlist are fine.
+#[tokio::test]
+async fn check_strict_exits_1_for_a_key_hygiene_finding() {
+    let canary = Canary::new();
+    let sim = SimKraken::start(SimOptions {
+        credentials: Some(canary.credentials(false)),
+        permissions: vec!["query-funds".into(), "withdraw-funds".into()],
+        ..SimOptions::default()
+    })
+    .await
+    .expect("the simulated Kraken starts");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = 86_400;
+    let key_info = |valid_for: u64, age: u64, allowlist: &[&str]| kraken::sim::SimKeyInfo {
+        name: "treasury".into(),
+        valid_until: now + valid_for + 3600,
+        created: now - age,
+        ip_allowlist: allowlist.iter().map(|a| (*a).to_owned()).collect(),
+        last_used: None,
+    };
+    sim.set_key_info(key_info(9 * day, 200 * day, &[]));
+    let secret = canary.secret_base64();
+    let env = [
+        ("KRAKEN_API_KEY", canary.key.as_str()),
+        ("KRAKEN_API_SECRET", secret.as_str()),
+    ];
+    let url = sim.url();
+    let lenient = run_to_end(&["check", "--kraken.api-url", &url], &env).await;
+    assert_eq!(lenient.code, Some(0), "{}", lenient.both());
+    let out = lenient.out();
+    for warning in [
+        "WARNING: the key has funds_withdraw, which allowed_permissions does not allow (it can move funds or trade). What to do: ",
+        "WARNING: the key expires in 9 days (less than 14). What to do: ",
+        "WARNING: the key is 200 days old, older than the rotation age of 90 days. What to do: ",
+        "WARNING: the key has no IP allowlist: it works from any IP address. What to do: ",
+    ] {
+        assert!(out.contains(warning), "{warning:?} missing:\n{out}");
+    }
+    assert_eq!(out.matches("WARNING: ").count(), 4, "{out}");
+    assert!(out.contains("funds_withdraw (NOT ALLOWED)"), "{out}");
+
+    let strict = run_to_end(&["check", "--strict", "--kraken.api-url", &url], &env).await;
+    assert_eq!(strict.code, Some(1), "{}", strict.both());
+    assert!(
+        strict
+            .err()
+            .contains("check --strict failed: 4 key hygiene finding(s)"),
+        "{}",
+        strict.both()
+    );
+
+    // A hot-wallet key withdraws on purpose; the rotation age is the operator's.
+    sim.set_key_info(key_info(60 * day, 200 * day, &["192.0.2.7"]));
+    let allowed = run_to_end(
+        &[
+            "--key.allowed-permissions",
+            "funds_query,websocket,funds_withdraw",
+            "--audit.rotation-days",
+            "365",
+            "check",
+            "--strict",
+            "--kraken.api-url",
+            &url,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(allowed.code, Some(0), "{}", allowed.both());
+    assert!(!allowed.out().contains("WARNING"), "{}", allowed.both());
+    assert!(
+        allowed
+            .out()
+            .contains("Key permissions (GetApiKeyInfo): funds_query, funds_withdraw\n"),
+        "{}",
+        allowed.both()
+    );
 }
 
 /// A failing key makes `check` exit 1 with the reason and what to do, and print no table.

@@ -26,6 +26,7 @@ accounts:
     key_env: KRAKEN_API_KEY
     secret_env: KRAKEN_API_SECRET
     min_balance: {XBT: 5}
+    min_value: {USD: 1000}
     # Not a Kraken asset: kraken_config_unknown_asset.
     watch: [XBT, ETH, ETHH]
 ";

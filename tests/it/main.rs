@@ -4,6 +4,7 @@
 
 mod accounts;
 mod binary;
+mod browser;
 mod docs;
 mod e2e;
 mod earn;
