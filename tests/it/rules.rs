@@ -203,7 +203,7 @@ fn every_alert_is_unit_tested_firing_and_not_firing() {
 fn alerts_follow_the_mixin_style_and_link_to_existing_runbook_sections() {
     let runbook = std::fs::read_to_string(repo_path("docs/runbook.md")).unwrap();
     let anchors = heading_anchors(&runbook);
-    let runbook_base = format!("{}#", crate::mixin::config().runbook_url);
+    let runbook_base = format!("{}#", crate::mixin::defaults().runbook_url);
     let rules = alert_rules();
     assert!(rules.len() >= 9, "{} alerts", rules.len());
     for rule in &rules {
@@ -332,7 +332,7 @@ fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
             "${name}: a label_values() query, which the end-to-end test runs"
         );
     }
-    let job_selector = crate::mixin::config().job_selector;
+    let job_selector = crate::mixin::defaults().job_selector;
     assert_eq!(
         variable("job")["query"],
         format!("label_values(up{{{job_selector}}}, job)"),
@@ -441,7 +441,7 @@ fn every_dashboard_query_follows_the_job_and_instance_variables() {
 fn dashboard_shows_whether_each_exporter_is_up_and_lists_firing_alerts() {
     let dashboard = dashboard();
     let panels = dashboard_panels(&dashboard);
-    let job_selector = crate::mixin::config().job_selector;
+    let job_selector = crate::mixin::defaults().job_selector;
     let up = panels
         .iter()
         .find(|p| {
