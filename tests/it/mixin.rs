@@ -328,3 +328,162 @@ fn the_job_selector_reaches_every_rule_and_the_dashboard_job_list() {
         "https://wiki.example.org/kraken/runbook"
     );
 }
+
+/// The files the Debian package installs under /usr/share/doc/kraken-exporter, as paths relative
+/// to it, expanded from the `assets` of `[package.metadata.deb]` (a `*` matches within one
+/// directory, as cargo-deb's globs do here).
+fn packaged_docs() -> BTreeSet<String> {
+    let manifest: deb_manifest::Manifest =
+        deb_manifest::parse(&std::fs::read_to_string(repo_path("Cargo.toml")).unwrap());
+    let mut installed = BTreeSet::new();
+    for (source, target) in manifest.deb_assets {
+        let Some(dir) = target.strip_prefix("usr/share/doc/kraken-exporter/") else {
+            continue;
+        };
+        let (parent, pattern) = source.rsplit_once('/').unwrap_or(("", source.as_str()));
+        let names: Vec<String> = if let Some((prefix, suffix)) = pattern.split_once('*') {
+            std::fs::read_dir(repo_path(parent))
+                .unwrap_or_else(|e| panic!("asset {source}: {e}"))
+                .map(|entry| entry.unwrap())
+                .filter(|entry| entry.file_type().unwrap().is_file())
+                .map(|entry| entry.file_name().into_string().unwrap())
+                .filter(|name| name.starts_with(prefix) && name.ends_with(suffix))
+                .collect()
+        } else {
+            assert!(
+                repo_path(&source).is_file(),
+                "asset {source} does not exist"
+            );
+            vec![pattern.to_owned()]
+        };
+        assert!(!names.is_empty(), "asset {source} matches nothing");
+        for name in names {
+            installed.insert(format!("{dir}{name}"));
+        }
+    }
+    installed
+}
+
+/// A minimal reader of the `assets` of `[package.metadata.deb]`: pairs of source and target.
+mod deb_manifest {
+    pub struct Manifest {
+        pub deb_assets: Vec<(String, String)>,
+    }
+
+    pub fn parse(text: &str) -> Manifest {
+        let start = text
+            .find("[package.metadata.deb]")
+            .expect("Cargo.toml has [package.metadata.deb]");
+        let assets = &text[start..];
+        let assets = &assets[assets.find("assets = [").expect("deb assets")..];
+        let assets = &assets[..assets.find("\n]").unwrap()];
+        let deb_assets = assets
+            .lines()
+            .filter(|line| line.trim_start().starts_with("[\""))
+            .map(|line| {
+                let fields: Vec<&str> = line.split('"').collect();
+                (fields[1].to_owned(), fields[3].to_owned())
+            })
+            .collect();
+        Manifest { deb_assets }
+    }
+}
+
+/// The relative link targets of a Markdown text, without anchors.
+fn relative_links(markdown: &str) -> Vec<String> {
+    markdown
+        .match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &markdown[at + 2..];
+            let target = &rest[..rest.find(')')?];
+            let path = target.split('#').next().unwrap_or_default();
+            let external = path.is_empty() || path.contains("://") || path.starts_with("mailto:");
+            (!external).then(|| path.to_owned())
+        })
+        .collect()
+}
+
+/// Resolves `link` relative to the directory of `from` (both relative to the doc directory).
+fn resolve_link(from: &str, link: &str) -> String {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for part in link.split('/') {
+        match part {
+            ".." => {
+                parts.pop();
+            }
+            "." | "" => {}
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+#[test]
+fn the_package_keeps_the_links_of_the_installed_readme_and_docs_working() {
+    let installed = packaged_docs();
+    for must in [
+        "README.md",
+        "docs/runbook.md",
+        "examples/prometheus/alerts.yml",
+    ] {
+        assert!(
+            installed.contains(must),
+            "the package does not install {must}"
+        );
+    }
+    // The runbook address the alerts link to by default is the installed runbook.
+    assert_eq!(
+        kraken_exporter::mixin::DEFAULT_RUNBOOK_URL,
+        "file:///usr/share/doc/kraken-exporter/docs/runbook.md"
+    );
+    let mut checked = 0;
+    let mut dead = Vec::new();
+    // The README and docs/ are the operator's pages (CONTRIBUTING.md, also shipped, links to
+    // development files on purpose).
+    let pages = installed
+        .iter()
+        .filter(|p| *p == "README.md" || (p.starts_with("docs/") && p.ends_with(".md")));
+    for page in pages {
+        let text = std::fs::read_to_string(repo_path(page)).unwrap();
+        for link in relative_links(&text) {
+            let target = resolve_link(page, &link);
+            let prefix = format!("{}/", target.trim_end_matches('/'));
+            if !installed.contains(&target) && !installed.iter().any(|p| p.starts_with(&prefix)) {
+                dead.push(format!("{page} -> {link}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} links checked");
+    assert!(
+        dead.is_empty(),
+        "links that lead nowhere in /usr/share/doc/kraken-exporter: add the files to the assets \
+         of [package.metadata.deb]:\n{}",
+        dead.join("\n")
+    );
+}
+
+#[test]
+fn installing_the_package_prints_the_next_steps() {
+    let postinst = std::fs::read_to_string(repo_path("packaging/debian/postinst")).unwrap();
+    for step in [
+        "/etc/kraken_exporter/kraken_exporter.yml",
+        "/etc/kraken_exporter/credentials/api_key",
+        "/etc/kraken_exporter/credentials/api_secret",
+        "kraken_exporter --config.file /etc/kraken_exporter/kraken_exporter.yml check",
+        "systemctl enable --now kraken_exporter",
+        "kraken_exporter mixin --out",
+        "kraken_exporter --demo",
+    ] {
+        assert!(postinst.contains(step), "postinst does not print {step:?}");
+    }
+    let config =
+        std::fs::read_to_string(repo_path("packaging/debian/kraken_exporter.yml")).unwrap();
+    for file in ["credentials/api_key", "credentials/api_secret"] {
+        assert!(
+            config.contains(&format!("/etc/kraken_exporter/{file}")),
+            "the packaged configuration does not read the {file} the next steps name"
+        );
+    }
+}
