@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release artifacts into dist/:
 #   kraken_exporter-<version>-<target>.tar.gz   the stripped binary, LICENSE, README.md,
+#                                               ARCHITECTURE.md, CONTRIBUTING.md,
 #                                               CHANGELOG.md, SECURITY.md, docs/, examples/,
 #                                               grafana/ and mixin/
 #   kraken-exporter_<version>-1_<arch>.deb      with --deb (needs cargo-deb)
@@ -42,7 +43,7 @@ fi
 
 rm -rf dist
 mkdir -p "dist/$name"
-cp "$binary" LICENSE README.md CHANGELOG.md SECURITY.md "dist/$name/"
+cp "$binary" LICENSE README.md CHANGELOG.md SECURITY.md ARCHITECTURE.md CONTRIBUTING.md "dist/$name/"
 cp -r docs examples grafana mixin "dist/$name/"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
     -C dist -czf "dist/$name.tar.gz" "$name"

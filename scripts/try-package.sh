@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian package from dist/ (built by scripts/release.sh --deb) with dpkg, checks
-# what it installed, runs the installed /usr/bin/kraken_exporter in demo mode on a free
+# that it printed the next steps and what it installed (the README's docs/ links included),
+# writes the monitoring files with the installed binary, runs the installed /usr/bin/kraken_exporter in demo mode on a free
 # localhost port, checks that /metrics answers with kraken_ metrics, then purges the package.
 # Needs root and a Debian-based system; changes the system (a package and a system user) while
 # it runs, and leaves nothing behind.
@@ -8,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 deb=$(ls dist/kraken-exporter_*.deb)
-dpkg -i "$deb"
+install_output=$(dpkg -i "$deb" 2>&1)
+echo "$install_output"
 
 fail() {
     echo "try-package: $*" >&2
@@ -28,10 +30,19 @@ test -f /usr/lib/systemd/system/kraken_exporter.service || fail "no systemd unit
 grep -q -- '--web.listen-address=127.0.0.1:10987' /usr/lib/systemd/system/kraken_exporter.service \
     || fail "the unit does not bind 127.0.0.1:10987"
 test -f /etc/kraken_exporter/kraken_exporter.yml || fail "no /etc/kraken_exporter/kraken_exporter.yml"
-test -f /usr/share/doc/kraken-exporter/runbook.md || fail "no runbook where the alerts link"
+echo "$install_output" | grep -q 'kraken_exporter mixin --out' || fail "dpkg -i printed no next steps"
+test -f /usr/share/doc/kraken-exporter/docs/runbook.md || fail "no runbook where the alerts link"
+# Every docs/... link of the installed README leads to an installed file.
+for link in $(grep -o '](docs/[^)#]*' /usr/share/doc/kraken-exporter/README.md | cut -c3- | sort -u); do
+    test -f "/usr/share/doc/kraken-exporter/$link" || fail "the installed README links to $link, which is not installed"
+done
 getent passwd kraken_exporter >/dev/null || fail "no kraken_exporter system user"
 [ "$(stat -c %U /var/lib/kraken_exporter)" = kraken_exporter ] || fail "state directory not owned by kraken_exporter"
 /usr/bin/kraken_exporter --version
+mixin_dir=$(mktemp -d)
+/usr/bin/kraken_exporter mixin --out "$mixin_dir" --job-selector 'job="kraken"' >/dev/null
+grep -q 'job="kraken"' "$mixin_dir/alerts.yml" || fail "kraken_exporter mixin did not apply --job-selector"
+rm -rf "$mixin_dir"
 
 # The packaged configuration parses (credentials are not there yet: exactly those problems).
 if out=$(/usr/bin/kraken_exporter --config.file /etc/kraken_exporter/kraken_exporter.yml --config.check 2>&1); then

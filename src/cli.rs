@@ -1,4 +1,5 @@
-//! The command line as typed: flags and the optional `check` subcommand, not yet validated.
+//! The command line as typed: flags and the optional `check` and `mixin` subcommands, not yet
+//! validated.
 //!
 //! Owns flag names, defaults and help texts.
 //! Must not: read environment variables or files, or accept a credential as a flag value (it
@@ -59,6 +60,31 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Write the alerting rules, recording rules, Kubernetes PrometheusRule and Grafana
+    /// dashboard with your job selector, runbook address and key rotation age.
+    Mixin(MixinArgs),
+}
+
+/// The settings of `kraken_exporter mixin`; checked by [`crate::mixin::MixinSettings::validate`].
+#[derive(Debug, Clone, Args)]
+pub struct MixinArgs {
+    /// Directory to write alerts.yml, recording.yml, prometheusrule.yaml and
+    /// kraken-exporter.json into (created if missing; existing files are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// PromQL label matchers, without braces, that select the exporter's scrape jobs.
+    #[arg(long = "job-selector", value_name = "MATCHERS", default_value = crate::mixin::DEFAULT_JOB_SELECTOR)]
+    pub job_selector: String,
+
+    /// Address where docs/runbook.md is published; each alert links to it followed by
+    /// #<alert name in lower case>.
+    #[arg(long = "runbook-url", value_name = "URL", default_value = crate::mixin::DEFAULT_RUNBOOK_URL)]
+    pub runbook_url: String,
+
+    /// Age in days after which an API key is due for rotation (KrakenKeyRotationDue).
+    #[arg(long = "key-rotation-days", value_name = "DAYS", default_value_t = crate::mixin::DEFAULT_KEY_ROTATION_DAYS)]
+    pub key_rotation_days: u32,
 }
 
 /// Every flag. Global, so `kraken_exporter check --demo` works as well as `kraken_exporter --demo check`.

@@ -33,7 +33,8 @@
 //! - [`web`] is the HTTP front: `/metrics`, `/probe`, the landing page, health, readiness and
 //!   reload; [`web::security`] loads `--web.config.file` (TLS, client certificates, basic auth,
 //!   rate limit, headers).
-//! - [`check`] is the one-shot `kraken_exporter check` command.
+//! - [`check`] is the one-shot `kraken_exporter check` command; [`mixin`] writes the
+//!   monitoring files (`kraken_exporter mixin`) and imports nothing of the exporter.
 //! - [`app`] wires the pieces together for `main` and the tests; [`logging`] sets up the logs.
 
 pub mod account;
@@ -50,6 +51,7 @@ pub(crate) mod features;
 pub mod logging;
 pub(crate) mod market;
 pub mod metrics;
+pub mod mixin;
 pub(crate) mod problem;
 pub(crate) mod process;
 pub(crate) mod spendable;

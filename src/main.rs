@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use kraken_exporter::{app, check, cli::Cli, config, logging};
+use kraken_exporter::cli::{Cli, Command};
+use kraken_exporter::{app, check, config, logging, mixin};
 
 /// Configuration mistakes exit with 2, like flag errors.
 const EXIT_CONFIG: u8 = 2;
@@ -13,6 +14,9 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Mixin(args)) = &cli.command {
+        return write_mixin(args);
+    }
     logging::init(cli.flags.log_level, cli.flags.log_format);
     let flags = cli.flags.clone();
     let env: app::SharedEnv = Arc::new(|name: &str| std::env::var(name).ok());
@@ -78,6 +82,31 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("kraken_exporter: {error:#}");
             ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `kraken_exporter mixin`: needs no configuration, credentials or network.
+fn write_mixin(args: &kraken_exporter::cli::MixinArgs) -> ExitCode {
+    let settings = mixin::MixinSettings {
+        job_selector: args.job_selector.clone(),
+        runbook_url: args.runbook_url.clone(),
+        key_rotation_days: args.key_rotation_days,
+    };
+    match mixin::write(&args.out, &settings) {
+        Ok(paths) => {
+            for path in paths {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error @ mixin::MixinError::Write { .. }) => {
+            eprintln!("kraken_exporter mixin: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(error) => {
+            eprintln!("kraken_exporter mixin: {error}");
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

@@ -1,147 +1,61 @@
-//! The monitoring mixin: the alerting rules, the recording rules, the Kubernetes PrometheusRule
-//! and the Grafana dashboard are generated from the templates in `mixin/` with the settings of
-//! `mixin/config.yml` (the job selector and the runbook address), so an operator adapts them in
-//! one place.
+//! The monitoring files: `kraken_exporter mixin` renders the alerting rules, the recording
+//! rules, the Kubernetes PrometheusRule and the Grafana dashboard from the templates in `mixin/`
+//! with a job selector, a runbook address and a key rotation age. The copies in `examples/` and
+//! `grafana/` are its output with the defaults, and the Debian package and the release archive
+//! ship the documents those files and the README link to.
 //!
-//! This module is the generator: `UPDATE_MIXIN=1 cargo test --test it mixin` (what
-//! `scripts/generate-mixin.sh` runs) rewrites the generated files; without the variable the
-//! test fails while any of them differs from what the templates and settings give.
+//! `UPDATE_MIXIN=1 cargo test --test it mixin` (or `scripts/generate-mixin.sh`, which runs the binary) rewrites
+//! the checked-in copies; without the variable the test fails while any of them differs.
 
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use kraken_exporter::mixin::{MixinSettings, render};
 use serde_json::Value as Json;
 
 use crate::rules::repo_path;
 
-/// The settings of `mixin/config.yml`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MixinConfig {
-    /// PromQL label matcher selecting the exporter's scrape jobs, e.g. `job=~".*kraken.*"`.
-    pub job_selector: String,
-    /// Where docs/runbook.md is published; alerts append `#<anchor>`.
-    pub runbook_url: String,
-    /// Age in days after which a key is due for rotation (`KrakenKeyRotationDue`).
-    pub key_rotation_days: u32,
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_kraken_exporter");
+
+/// Where each file of `kraken_exporter mixin --out DIR` is checked in.
+const CHECKED_IN: [(&str, &str); 4] = [
+    ("alerts.yml", "examples/prometheus/alerts.yml"),
+    ("recording.yml", "examples/prometheus/recording.yml"),
+    (
+        "prometheusrule.yaml",
+        "examples/kubernetes/prometheusrule.yaml",
+    ),
+    ("kraken-exporter.json", "grafana/kraken-exporter.json"),
+];
+
+/// The settings the checked-in files are rendered with.
+pub fn defaults() -> MixinSettings {
+    MixinSettings::default()
 }
 
-/// Reads and checks `mixin/config.yml`.
-pub fn config() -> MixinConfig {
-    let text = std::fs::read_to_string(repo_path("mixin/config.yml")).unwrap();
-    let config: MixinConfig =
-        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("mixin/config.yml: {e}"));
-    check_config(&config);
-    config
-}
-
-/// The settings land unquoted in YAML block scalars and in JSON strings: refuse what would break
-/// either.
-fn check_config(config: &MixinConfig) {
-    let selector = &config.job_selector;
-    assert!(
-        selector.contains("job") && !selector.contains(['{', '}', '\n']),
-        "mixin/config.yml job_selector {selector:?}: write one label matcher without braces, \
-         like job=~\".*kraken.*\" or job=\"kraken\""
-    );
-    let url = &config.runbook_url;
-    assert!(
-        url.contains("://")
-            && !url.contains('#')
-            && !url
-                .chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == '\\'),
-        "mixin/config.yml runbook_url {url:?}: write an absolute URL without #, quotes or spaces \
-         (alerts append #<anchor>)"
-    );
-    assert!(
-        config.key_rotation_days > 0,
-        "mixin/config.yml key_rotation_days must be a number of days above 0"
-    );
-}
-
-/// Replaces the placeholders of a template; `json` escapes the values for a JSON string.
-fn render(template: &str, config: &MixinConfig, json: bool) -> String {
-    let escape = |value: &str| {
-        if json {
-            let quoted = serde_json::to_string(value).unwrap();
-            quoted[1..quoted.len() - 1].to_owned()
-        } else {
-            value.to_owned()
-        }
-    };
-    template
-        .replace("@JOB_SELECTOR@", &escape(&config.job_selector))
-        .replace("@RUNBOOK_URL@", &escape(&config.runbook_url))
-        .replace("@KEY_ROTATION_DAYS@", &config.key_rotation_days.to_string())
-}
-
-/// A rule template without its first comment paragraph (which documents the template itself,
-/// up to the first `#` line of its own).
-fn without_template_header(template: &str) -> &str {
-    let end = template
-        .find("\n#\n")
-        .expect("a rule template opens with a comment paragraph ended by a lone #");
-    &template[end + 3..]
-}
-
-fn template(name: &str) -> String {
-    std::fs::read_to_string(repo_path(&format!("mixin/{name}")))
-        .unwrap_or_else(|e| panic!("cannot read mixin/{name}: {e}"))
-}
-
-/// A rule file generated from `mixin/<name>`.
-fn rule_file(name: &str, config: &MixinConfig) -> String {
-    format!(
-        "# Generated by scripts/generate-mixin.sh from mixin/{name} and mixin/config.yml: edit\n\
-         # those and run the script again, not this file.\n#\n{}",
-        render(without_template_header(&template(name)), config, false)
-    )
-}
-
-/// The PrometheusRule: the groups of the recording rules, then of the alerting rules.
-fn prometheus_rule(recording: &str, alerts: &str) -> String {
-    let mut out = String::from(
-        "# Generated by scripts/generate-mixin.sh from mixin/recording.yml, mixin/alerts.yml and\n\
-         # mixin/config.yml: edit those and run the script again, not this file.\n\
-         apiVersion: monitoring.coreos.com/v1\n\
-         kind: PrometheusRule\n\
-         metadata:\n  name: kraken-exporter\n  labels:\n    app.kubernetes.io/name: kraken-exporter\n\
-         \x20   # Many Prometheus installs select rules by a release label, e.g.:\n\
-         \x20   # release: kube-prometheus-stack\n\
-         spec:\n  groups:\n",
-    );
-    for file in [recording, alerts] {
-        let start = file
-            .find("\ngroups:\n")
-            .expect("a rule file has a top-level groups:");
-        for line in file[start + "\ngroups:\n".len()..].lines() {
-            if !line.is_empty() {
-                out.push_str("  ");
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// Every generated file: (path in the repository, contents).
-pub fn generated(config: &MixinConfig) -> Vec<(&'static str, String)> {
-    let alerts = rule_file("alerts.yml", config);
-    let recording = rule_file("recording.yml", config);
-    let rule = prometheus_rule(&recording, &alerts);
-    let dashboard = render(&template("dashboard.json"), config, true);
-    vec![
-        ("examples/prometheus/alerts.yml", alerts),
-        ("examples/prometheus/recording.yml", recording),
-        ("examples/kubernetes/prometheusrule.yaml", rule),
-        ("grafana/kraken-exporter.json", dashboard),
-    ]
+/// Every rendered file as (repository path, contents).
+fn generated(settings: &MixinSettings) -> Vec<(&'static str, String)> {
+    render(settings)
+        .into_iter()
+        .map(|file| {
+            let path = CHECKED_IN
+                .iter()
+                .find(|(name, _)| *name == file.name)
+                .unwrap_or_else(|| panic!("{} has no checked-in copy", file.name))
+                .1;
+            (path, file.contents)
+        })
+        .collect()
 }
 
 #[test]
-fn generated_monitoring_files_match_the_mixin() {
+fn the_checked_in_monitoring_files_are_the_mixin_output_with_the_defaults() {
     let update = std::env::var_os("UPDATE_MIXIN").is_some();
+    let files = generated(&defaults());
+    assert_eq!(files.len(), CHECKED_IN.len());
     let mut stale = Vec::new();
-    for (path, contents) in generated(&config()) {
+    for (path, contents) in files {
         if path.ends_with(".json") {
             serde_json::from_str::<Json>(&contents)
                 .unwrap_or_else(|e| panic!("{path} as generated is not JSON: {e}"));
@@ -158,10 +72,93 @@ fn generated_monitoring_files_match_the_mixin() {
     }
     assert!(
         stale.is_empty(),
-        "out of date with mixin/: {}; run scripts/generate-mixin.sh (edit mixin/, not the \
-         generated files)",
+        "out of date with mixin/: {}; run scripts/generate-mixin.sh (edit the templates in \
+         mixin/, not the generated files)",
         stale.join(", ")
     );
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct OutDir(std::path::PathBuf);
+
+impl OutDir {
+    fn new() -> OutDir {
+        let dir = std::env::temp_dir().join(format!(
+            "kraken-mixin-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        OutDir(dir)
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_mixin_command_writes_the_files_with_the_settings_given() {
+    let out = OutDir::new();
+    let output = Command::new(BIN)
+        .args(["mixin", "--out"])
+        .arg(&out.0)
+        .args([
+            "--job-selector",
+            r#"job="my-balances""#,
+            "--runbook-url",
+            "https://wiki.example.org/kraken/runbook",
+            "--key-rotation-days",
+            "30",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let settings = MixinSettings {
+        job_selector: r#"job="my-balances""#.to_owned(),
+        runbook_url: "https://wiki.example.org/kraken/runbook".to_owned(),
+        key_rotation_days: 30,
+    };
+    for file in render(&settings) {
+        let written = std::fs::read_to_string(out.0.join(file.name))
+            .unwrap_or_else(|e| panic!("{} was not written: {e}", file.name));
+        assert_eq!(written, file.contents, "{}", file.name);
+        assert!(stdout.contains(file.name), "{stdout}");
+    }
+    assert_ne!(
+        render(&settings)[0].contents,
+        render(&defaults())[0].contents
+    );
+}
+
+#[test]
+fn the_mixin_command_refuses_bad_settings_naming_the_flag_and_the_fix() {
+    for (flag, value, expected) in [
+        ("--job-selector", "", "--job-selector is empty"),
+        ("--job-selector", "job=kraken", "double-quoted"),
+        ("--runbook-url", "wiki/runbook", "not an absolute URL"),
+        ("--key-rotation-days", "0", "--key-rotation-days 0"),
+    ] {
+        let out = OutDir::new();
+        let output = Command::new(BIN)
+            .args(["mixin", "--out"])
+            .arg(&out.0)
+            .args([flag, value])
+            .env_clear()
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flag} {value:?}: {stderr}");
+        assert!(!out.0.exists(), "{flag} {value:?}: files written anyway");
+    }
 }
 
 /// The names and matchers of every metric selector in a PromQL expression: `(name, "{...}")`,
@@ -249,12 +246,12 @@ fn selectors_are_found_with_their_matchers() {
 
 #[test]
 fn the_job_selector_reaches_every_rule_and_the_dashboard_job_list() {
-    let custom = MixinConfig {
+    let custom = MixinSettings {
         job_selector: r#"job="my-balances""#.to_owned(),
         runbook_url: "https://wiki.example.org/kraken/runbook".to_owned(),
         key_rotation_days: 30,
     };
-    check_config(&custom);
+    custom.validate().unwrap();
     let files = generated(&custom);
     for (path, contents) in &files {
         for leftover in [
@@ -283,15 +280,24 @@ fn the_job_selector_reaches_every_rule_and_the_dashboard_job_list() {
         for group in file["groups"].as_sequence().unwrap() {
             for rule in group["rules"].as_sequence().unwrap() {
                 let expr = rule["expr"].as_str().unwrap();
-                for (name, matchers) in selectors(expr) {
-                    if name.contains(':') {
-                        continue;
+                let mut texts = vec![expr.to_owned()];
+                // Queries inside the annotations select with it too.
+                for annotation in ["description", "summary"] {
+                    if let Some(text) = rule["annotations"][annotation].as_str() {
+                        texts.extend(text.split('`').skip(1).step_by(2).map(str::to_owned));
                     }
-                    assert!(
-                        matchers.contains(r#"job="my-balances""#),
-                        "{name}{matchers} in {expr} does not use the job selector"
-                    );
-                    checked += 1;
+                }
+                for text in &texts {
+                    for (name, matchers) in selectors(text) {
+                        if name.contains(':') {
+                            continue;
+                        }
+                        assert!(
+                            matchers.contains(r#"job="my-balances""#),
+                            "{name}{matchers} in {text} does not use the job selector"
+                        );
+                        checked += 1;
+                    }
                 }
                 if let Some(url) = rule["annotations"]["runbook_url"].as_str() {
                     assert!(
@@ -302,7 +308,7 @@ fn the_job_selector_reaches_every_rule_and_the_dashboard_job_list() {
             }
         }
     }
-    assert!(checked >= 15, "only {checked} selectors checked");
+    assert!(checked >= 40, "only {checked} selectors checked");
 
     let dashboard: Json = serde_json::from_str(&files[3].1).unwrap();
     let variables = dashboard["templating"]["list"].as_array().unwrap();
@@ -321,4 +327,163 @@ fn the_job_selector_reaches_every_rule_and_the_dashboard_job_list() {
         dashboard["links"][0]["url"],
         "https://wiki.example.org/kraken/runbook"
     );
+}
+
+/// The files the Debian package installs under /usr/share/doc/kraken-exporter, as paths relative
+/// to it, expanded from the `assets` of `[package.metadata.deb]` (a `*` matches within one
+/// directory, as cargo-deb's globs do here).
+fn packaged_docs() -> BTreeSet<String> {
+    let manifest: deb_manifest::Manifest =
+        deb_manifest::parse(&std::fs::read_to_string(repo_path("Cargo.toml")).unwrap());
+    let mut installed = BTreeSet::new();
+    for (source, target) in manifest.deb_assets {
+        let Some(dir) = target.strip_prefix("usr/share/doc/kraken-exporter/") else {
+            continue;
+        };
+        let (parent, pattern) = source.rsplit_once('/').unwrap_or(("", source.as_str()));
+        let names: Vec<String> = if let Some((prefix, suffix)) = pattern.split_once('*') {
+            std::fs::read_dir(repo_path(parent))
+                .unwrap_or_else(|e| panic!("asset {source}: {e}"))
+                .map(|entry| entry.unwrap())
+                .filter(|entry| entry.file_type().unwrap().is_file())
+                .map(|entry| entry.file_name().into_string().unwrap())
+                .filter(|name| name.starts_with(prefix) && name.ends_with(suffix))
+                .collect()
+        } else {
+            assert!(
+                repo_path(&source).is_file(),
+                "asset {source} does not exist"
+            );
+            vec![pattern.to_owned()]
+        };
+        assert!(!names.is_empty(), "asset {source} matches nothing");
+        for name in names {
+            installed.insert(format!("{dir}{name}"));
+        }
+    }
+    installed
+}
+
+/// A minimal reader of the `assets` of `[package.metadata.deb]`: pairs of source and target.
+mod deb_manifest {
+    pub struct Manifest {
+        pub deb_assets: Vec<(String, String)>,
+    }
+
+    pub fn parse(text: &str) -> Manifest {
+        let start = text
+            .find("[package.metadata.deb]")
+            .expect("Cargo.toml has [package.metadata.deb]");
+        let assets = &text[start..];
+        let assets = &assets[assets.find("assets = [").expect("deb assets")..];
+        let assets = &assets[..assets.find("\n]").unwrap()];
+        let deb_assets = assets
+            .lines()
+            .filter(|line| line.trim_start().starts_with("[\""))
+            .map(|line| {
+                let fields: Vec<&str> = line.split('"').collect();
+                (fields[1].to_owned(), fields[3].to_owned())
+            })
+            .collect();
+        Manifest { deb_assets }
+    }
+}
+
+/// The relative link targets of a Markdown text, without anchors.
+fn relative_links(markdown: &str) -> Vec<String> {
+    markdown
+        .match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &markdown[at + 2..];
+            let target = &rest[..rest.find(')')?];
+            let path = target.split('#').next().unwrap_or_default();
+            let external = path.is_empty() || path.contains("://") || path.starts_with("mailto:");
+            (!external).then(|| path.to_owned())
+        })
+        .collect()
+}
+
+/// Resolves `link` relative to the directory of `from` (both relative to the doc directory).
+fn resolve_link(from: &str, link: &str) -> String {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for part in link.split('/') {
+        match part {
+            ".." => {
+                parts.pop();
+            }
+            "." | "" => {}
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+#[test]
+fn the_package_keeps_the_links_of_the_installed_readme_and_docs_working() {
+    let installed = packaged_docs();
+    for must in [
+        "README.md",
+        "docs/runbook.md",
+        "examples/prometheus/alerts.yml",
+    ] {
+        assert!(
+            installed.contains(must),
+            "the package does not install {must}"
+        );
+    }
+    // The runbook address the alerts link to by default is the installed runbook.
+    assert_eq!(
+        kraken_exporter::mixin::DEFAULT_RUNBOOK_URL,
+        "file:///usr/share/doc/kraken-exporter/docs/runbook.md"
+    );
+    let mut checked = 0;
+    let mut dead = Vec::new();
+    // The README and docs/ are the operator's pages (CONTRIBUTING.md, also shipped, links to
+    // development files on purpose).
+    let pages = installed
+        .iter()
+        .filter(|p| *p == "README.md" || (p.starts_with("docs/") && p.ends_with(".md")));
+    for page in pages {
+        let text = std::fs::read_to_string(repo_path(page)).unwrap();
+        for link in relative_links(&text) {
+            let target = resolve_link(page, &link);
+            let prefix = format!("{}/", target.trim_end_matches('/'));
+            if !installed.contains(&target) && !installed.iter().any(|p| p.starts_with(&prefix)) {
+                dead.push(format!("{page} -> {link}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} links checked");
+    assert!(
+        dead.is_empty(),
+        "links that lead nowhere in /usr/share/doc/kraken-exporter: add the files to the assets \
+         of [package.metadata.deb]:\n{}",
+        dead.join("\n")
+    );
+}
+
+#[test]
+fn installing_the_package_prints_the_next_steps() {
+    let postinst = std::fs::read_to_string(repo_path("packaging/debian/postinst")).unwrap();
+    for step in [
+        "/etc/kraken_exporter/kraken_exporter.yml",
+        "/etc/kraken_exporter/credentials/api_key",
+        "/etc/kraken_exporter/credentials/api_secret",
+        "kraken_exporter --config.file /etc/kraken_exporter/kraken_exporter.yml check",
+        "systemctl enable --now kraken_exporter",
+        "kraken_exporter mixin --out",
+        "kraken_exporter --demo",
+    ] {
+        assert!(postinst.contains(step), "postinst does not print {step:?}");
+    }
+    let config =
+        std::fs::read_to_string(repo_path("packaging/debian/kraken_exporter.yml")).unwrap();
+    for file in ["credentials/api_key", "credentials/api_secret"] {
+        assert!(
+            config.contains(&format!("/etc/kraken_exporter/{file}")),
+            "the packaged configuration does not read the {file} the next steps name"
+        );
+    }
 }

@@ -203,7 +203,7 @@ fn every_alert_is_unit_tested_firing_and_not_firing() {
 fn alerts_follow_the_mixin_style_and_link_to_existing_runbook_sections() {
     let runbook = std::fs::read_to_string(repo_path("docs/runbook.md")).unwrap();
     let anchors = heading_anchors(&runbook);
-    let runbook_base = format!("{}#", crate::mixin::config().runbook_url);
+    let runbook_base = format!("{}#", crate::mixin::defaults().runbook_url);
     let rules = alert_rules();
     assert!(rules.len() >= 9, "{} alerts", rules.len());
     for rule in &rules {
@@ -332,7 +332,7 @@ fn dashboard_is_importable_and_takes_its_data_source_from_a_variable() {
             "${name}: a label_values() query, which the end-to-end test runs"
         );
     }
-    let job_selector = crate::mixin::config().job_selector;
+    let job_selector = crate::mixin::defaults().job_selector;
     assert_eq!(
         variable("job")["query"],
         format!("label_values(up{{{job_selector}}}, job)"),
@@ -441,7 +441,7 @@ fn every_dashboard_query_follows_the_job_and_instance_variables() {
 fn dashboard_shows_whether_each_exporter_is_up_and_lists_firing_alerts() {
     let dashboard = dashboard();
     let panels = dashboard_panels(&dashboard);
-    let job_selector = crate::mixin::config().job_selector;
+    let job_selector = crate::mixin::defaults().job_selector;
     let up = panels
         .iter()
         .find(|p| {
@@ -744,5 +744,68 @@ fn dashboard_shows_key_hygiene_and_earn_allocations_per_account() {
     assert!(
         next.contains("kraken_earn_next_unbonding_timestamp_seconds{"),
         "{next}"
+    );
+}
+
+/// Whether a series name belongs to a documented family (a histogram's `_bucket`, `_sum` and
+/// `_count` series to the histogram).
+pub fn is_documented(documented: &BTreeSet<String>, series: &str) -> bool {
+    documented.contains(series)
+        || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+            series
+                .strip_suffix(suffix)
+                .is_some_and(|family| documented.contains(family))
+        })
+}
+
+/// Every metric family named in a PromQL text (`kraken_*`, not recorded series).
+fn families_in(text: &str) -> BTreeSet<String> {
+    crate::mixin::selectors(text)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("kraken_") && !name.contains(':'))
+        .collect()
+}
+
+/// The dashboard and the rules may read only families the exporter documents
+/// (docs/metrics.md), or families the rules' unit tests feed and so pin down by name: a
+/// misspelt family in a panel or a rule is caught here rather than showing no data.
+#[test]
+fn dashboard_and_rules_read_only_known_families() {
+    let documented: BTreeSet<String> = std::fs::read_to_string(repo_path("docs/metrics.md"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_prefix("### `")?.strip_suffix('`'))
+        .map(str::to_owned)
+        .collect();
+    let tests = yaml_file("examples/prometheus/tests/alerts_test.yml");
+    let mut fed = BTreeSet::new();
+    for case in tests["tests"].as_sequence().unwrap() {
+        for input in case["input_series"].as_sequence().into_iter().flatten() {
+            let series = input["series"].as_str().unwrap();
+            fed.insert(series[..series.find('{').unwrap_or(series.len())].to_owned());
+        }
+    }
+    let mut read = BTreeSet::new();
+    for panel in dashboard_panels(&dashboard()) {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            read.extend(families_in(target["expr"].as_str().unwrap_or_default()));
+        }
+    }
+    let mut from_rules = 0;
+    for rule in alert_rules() {
+        let names = families_in(rule["expr"].as_str().unwrap());
+        from_rules += names.len();
+        read.extend(names);
+    }
+    assert!(read.len() >= 25 && from_rules >= 20, "{read:?}");
+    let unknown: Vec<&String> = read
+        .iter()
+        .filter(|name| !is_documented(&documented, name) && !fed.contains(*name))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "read by the dashboard or the rules, but neither documented in docs/metrics.md nor fed \
+         to examples/prometheus/tests/alerts_test.yml: {unknown:?}"
     );
 }
