@@ -20,11 +20,11 @@ use crate::cli::Flags;
 use crate::config::{self, AccountConfig, Config};
 use crate::exporter::{AccountSet, ExportedAccount, Exporter, ReloadRequest, Tasks};
 use crate::features::stream::{StreamMode, StreamSettings};
+use crate::keys::KeyRegistry;
 use crate::market::{Market, PUBLIC_ACCOUNT, PricePolicy};
 use crate::metrics::RequestMetrics;
 use crate::web;
 use kraken::client::{ClientOptions, http_client};
-use kraken::nonce::{NonceSource, SystemClock};
 use kraken::sim::{
     DEMO_BALANCES, DemoActivity, PUBLIC_RATE_LIMIT, STARTER_RATE_LIMIT, SimEarn, SimKeyInfo,
     SimKraken, SimOptions,
@@ -49,6 +49,9 @@ pub struct App {
     /// Demo mode: one simulated Kraken per account name, and one for the shared market under
     /// [`PUBLIC_ACCOUNT`], kept across reloads.
     sims: Mutex<HashMap<String, Arc<DemoSim>>>,
+    /// One nonce source and call lock per API key, shared by an account and the one a reload
+    /// builds to replace it.
+    keys: KeyRegistry,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -64,7 +67,8 @@ impl App {
         let requests = Arc::new(RequestMetrics::new());
         let (reload_tx, reload_rx) = mpsc::channel(4);
         let sims = Mutex::new(HashMap::new());
-        let set = build_set(&config, None, &requests, &sims).await?;
+        let keys = KeyRegistry::default();
+        let set = build_set(&config, None, &requests, &sims, &keys).await?;
         if config.demo {
             tracing::warn!(
                 "DEMO MODE: balances come from a simulated Kraken inside this process; they are not real"
@@ -86,6 +90,7 @@ impl App {
             exporter,
             requests,
             sims,
+            keys,
             reloading: tokio::sync::Mutex::new(()),
         });
         Ok((app, reload_rx))
@@ -114,9 +119,15 @@ impl App {
                 );
             }
             let current = self.exporter.accounts();
-            let set = build_set(&new, Some((&old, &current)), &self.requests, &self.sims)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
+            let set = build_set(
+                &new,
+                Some((&old, &current)),
+                &self.requests,
+                &self.sims,
+                &self.keys,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
             let gone: Vec<String> = current
                 .accounts
                 .iter()
@@ -156,6 +167,53 @@ impl App {
     }
 }
 
+/// Whether the settings every account is built with are the same in both configurations, so
+/// an unchanged account can be kept with its state.
+fn same_globals(old: &Config, new: &Config) -> bool {
+    old.api_url == new.api_url
+        && old.timeout == new.timeout
+        && old.policy == new.policy
+        && old.demo == new.demo
+        && old.audit == new.audit
+        && old.earn == new.earn
+        && old.valuation == new.valuation
+        && old.stream == new.stream
+        && old.funding == new.funding
+}
+
+/// The public data's market for `config`. In demo mode it has a simulated Kraken of its own,
+/// so removing an account on reload never takes the public data's server away with it.
+async fn new_market(
+    config: &Config,
+    http: &reqwest::Client,
+    requests: &Arc<RequestMetrics>,
+    sims: &Mutex<HashMap<String, Arc<DemoSim>>>,
+) -> anyhow::Result<Arc<Market>> {
+    let api_url = match demo_endpoint(config, PUBLIC_ACCOUNT, sims).await? {
+        Some(demo) => demo.url,
+        None => config.api_url.clone(),
+    };
+    Ok(Market::new(
+        KrakenClient::public(
+            http.clone(),
+            ClientOptions {
+                api_url,
+                timeout: config.timeout,
+                balance_endpoint: BalanceEndpoint::Auto,
+            },
+            PUBLIC_ACCOUNT.to_owned(),
+            Arc::clone(requests) as Arc<dyn CallObserver>,
+        ),
+        config.policy.assets_interval,
+        config.valuation.quote.clone().map(|quote| PricePolicy {
+            quote,
+            min_interval: config.policy.min_interval,
+            stale_after: config.policy.stale_after,
+        }),
+        Arc::clone(requests),
+    ))
+}
+
 /// Builds the account set of `config`. With `previous` (the running configuration and its
 /// set), accounts whose connection is unchanged are carried over with their state.
 async fn build_set(
@@ -163,50 +221,17 @@ async fn build_set(
     previous: Option<(&Config, &AccountSet)>,
     requests: &Arc<RequestMetrics>,
     sims: &Mutex<HashMap<String, Arc<DemoSim>>>,
+    keys: &KeyRegistry,
 ) -> anyhow::Result<AccountSet> {
     let http = http_client(config.timeout).context("building the HTTP client")?;
     let mut endpoints = Vec::new();
     for account in &config.accounts {
         endpoints.push(demo_endpoint(config, &account.name, sims).await?);
     }
-    let same_globals = |old: &Config| {
-        old.api_url == config.api_url
-            && old.timeout == config.timeout
-            && old.policy == config.policy
-            && old.demo == config.demo
-            && old.audit == config.audit
-            && old.earn == config.earn
-            && old.valuation == config.valuation
-    };
+    let same_globals = |old: &Config| same_globals(old, config);
     let market = match previous {
         Some((old, set)) if same_globals(old) => Arc::clone(&set.market),
-        _ => {
-            // In demo mode the market has a simulated Kraken of its own, so removing an account
-            // on reload never takes the public data's server away with it.
-            let api_url = match demo_endpoint(config, PUBLIC_ACCOUNT, sims).await? {
-                Some(demo) => demo.url,
-                None => config.api_url.clone(),
-            };
-            Market::new(
-                KrakenClient::public(
-                    http.clone(),
-                    ClientOptions {
-                        api_url,
-                        timeout: config.timeout,
-                        balance_endpoint: BalanceEndpoint::Auto,
-                    },
-                    PUBLIC_ACCOUNT.to_owned(),
-                    Arc::clone(requests) as Arc<dyn CallObserver>,
-                ),
-                config.policy.assets_interval,
-                config.valuation.quote.clone().map(|quote| PricePolicy {
-                    quote,
-                    min_interval: config.policy.min_interval,
-                    stale_after: config.policy.stale_after,
-                }),
-                Arc::clone(requests),
-            )
-        }
+        _ => new_market(config, &http, requests, sims).await?,
     };
     let mut accounts = Vec::with_capacity(config.accounts.len());
     for (account_config, endpoint) in config.accounts.iter().zip(endpoints) {
@@ -220,12 +245,20 @@ async fn build_set(
                 config: account_config.clone(),
                 ..existing.clone()
             },
-            None => start_account(config, account_config, endpoint, &http, &market, requests)?,
+            None => {
+                let connection = Connection {
+                    http: &http,
+                    market: &market,
+                    requests,
+                    keys,
+                };
+                start_account(config, account_config, endpoint, &connection)?
+            }
         };
         accounts.push(exported);
     }
     // Counters are created only once the whole set is built, so a refused reload leaves none.
-    let mut public = vec![Endpoint::Assets];
+    let mut public = vec![Endpoint::Assets, Endpoint::SystemStatus];
     if config.valuation.quote.is_some() {
         public.extend([Endpoint::AssetPairs, Endpoint::Ticker]);
     }
@@ -380,47 +413,9 @@ fn endpoints_of(exported: &ExportedAccount) -> Vec<Endpoint> {
     endpoints
 }
 
-/// Builds one account and starts its first refresh (or its background loop).
-fn start_account(
-    config: &Config,
-    account: &AccountConfig,
-    demo: Option<DemoEndpoint>,
-    http: &reqwest::Client,
-    market: &Arc<Market>,
-    requests: &Arc<RequestMetrics>,
-) -> anyhow::Result<ExportedAccount> {
-    let (api_url, ws_url, credentials) = match demo {
-        Some(demo) => (demo.url, demo.ws_url, demo.credentials),
-        None => (
-            account
-                .api_url
-                .clone()
-                .unwrap_or_else(|| config.api_url.clone()),
-            config.stream.url.clone(),
-            account
-                .credentials
-                .clone()
-                .with_context(|| format!("account {:?} has no credentials", account.name))?,
-        ),
-    };
-    // A simulated Kraken starts afresh with every run, so demo mode keeps no nonce file.
-    let nonces = Arc::new(match &account.nonce_file {
-        Some(path) if !config.demo => NonceSource::with_state_file(Box::new(SystemClock), path)?,
-        _ => NonceSource::new(Box::new(SystemClock)),
-    });
-    let client = KrakenClient::new(
-        http.clone(),
-        ClientOptions {
-            api_url,
-            timeout: config.timeout,
-            balance_endpoint: account.balance_endpoint,
-        },
-        credentials,
-        nonces,
-        account.name.clone(),
-        Arc::clone(requests) as Arc<dyn CallObserver>,
-    );
-    let extras = Extras {
+/// The features an account runs besides balances, from the configuration.
+fn extras_of(config: &Config, ws_url: String) -> Extras {
+    Extras {
         audit_interval: config.audit.enabled.then_some(config.audit.interval),
         earn_interval: config.earn.enabled.then_some(config.earn.interval),
         trade_balance_quote: config.valuation.trade_balance.then(|| {
@@ -436,13 +431,67 @@ fn start_account(
             url: ws_url,
             timeout: config.timeout,
         }),
+    }
+}
+
+/// What every account of one account set is built with.
+struct Connection<'a> {
+    http: &'a reqwest::Client,
+    market: &'a Arc<Market>,
+    requests: &'a Arc<RequestMetrics>,
+    keys: &'a KeyRegistry,
+}
+
+/// Builds one account and starts its first refresh (or its background loop). Its key's nonce
+/// source and call lock come from `keys`, shared with the account it replaces, if any.
+fn start_account(
+    config: &Config,
+    account: &AccountConfig,
+    demo: Option<DemoEndpoint>,
+    connection: &Connection<'_>,
+) -> anyhow::Result<ExportedAccount> {
+    let Connection {
+        http,
+        market,
+        requests,
+        keys,
+    } = connection;
+    let (api_url, ws_url, credentials) = match demo {
+        Some(demo) => (demo.url, demo.ws_url, demo.credentials),
+        None => (
+            account
+                .api_url
+                .clone()
+                .unwrap_or_else(|| config.api_url.clone()),
+            config.stream.url.clone(),
+            account
+                .credentials
+                .clone()
+                .with_context(|| format!("account {:?} has no credentials", account.name))?,
+        ),
     };
-    let state = Account::new(
+    // A simulated Kraken starts afresh with every run, so demo mode keeps no nonce file.
+    let nonce_file = account.nonce_file.as_deref().filter(|_| !config.demo);
+    let key = keys.handle(&credentials, nonce_file)?;
+    let client = KrakenClient::new(
+        (*http).clone(),
+        ClientOptions {
+            api_url,
+            timeout: config.timeout,
+            balance_endpoint: account.balance_endpoint,
+        },
+        credentials,
+        key.nonces,
+        account.name.clone(),
+        Arc::clone(requests) as Arc<dyn CallObserver>,
+    );
+    let state = Account::sharing_key(
         client,
         config.policy.clone(),
-        extras,
+        extras_of(config, ws_url),
         Arc::clone(market),
         Arc::clone(requests),
+        key.lock,
     );
     let task = match config.policy.background_interval {
         // The loop's first tick is immediate, so it also makes the first refresh.

@@ -240,6 +240,7 @@ impl Exporter {
         let whole = only.is_none();
         if whole && !self.background {
             set.market.refresh_prices_if_due();
+            set.market.refresh_system_status_if_due();
         }
         // A scrape that waits for no refresh shows only what is already known: while nothing
         // changed (same generation), the body rendered last time is that same exposition.
@@ -306,6 +307,7 @@ impl Exporter {
         // Prices belong to no account: only /metrics carries them, so several /probe targets
         // never duplicate them.
         let prices = whole.then(|| set.market.current_prices()).flatten();
+        let system = whole.then(|| set.market.current_system_status()).flatten();
         let reload = whole.then(|| self.reload.view());
         // A little room over the previous size: balances and counters grow slowly.
         let last = self.last_size.load(Ordering::Relaxed);
@@ -318,6 +320,7 @@ impl Exporter {
         let scrape = Scrape {
             accounts: &views,
             prices: prices.as_deref(),
+            system: system.as_ref(),
             reload,
             only_account: only,
             process: process.as_ref(),

@@ -48,6 +48,7 @@ pub mod duration;
 pub(crate) mod exporter;
 pub(crate) mod exposition;
 pub(crate) mod features;
+pub(crate) mod keys;
 pub mod logging;
 pub(crate) mod market;
 pub mod metrics;

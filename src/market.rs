@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::metrics::RequestMetrics;
 use crate::valuation::{self, PriceBook};
-use kraken::{AssetTable, KrakenClient, PUBLIC_CALL_SPACING, PairTable};
+use kraken::{AssetTable, KrakenClient, PUBLIC_CALL_SPACING, PairTable, SystemState};
 
 /// The `account` label of calls to public endpoints, which belong to no account. Account names
 /// starting with `_` are refused, so it cannot clash.
@@ -27,6 +27,9 @@ pub(crate) const PUBLIC_ACCOUNT: &str = "_public";
 
 /// How long to wait before asking for a failed public list again.
 const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// How often Kraken's system status (online, maintenance, cancel_only, post_only) is asked.
+pub(crate) const SYSTEM_STATUS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How prices are kept, when valuation is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub struct Market {
     /// A price refresh task is running (or waiting for its start); cleared by
     /// [`PricesInFlight`] however the task ends.
     prices_in_flight: AtomicBool,
+    /// A SystemStatus call is running.
+    system_in_flight: AtomicBool,
     /// Makes the next price refresh panic, to test that a panic does not stop prices.
     #[cfg(test)]
     panic_in_price_refresh: AtomicBool,
@@ -91,6 +96,10 @@ struct MarketState {
     prices_finished: Option<Instant>,
     /// Labels of the assets the latest price refresh asked about.
     prices_asked: BTreeSet<String>,
+    /// Kraken's latest system status and when it was fetched.
+    system: Option<(SystemState, Instant)>,
+    /// When SystemStatus may be asked next; `None` before the first call.
+    system_due: Option<Instant>,
 }
 
 impl Market {
@@ -111,6 +120,7 @@ impl Market {
             state: Mutex::new(MarketState::default()),
             assets_fetch: tokio::sync::Mutex::new(()),
             prices_in_flight: AtomicBool::new(false),
+            system_in_flight: AtomicBool::new(false),
             #[cfg(test)]
             panic_in_price_refresh: AtomicBool::new(false),
         })
@@ -155,6 +165,46 @@ impl Market {
     /// The Assets list as known now, without calling Kraken.
     pub(crate) fn current_assets(&self) -> Arc<AssetTable> {
         Arc::clone(&self.lock().assets)
+    }
+
+    /// Starts a SystemStatus call in the background when one is due (every
+    /// [`SYSTEM_STATUS_INTERVAL`]) and none is running. Never waits itself. A failed call keeps
+    /// the previous status until it is stale.
+    pub(crate) fn refresh_system_status_if_due(&self) {
+        let now = Instant::now();
+        if self.lock().system_due.is_some_and(|due| now < due) {
+            return;
+        }
+        if self.system_in_flight.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Some(market) = self.this.upgrade() else {
+            self.system_in_flight.store(false, Ordering::SeqCst);
+            return;
+        };
+        self.lock().system_due = Some(now + SYSTEM_STATUS_INTERVAL);
+        tokio::spawn(async move {
+            let result = market.client.system_status().await;
+            {
+                let mut state = market.lock();
+                match result {
+                    Ok(status) => state.system = Some((status, Instant::now())),
+                    Err(error) => {
+                        tracing::warn!(%error, "fetching Kraken's system status failed; keeping the previous one until it is stale")
+                    }
+                }
+            }
+            market.system_in_flight.store(false, Ordering::SeqCst);
+            market.changes.touch();
+        });
+    }
+
+    /// Kraken's latest system status, unless none was fetched or it is older than three
+    /// intervals.
+    pub(crate) fn current_system_status(&self) -> Option<SystemState> {
+        let state = self.lock();
+        let (status, at) = state.system.as_ref()?;
+        (at.elapsed() <= SYSTEM_STATUS_INTERVAL * 3).then(|| status.clone())
     }
 
     /// Records what `account` holds after a successful refresh, replacing what it held before

@@ -95,7 +95,7 @@ pub struct Account {
     finished: watch::Sender<u64>,
     /// Held by whoever calls Kraken with this account's key (a refresh, a stream's token
     /// request), so calls with one key never overlap and their nonces reach Kraken in order.
-    key: tokio::sync::Mutex<()>,
+    key: Arc<tokio::sync::Mutex<()>>,
     /// A pushed source (the balances stream) is delivering this account's changes, so the
     /// periodic poll may slow down to [`RefreshPolicy::stream_interval`].
     pushed: AtomicBool,
@@ -133,6 +133,19 @@ impl Account {
         market: Arc<Market>,
         changes: Arc<RequestMetrics>,
     ) -> Arc<Self> {
+        Self::sharing_key(client, policy, extras, market, changes, Arc::default())
+    }
+
+    /// Like [`Account::new`], with the call lock of its API key shared with any other account
+    /// object using the same key (the one a reload is replacing), so their calls never overlap.
+    pub(crate) fn sharing_key(
+        client: KrakenClient,
+        policy: RefreshPolicy,
+        extras: Extras,
+        market: Arc<Market>,
+        changes: Arc<RequestMetrics>,
+        key: Arc<tokio::sync::Mutex<()>>,
+    ) -> Arc<Self> {
         let sources = extras.sources(policy.stale_after);
         Arc::new(Self {
             client,
@@ -142,7 +155,7 @@ impl Account {
             sources,
             state: Mutex::new(State::default()),
             finished: watch::Sender::new(0),
-            key: tokio::sync::Mutex::new(()),
+            key,
             pushed: AtomicBool::new(false),
         })
     }
@@ -234,6 +247,7 @@ impl Account {
         self.changes.touch();
         if let Some(held) = held {
             self.market.note_held(self.name(), held);
+            self.market.refresh_system_status_if_due();
             // The other features' calls run in this same task, after the balance call, so
             // calls with this key never overlap and their nonces reach Kraken in order.
             let views = SourceHost::views(self);

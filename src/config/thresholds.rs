@@ -153,7 +153,8 @@ fn minimums(flag: &'static str, values: &[String]) -> Result<BTreeMap<String, f6
 }
 
 /// `--key.allowed-permissions` (else `KRAKEN_KEY_ALLOWED_PERMISSIONS`): comma-separated
-/// permission names; neither given, `funds_query` and `websocket`.
+/// permission names; neither given, `funds_query` and `websocket`, and in `--demo` also
+/// `ledger_query`, which the demo's key holds so WithdrawStatus answers.
 pub(super) fn allowed_from_flags(
     flags: &Flags,
     env: Env<'_>,
@@ -161,6 +162,11 @@ pub(super) fn allowed_from_flags(
     let (flag, text) = match (&flags.allowed_permissions, set(env, ALLOWED_ENV)) {
         (Some(text), _) => ("--key.allowed-permissions", text.clone()),
         (None, Some(text)) => (ALLOWED_ENV, text),
+        (None, None) if flags.demo => {
+            let mut allowed = KeyPolicy::default().allowed;
+            allowed.insert(crate::audit::LEDGER_QUERY.to_owned());
+            return Ok(allowed);
+        }
         (None, None) => return Ok(KeyPolicy::default().allowed),
     };
     super::validate::allowed_permissions(text.split(',')).map_err(|problems| ConfigError::Flag {

@@ -30,6 +30,7 @@ pub mod key_info;
 pub mod prices;
 mod schedule;
 pub mod stream;
+pub mod system;
 pub mod trade_balance;
 
 use std::future::Future;

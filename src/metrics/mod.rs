@@ -12,9 +12,10 @@ pub mod requests;
 use std::time::SystemTime;
 
 use crate::exposition::{Exposition, Family, Kind, unix_seconds};
-use crate::features::{balances, prices, stream};
+use crate::features::{balances, prices, stream, system};
 use crate::process::ProcessStats;
 use crate::valuation::PriceBook;
+use kraken::SystemState;
 
 pub use crate::exposition::CONTENT_TYPE;
 pub use crate::status::AccountView;
@@ -122,6 +123,7 @@ pub fn render(
     let scrape = Scrape {
         accounts,
         prices,
+        system: None,
         reload,
         only_account,
         process: None,
@@ -136,6 +138,8 @@ pub(crate) struct Scrape<'a> {
     pub accounts: &'a [AccountView<'a>],
     /// Prices (`/metrics` only).
     pub prices: Option<&'a PriceBook>,
+    /// Kraken's system status (`/metrics` only).
+    pub system: Option<&'a SystemState>,
     /// The reload gauges (`/metrics` only).
     pub reload: Option<ReloadView>,
     /// Only this account's request series (`/probe`).
@@ -162,6 +166,9 @@ pub(crate) fn render_sized(
     }
     if let Some(book) = scrape.prices {
         prices::collect(book, &mut out);
+    }
+    if let Some(state) = scrape.system {
+        system::collect(state, &mut out);
     }
     requests::collect(requests, scrape.only_account, &mut out);
     out.family(&BUILD_INFO).sample(

@@ -1784,7 +1784,7 @@ async fn an_unknown_asset_name_is_logged_once_and_fails_check() {
     assert!(
         config_check
             .out()
-            .contains("  default: min_balance ETHH=1, XBT=0.5\n"),
+            .contains("  default: min_balance ETHH=1, XBT=0.5; key may hold funds_query, ledger_query, websocket\n"),
         "{}",
         config_check.both()
     );
@@ -1802,7 +1802,7 @@ async fn thresholds_from_the_environment_and_bad_ones_exit_2() {
     assert!(
         checked
             .out()
-            .contains("  default: min_balance USD=1000, XBT=0.5; watch ETH\n"),
+            .contains("  default: min_balance USD=1000, XBT=0.5; watch ETH; key may hold funds_query, ledger_query, websocket\n"),
         "{}",
         checked.both()
     );

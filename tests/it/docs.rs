@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::SimOptions;
-use kraken::sim::{SimKeyInfo, SimKraken};
+use kraken::MovementStatus;
+use kraken::sim::{SimKeyInfo, SimKraken, SimLedgerEntry, SimMovement};
 
 use crate::rules::{heading_anchors, repo_path};
 use crate::{Clock, Harness, poll_until};
@@ -17,16 +18,20 @@ use crate::{Clock, Harness, poll_until};
 /// The most the README may weigh: read in about five minutes.
 const README_MAX_BYTES: usize = 12 * 1024;
 
-/// The exporter's configuration for the metrics check: everything that adds a family on.
+/// The exporter's configuration for the metrics check: everything that adds a family on (the
+/// stream's URL is the simulator's).
 const EVERY_FAMILY_CONFIG: &str = "\
 refresh: {min_interval: 100ms}
 valuation: {quote: USD, trade_balance: true}
+stream: {url: WS_URL}
 accounts:
   - name: main
     key_env: KRAKEN_API_KEY
     secret_env: KRAKEN_API_SECRET
     min_balance: {XBT: 5}
     min_value: {USD: 1000}
+    max_outflow: {XBT: 0.5}
+    allowed_permissions: [funds_query, websocket, ledger_query]
     # Not a Kraken asset: kraken_config_unknown_asset.
     watch: [XBT, ETH, ETHH]
 ";
@@ -102,13 +107,34 @@ async fn every_served_metric_family_is_documented_with_its_help_text_and_vice_ve
 
     let dir = TempDir::new();
     let config = dir.0.join("kraken_exporter.yml");
-    std::fs::write(&config, EVERY_FAMILY_CONFIG).unwrap();
+    // A key that may stream (the ledger families) and read withdrawals in flight.
     let sim = SimKraken::start(SimOptions {
         trade_balance_enabled: true,
+        permissions: ["query-funds", "create-ws-token", "query-ledger"]
+            .map(str::to_owned)
+            .to_vec(),
         ..SimOptions::default()
     })
     .await
     .unwrap();
+    std::fs::write(
+        &config,
+        EVERY_FAMILY_CONFIG.replace("WS_URL", &sim.ws_url()),
+    )
+    .unwrap();
+    // Money in flight: kraken_deposit_in_flight, kraken_withdrawal_in_flight.
+    sim.set_deposits(vec![SimMovement::new(
+        "Bitcoin",
+        "XXBT",
+        0.1,
+        MovementStatus::Pending,
+    )]);
+    sim.set_withdrawals(vec![SimMovement::new(
+        "Bitcoin",
+        "XXBT",
+        0.2,
+        MovementStatus::Initial,
+    )]);
     sim.set_balances(vec![
         ("XXBT".to_owned(), 1.5, 0.25),
         ("ZUSD".to_owned(), 100.0, 0.0),
@@ -130,6 +156,18 @@ async fn every_served_metric_family_is_documented_with_its_help_text_and_vice_ve
     )
     .await;
     harness.wait_ready().await;
+    // A deposit on the stream, once it is up: kraken_ledger_entries_total with a count.
+    poll_until(Duration::from_secs(30), async || {
+        harness
+            .metrics()
+            .await
+            .contains(r#"kraken_stream_up{account="main"} 1"#)
+    })
+    .await;
+    harness
+        .sim
+        .post_ledger(SimLedgerEntry::deposit("BTC", 0.05))
+        .unwrap();
 
     // Families appear as the refresh, the audit, TradeBalance and the prices complete: scrape
     // until every documented one is served, or give up and report.

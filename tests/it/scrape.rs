@@ -221,7 +221,8 @@ async fn hundred_concurrent_scrapes_cause_exactly_one_upstream_call() {
 
 #[tokio::test(start_paused = true)]
 async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fresh() {
-    // Audit and Earn off: their calls would lengthen the first refresh past the second scrape.
+    // Audit, Earn and money in flight off: their calls would lengthen the first refresh past
+    // the second scrape.
     let h = Harness::start(
         Clock::Paused,
         &[
@@ -229,6 +230,7 @@ async fn a_scrape_never_waits_on_a_refresh_in_progress_when_its_snapshot_is_fres
             "300ms",
             "--audit.disabled",
             "--earn.disabled",
+            "--funding.disabled",
         ],
         SimOptions {
             latency: Duration::from_millis(800),
