@@ -25,10 +25,13 @@ pub(crate) struct KeyHandle {
     pub(crate) lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The live keys, by digest and nonce file.
+/// A key's identity: the SHA-256 digest of its text, and its nonce file.
+type KeyId = ([u8; 32], Option<PathBuf>);
+
+/// The live keys, by identity.
 #[derive(Debug, Default)]
 pub(crate) struct KeyRegistry {
-    keys: Mutex<HashMap<([u8; 32], Option<PathBuf>), Entry>>,
+    keys: Mutex<HashMap<KeyId, Entry>>,
 }
 
 /// One key's shared parts, held weakly: the accounts own them.
@@ -47,7 +50,7 @@ impl KeyRegistry {
         nonce_file: Option<&Path>,
     ) -> Result<KeyHandle, NonceError> {
         let digest: [u8; 32] = Sha256::digest(credentials.key.expose().as_bytes()).into();
-        let id = (digest, nonce_file.map(Path::to_path_buf));
+        let id: KeyId = (digest, nonce_file.map(Path::to_path_buf));
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.retain(|_, entry| entry.nonces.strong_count() > 0);
         if let Some(entry) = keys.get(&id)
