@@ -14,6 +14,7 @@ mod mixin;
 mod props;
 mod rules;
 mod scrape;
+mod stream;
 mod thresholds;
 mod web;
 

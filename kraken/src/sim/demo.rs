@@ -40,6 +40,9 @@ impl Drop for DemoActivity {
     }
 }
 
+/// When the first round comes after the start.
+const FIRST_ROUND: Duration = Duration::from_secs(5);
+
 /// Lists the movements in flight and starts the task.
 pub(super) fn start(
     shared: Arc<Shared>,
@@ -59,7 +62,10 @@ pub(super) fn start(
         state.withdrawals.insert(0, withdrawing);
     }
     let task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(period);
+        // The first round comes a few seconds in, once a stream has had time to subscribe, so
+        // a new demo shows money moving at once; then one round per period.
+        let first = tokio::time::Instant::now() + FIRST_ROUND.min(period);
+        let mut ticks = tokio::time::interval_at(first, period);
         let mut round: u64 = 0;
         loop {
             tokio::select! {

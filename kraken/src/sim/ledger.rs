@@ -208,6 +208,12 @@ impl StreamState {
 
     /// Makes every token `by` older (for tests of expiry).
     #[cfg(any(test, feature = "test-support"))]
+    /// Every token issued so far.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(super) fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     pub(super) fn age_tokens(&mut self, by: Duration) {
         for (issued, _) in self.tokens.values_mut() {
             *issued = issued.checked_sub(by).unwrap_or(*issued);

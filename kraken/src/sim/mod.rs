@@ -374,6 +374,21 @@ impl SimKraken {
         self.shared.state().stream.age_tokens(by);
     }
 
+    /// Every WebSocket token issued so far, so a test can look for them where they must not be.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn issued_websocket_tokens(&self) -> Vec<String> {
+        self.shared.state().stream.issued_tokens()
+    }
+
+    /// The current total balance of `code` (0 when the account holds none).
+    pub fn balance(&self, code: &str) -> f64 {
+        self.shared
+            .current_balances()
+            .into_iter()
+            .find(|(c, _, _)| c == code)
+            .map_or(0.0, |(_, balance, _)| balance)
+    }
+
     /// Drops every open WebSocket connection without a close frame, as a network failure would.
     pub fn drop_stream_connections(&self) {
         let _ = self.shared.state().stream.signals.send(StreamSignal::Drop);
