@@ -14,6 +14,7 @@ use crate::audit::{self, AuditSource, KeyAudit, KeyPolicy};
 use crate::cli::Flags;
 use crate::config::Config;
 use crate::exporter::{AccountSet, ExportedAccount, resolve_assets, unknown_asset_message};
+use crate::features::stream::StreamMode;
 use crate::status::{Snapshot, format_amount};
 use kraken::{AssetTable, KeyExpiry, Reason};
 
@@ -30,6 +31,10 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     let demo = config.demo;
     let strict = config.check_strict;
+    // `check` refreshes once and exits: it says what the stream would do, without opening it.
+    let stream = config.stream.mode;
+    let mut config = config;
+    config.stream.mode = StreamMode::Off;
     let (app, _reloads) = App::start(config, flags, env).await?;
     let set = app.exporter.accounts();
     refresh_once(&set).await?;
@@ -43,7 +48,7 @@ pub async fn run(
     let mut all_ok = true;
     let mut findings = 0;
     for exported in &set.accounts {
-        let (ok, found) = report(exported, &assets, out, err)?;
+        let (ok, found) = report(exported, &assets, stream, out, err)?;
         all_ok &= ok;
         findings += found;
     }
@@ -84,6 +89,7 @@ async fn refresh_once(set: &AccountSet) -> anyhow::Result<()> {
 fn report(
     exported: &ExportedAccount,
     assets: &AssetTable,
+    stream: StreamMode,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<(bool, usize)> {
@@ -128,6 +134,7 @@ fn report(
     let policy = &exported.config.key_policy;
     let audit = status.feature::<KeyAudit>();
     write_audit(out, audit, policy)?;
+    writeln!(out, "Balances stream: {}", stream_line(stream, audit))?;
     write_key_hygiene(out, audit, SystemTime::now())?;
     let findings = write_findings(out, audit, policy, SystemTime::now())?;
     writeln!(out)?;
@@ -284,6 +291,25 @@ fn write_audit(
         "Key may hold (allowed_permissions): {}",
         allowed.join(", ")
     )
+}
+
+/// What the running exporter does about the WebSocket balances stream for this key.
+fn stream_line(mode: StreamMode, audit: Option<&KeyAudit>) -> &'static str {
+    match (mode, audit.and_then(|a| a.granted(audit::WEBSOCKET))) {
+        (StreamMode::Off, _) => "off (--kraken.stream=off): balances are polled",
+        (StreamMode::On, _) => {
+            "on (--kraken.stream=on): deposits and withdrawals reach /metrics within seconds"
+        }
+        (StreamMode::Auto, Some(true)) => {
+            "on: the key may use the WebSocket API, so deposits and withdrawals reach /metrics within seconds"
+        }
+        (StreamMode::Auto, Some(false)) => {
+            "off: the key lacks Kraken's 'WebSocket interface' permission, so balances are polled; allow it (it reads nothing more) to see money move within seconds"
+        }
+        (StreamMode::Auto, None) => {
+            "decided at start: the audit cannot tell whether the key may use the WebSocket API, so the exporter asks for a token once"
+        }
+    }
 }
 
 /// What an invalid nonce that survived the retry most often means, with this exporter's nonce

@@ -214,6 +214,7 @@ impl StreamState {
         self.tokens.keys().cloned().collect()
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     pub(super) fn age_tokens(&mut self, by: Duration) {
         for (issued, _) in self.tokens.values_mut() {
             *issued = issued.checked_sub(by).unwrap_or(*issued);
