@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //!
-//! - `server`: `run`, the accept loop, connection slots and timeouts, request bounds, and
-//!   graceful shutdown;
+//! - `server`: `run` and [`serve`], the accept loop, each connection and its timeouts, request
+//!   bounds, and graceful shutdown;
+//! - `slots`: the connection cap, what each connection is doing, and which one gives its slot
+//!   to a newcomer;
 //! - `routes`: what each path answers, and [`scrape_wait`];
 //! - `landing`: the HTML page at `/`;
 //! - [`security`]: `--web.config.file` applied (TLS acceptor, rate limit, basic auth, headers);
@@ -18,6 +20,8 @@ mod landing;
 mod routes;
 pub mod security;
 mod server;
+mod slots;
 
 pub use routes::scrape_wait;
 pub(crate) use server::run;
+pub use server::{MAX_CONNECTIONS, serve};

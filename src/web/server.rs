@@ -1,38 +1,45 @@
-//! The accept loop and each connection: plain HTTP or TLS, connection limits and timeouts (TLS
+//! The accept loop and each connection: plain HTTP or TLS, the connection cap and timeouts (TLS
 //! handshake, request head, request body), the bounds on a request's size, the web
 //! configuration file applied to every request (rate limit, basic auth on every path, extra
 //! headers), and graceful shutdown.
 //!
+//! Every request that reaches the exporter is answered. At the connection cap, a newcomer is
+//! not read until a slot is free (the rest wait in the kernel's accept queue); a slot is freed
+//! for it by closing an idle kept-alive connection once its answer is written, or one that has
+//! sent no complete request for [`SLOW_CLIENT_GRACE`], which is answered `503 Service
+//! Unavailable` with `Retry-After: 1` before it is closed (see `slots`). Near the cap, answers
+//! carry `Connection: close`, so clients reconnect (and wait for a slot) instead of reusing a
+//! connection that may be closed to make room.
+//!
 //! Must not: route (that is `routes`); let idle or slow clients hold every connection slot
-//! while a scrape waits (the longest-idle connection gives its slot to a newcomer).
+//! while a scrape waits; close a connection with a request in progress, or one whose request
+//! may be on its way, without an answer.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::routes::{handle, text};
 use super::security::{self, WebSecurity};
+use super::slots::{Eviction, Phase, RequestGuard, SlotGuard, Slots};
 use crate::exporter::Exporter;
 
-/// Connections served at once. When all are taken, the longest-idle one is closed for a
-/// newcomer; when none is idle, newcomers wait in the accept queue.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once (see the module documentation for what happens beyond).
+pub const MAX_CONNECTIONS: usize = 512;
 /// A client must send its request head within this time, on a new connection and between
 /// requests on a kept-alive one, or the connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +55,13 @@ const MAX_REQUEST_HEAD: usize = 32 * 1024;
 const MAX_READ_BUFFER: usize = 64 * 1024;
 /// Most header fields in a request.
 const MAX_REQUEST_HEADERS: usize = 64;
+/// How long writing the 503 to a connection that gives its slot up may take.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After that 503, how long what the client still sends is read and discarded, so that closing
+/// does not reset the connection before the client has read the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+/// On shutdown, how long requests in progress may take to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then lets requests in progress finish. `security` is the
 /// loaded `--web.config.file`: TLS, basic auth, headers and rate limit; `None` serves plain
@@ -58,14 +72,26 @@ pub(crate) async fn run(
     security: Option<Arc<WebSecurity>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve(exporter, listener, security, MAX_CONNECTIONS, shutdown).await
+}
+
+/// [`run`] with another cap than [`MAX_CONNECTIONS`] on the connections served at once (tests
+/// use a small one).
+pub async fn serve(
+    exporter: Arc<Exporter>,
+    listener: TcpListener,
+    security: Option<Arc<WebSecurity>>,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let tls = security::acceptor(security.as_ref());
-    let connections = Arc::new(Connections::new(MAX_CONNECTIONS));
+    let slots = Slots::new(max_connections.max(1));
     let front = Arc::new(Front {
         exporter,
         security,
-        connections: Arc::clone(&connections),
+        slots: Arc::clone(&slots),
     });
-    let graceful = GracefulShutdown::new();
+    let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -80,79 +106,165 @@ pub(crate) async fn run(
             },
             () = &mut shutdown => break,
         };
-        let admitted = tokio::select! {
-            admitted = connections.admit() => admitted,
-            () = &mut shutdown => break,
+        // At the cap, this connection waits unread (and the next ones in the accept queue).
+        let permit = match slots.try_free() {
+            Some(permit) => permit,
+            None => tokio::select! {
+                permit = slots.make_room() => permit,
+                () = &mut shutdown => break,
+            },
         };
-        let front = Arc::clone(&front);
-        let tls = tls.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let Admitted { id, evicted, slot } = admitted;
-            tokio::select! {
-                () = serve_connection(stream, peer, tls, front, watcher, id) => {}
-                _ = evicted => {
-                    tracing::debug!(%peer, "closed an idle connection to make room for a new one");
-                }
-            }
-            drop(slot);
-        });
+        let phase = match tls {
+            Some(_) => Phase::Handshake,
+            None => Phase::AwaitingHead,
+        };
+        let (slot, evicted) = slots.open(permit, phase);
+        let connection = Connection {
+            peer,
+            front: Arc::clone(&front),
+            slot,
+            evicted,
+            stopping: stopping.clone(),
+        };
+        tokio::spawn(connection.run(stream, tls.clone()));
     }
     tracing::info!("shutting down: finishing requests in progress");
+    stop.send_replace(true);
     tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("requests still in progress after 10s; closing them");
+        () = slots.all_closed() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("requests still in progress after {SHUTDOWN_GRACE:?}; closing them");
         }
     }
     Ok(())
 }
 
-/// One connection, from the TLS handshake (when configured) to its end.
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    front: Arc<Front>,
-    watcher: Watcher,
-    id: u64,
-) {
-    match tls {
-        None => serve_http(TokioIo::new(stream), peer, front, watcher, id).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, front, watcher, id).await,
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
+/// Completes once `flag` is raised; never if its sender is gone without raising it.
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|raised| *raised).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
-/// HTTP/1.1 over an established (plain or TLS) stream.
-async fn serve_http<I>(
-    io: TokioIo<I>,
+/// One accepted connection in its slot.
+struct Connection {
     peer: SocketAddr,
     front: Arc<Front>,
-    watcher: Watcher,
-    id: u64,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |request| {
-        let front = Arc::clone(&front);
-        async move { Ok::<_, Infallible>(front.respond(request, id).await) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_READ_BUFFER)
-        .max_header_size(MAX_REQUEST_HEAD)
-        .max_headers(MAX_REQUEST_HEADERS)
-        .serve_connection(io, service);
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%peer, %error, "connection ended with an error");
+    /// Released when the connection ends (or once a refusal is written).
+    slot: SlotGuard,
+    /// Raised when the connection must give its slot up.
+    evicted: watch::Receiver<bool>,
+    /// Raised when the server shuts down.
+    stopping: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// From the TLS handshake (when configured) to the end of the connection.
+    async fn run(mut self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        let peer = self.peer;
+        let Some(acceptor) = tls else {
+            return self.serve_http(TokioIo::new(stream)).await;
+        };
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+        let stream = tokio::select! {
+            outcome = handshake => match outcome {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            },
+            () = raised(&mut self.evicted) => {
+                return tracing::debug!(%peer, "closed a slow TLS handshake to make room");
+            }
+            () = raised(&mut self.stopping) => return,
+        };
+        self.front
+            .slots
+            .set_phase(self.slot.id(), Phase::AwaitingHead);
+        self.serve_http(TokioIo::new(stream)).await;
     }
+
+    /// HTTP/1.1 over an established (plain or TLS) stream, until it ends or gives its slot up.
+    async fn serve_http<I>(mut self, io: TokioIo<I>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (front, id, peer) = (Arc::clone(&self.front), self.slot.id(), self.peer);
+        let service = service_fn(move |request| {
+            // Runs as the head is read, so the slot knows a request is in progress at once.
+            let slot = front.slots.begin_request(id);
+            let front = Arc::clone(&front);
+            async move { Ok::<_, Infallible>(front.respond(request, slot).await) }
+        });
+        let mut connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_READ_BUFFER)
+            .max_header_size(MAX_REQUEST_HEAD)
+            .max_headers(MAX_REQUEST_HEADERS)
+            .serve_connection(io, service);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                outcome = &mut connection => {
+                    if let Err(error) = outcome {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = raised(&mut self.evicted), if !closing => {
+                    closing = true;
+                    if self.front.slots.eviction(id) == Eviction::RefuseRaw {
+                        break;
+                    }
+                    tracing::debug!(%peer, "closing an idle connection to make room");
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                }
+                () = raised(&mut self.stopping), if !closing => {
+                    closing = true;
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                }
+            }
+        }
+        // No request arrived: answer whatever may be on its way with a 503, then close.
+        tracing::debug!(%peer, "refusing a connection without a request to make room");
+        let io = connection.into_parts().io.into_inner();
+        let refusal = self.front.raw_refusal();
+        refuse(io, &refusal, self.slot).await;
+    }
+}
+
+/// Writes `refusal` and closes `io`'s sending side, releases `slot`, then reads what the client
+/// still sends for a moment so that it can read the answer before the connection goes.
+async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, refusal: &[u8], slot: SlotGuard) {
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        io.write_all(refusal).await?;
+        io.shutdown().await
+    })
+    .await;
+    drop(slot);
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut discard = [0u8; 1024];
+        while matches!(io.read(&mut discard).await, Ok(read) if read > 0) {}
+    })
+    .await;
+}
+
+/// The body of [`overloaded`].
+const OVERLOADED: &str =
+    "Too many connections: the exporter serves a limited number at once. Retry in a moment.\n";
+
+/// The answer to a request on a connection that must give its slot up.
+fn overloaded() -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many connections: the exporter serves a limited number at once. Retry in a moment.
+"
+        .into(),
+    );
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// What every request goes through before routing.
@@ -161,33 +273,72 @@ struct Front {
     exporter: Arc<Exporter>,
     /// The web configuration file, when given.
     security: Option<Arc<WebSecurity>>,
-    /// To mark a connection busy while its request is handled.
-    connections: Arc<Connections>,
+    /// The connections' slots.
+    slots: Arc<Slots>,
 }
 
 impl Front {
-    /// Answers one request on connection `id`, adding the configured headers to any answer.
-    async fn respond(&self, request: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
-        let mut response = self.admit_request(request, id).await;
+    /// Answers one request, adding the configured headers to any answer.
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        slot: RequestGuard,
+    ) -> Response<Full<Bytes>> {
+        let mut response = if slot.refused {
+            overloaded()
+        } else {
+            self.admit_request(request, &slot).await
+        };
+        if self.slots.crowded() {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         security::add_headers(self.security.as_deref(), &mut response);
         response
     }
 
     /// Rate limit, body bounds and basic auth, then routing.
-    async fn admit_request(&self, request: Request<Incoming>, id: u64) -> Response<Full<Bytes>> {
+    async fn admit_request(
+        &self,
+        request: Request<Incoming>,
+        slot: &RequestGuard,
+    ) -> Response<Full<Bytes>> {
         let security = self.security.as_deref();
         if let Some(refusal) = security::rate_limited(security) {
             return refusal;
         }
         let (parts, body) = request.into_parts();
-        if let Err(refusal) = read_small_body(&parts.headers, body).await {
+        let mut evicted = slot.evicted();
+        let read = tokio::select! {
+            read = read_small_body(&parts.headers, body) => read,
+            () = raised(&mut evicted) => Err(overloaded()),
+        };
+        if let Err(refusal) = read {
             return refusal;
         }
         if let Some(refusal) = security::unauthorized(security, &parts).await {
             return refusal;
         }
-        let _busy = self.connections.busy(id);
+        slot.answering();
         handle(&self.exporter, Request::from_parts(parts, ())).await
+    }
+
+    /// [`overloaded`] with the configured headers, as bytes to write on a raw connection.
+    fn raw_refusal(&self) -> Vec<u8> {
+        let mut response = overloaded();
+        security::add_headers(self.security.as_deref(), &mut response);
+        let mut raw = String::from("HTTP/1.1 503 Service Unavailable\r\n");
+        for (name, value) in response.headers() {
+            if let Ok(value) = value.to_str() {
+                raw.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        raw.push_str(&format!(
+            "content-length: {}\r\n\r\n{OVERLOADED}",
+            OVERLOADED.len()
+        ));
+        raw.into_bytes()
     }
 }
 
@@ -233,178 +384,5 @@ async fn read_small_body(headers: &HeaderMap, body: Incoming) -> Result<(), Resp
             StatusCode::REQUEST_TIMEOUT,
             "The request body did not arrive in time.\n",
         )),
-    }
-}
-
-/// Open connections: one permit each, and whether each is idle, so that when all permits are
-/// taken a newcomer can take the slot of the connection that has been idle longest. A
-/// connection is idle from its accept (through the TLS handshake, the request head and
-/// authentication) until a request is routed, and again after its answer.
-struct Connections {
-    /// [`MAX_CONNECTIONS`] permits.
-    permits: Arc<Semaphore>,
-    /// Every open connection by id.
-    slots: Mutex<Slots>,
-}
-
-#[derive(Default)]
-struct Slots {
-    /// Id of the next connection.
-    next_id: u64,
-    /// Open connections.
-    open: HashMap<u64, Slot>,
-}
-
-struct Slot {
-    /// Since when the connection has had no request in progress; `None` while one is.
-    idle_since: Option<Instant>,
-    /// Closes the connection; taken when it is evicted.
-    evict: Option<oneshot::Sender<()>>,
-}
-
-/// An admitted connection: its id, the signal that evicts it, and its slot (released on drop).
-struct Admitted {
-    /// Identifies the connection to [`Connections::busy`].
-    id: u64,
-    /// Completes when the connection must close to make room.
-    evicted: oneshot::Receiver<()>,
-    /// Keep until the connection ends.
-    slot: SlotGuard,
-}
-
-/// Holds the permit and removes the slot when the connection ends.
-struct SlotGuard {
-    id: u64,
-    connections: Arc<Connections>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.connections.lock().open.remove(&self.id);
-    }
-}
-
-/// Marks a connection busy while a request is handled.
-struct Busy<'a> {
-    id: u64,
-    connections: &'a Connections,
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.connections.lock().open.get_mut(&self.id) {
-            slot.idle_since = Some(Instant::now());
-        }
-    }
-}
-
-impl Connections {
-    fn new(limit: usize) -> Connections {
-        Connections {
-            permits: Arc::new(Semaphore::new(limit)),
-            slots: Mutex::new(Slots::default()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A slot for a new connection: a free one, else the longest-idle connection's, else the
-    /// next one released.
-    async fn admit(self: &Arc<Self>) -> Admitted {
-        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                self.evict_longest_idle();
-                Arc::clone(&self.permits)
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed")
-            }
-        };
-        let (evict, evicted) = oneshot::channel();
-        let mut slots = self.lock();
-        let id = slots.next_id;
-        slots.next_id += 1;
-        slots.open.insert(
-            id,
-            Slot {
-                idle_since: Some(Instant::now()),
-                evict: Some(evict),
-            },
-        );
-        drop(slots);
-        Admitted {
-            id,
-            evicted,
-            slot: SlotGuard {
-                id,
-                connections: Arc::clone(self),
-                _permit: permit,
-            },
-        }
-    }
-
-    /// Closes the connection idle for longest, if any is idle; returns whether one was.
-    fn evict_longest_idle(&self) -> bool {
-        let mut slots = self.lock();
-        let oldest = slots
-            .open
-            .iter()
-            .filter(|(_, slot)| slot.evict.is_some())
-            .filter_map(|(id, slot)| slot.idle_since.map(|since| (since, *id)))
-            .min();
-        let Some((_, id)) = oldest else {
-            return false;
-        };
-        slots
-            .open
-            .get_mut(&id)
-            .and_then(|slot| slot.evict.take())
-            .is_some_and(|evict| evict.send(()).is_ok())
-    }
-
-    /// Marks connection `id` busy until the guard is dropped.
-    fn busy(&self, id: u64) -> Busy<'_> {
-        if let Some(slot) = self.lock().open.get_mut(&id) {
-            slot.idle_since = None;
-        }
-        Busy {
-            id,
-            connections: self,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_newcomer_takes_the_slot_of_the_longest_idle_connection() {
-        let connections = Arc::new(Connections::new(2));
-        let mut working = connections.admit().await;
-        let _request = connections.busy(working.id);
-        let idle = connections.admit().await;
-        // Like the connection task: close when told to, which releases the slot.
-        let idle_task = tokio::spawn(async move {
-            let Admitted { evicted, slot, .. } = idle;
-            let _ = evicted.await;
-            drop(slot);
-        });
-        let newcomer = tokio::time::timeout(Duration::from_secs(5), connections.admit())
-            .await
-            .expect("the idle connection's slot is handed over");
-        idle_task.await.unwrap();
-        assert!(
-            working.evicted.try_recv().is_err(),
-            "a busy connection stays"
-        );
-        assert_eq!(connections.lock().open.len(), 2);
-        // With every connection busy, nothing is evicted: newcomers wait for a free slot.
-        let _second = connections.busy(newcomer.id);
-        assert!(!connections.evict_longest_idle());
     }
 }

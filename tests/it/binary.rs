@@ -261,34 +261,34 @@ impl Serving {
 
     /// Waits until `/-/ready` answers 200: the first refresh succeeded.
     async fn wait_ready(&self) {
-        let started = Instant::now();
-        while started.elapsed() < START_LIMIT {
-            if self.get("/-/ready", &[]).await.status == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "the exporter never became ready:\n{}",
+        let ready = crate::poll_until(START_LIMIT, async || {
+            self.get("/-/ready", &[]).await.status == 200
+        })
+        .await;
+        assert!(
+            ready,
+            "the exporter never became ready within {START_LIMIT:?}:\n{}",
             String::from_utf8_lossy(&self.stderr.lock().unwrap())
         );
     }
 
     /// Waits until the landing page reports `text` (at most [`START_LIMIT`]) and returns it.
     async fn wait_landing_contains(&self, text: &str) -> Reply {
-        let started = Instant::now();
-        loop {
-            let page = self.get("/", &[]).await;
-            if page.body.contains(text) {
-                return page;
-            }
-            assert!(
-                started.elapsed() < START_LIMIT,
-                "the landing page never showed {text:?}:\n{}",
-                page.body
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let mut page = None;
+        let shown = crate::poll_until(START_LIMIT, async || {
+            let reply = self.get("/", &[]).await;
+            let done = reply.body.contains(text);
+            page = Some(reply);
+            done
+        })
+        .await;
+        let page = page.expect("the landing page was fetched");
+        assert!(
+            shown,
+            "the landing page never showed {text:?} within {START_LIMIT:?}:\n{}",
+            page.body
+        );
+        page
     }
 
     /// Waits for the process to exit by itself, at most `limit`.
@@ -1550,15 +1550,18 @@ async fn sighup_reloads_the_config_file() {
     let metrics_until = |wanted: &'static str| {
         let exporter = &exporter;
         async move {
-            let until = Instant::now() + Duration::from_secs(10);
-            loop {
-                let body = exporter.get("/metrics", &[]).await.body;
-                if body.contains(wanted) {
-                    return body;
-                }
-                assert!(Instant::now() < until, "{wanted:?} never appeared:\n{body}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let limit = Duration::from_secs(10);
+            let mut body = String::new();
+            let appeared = crate::poll_until(limit, async || {
+                body = exporter.get("/metrics", &[]).await.body;
+                body.contains(wanted)
+            })
+            .await;
+            assert!(
+                appeared,
+                "{wanted:?} never appeared within {limit:?}:\n{body}"
+            );
+            body
         }
     };
     std::fs::write(&file, "accounts:\n  - name: cold\n    bogus: 1\n").unwrap();

@@ -9,7 +9,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kraken_exporter::app::SharedEnv;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Parser;
+use kraken::Endpoint;
+use kraken::sim::{Fault, SimKraken, SimOptions};
+use kraken_exporter::app::{App, SharedEnv};
+use kraken_exporter::cli::Cli;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -590,6 +596,153 @@ async fn idle_and_slow_clients_cannot_starve_a_scrape() {
             .status(),
         200
     );
+    served.stop().await;
+}
+
+/// The exporter served in-process against `sim` with at most `cap` connections at once.
+struct Capped {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Capped {
+    async fn start(sim: &SimKraken, cap: usize, args: &[&str]) -> Capped {
+        let creds = sim.credentials();
+        let key = creds.key.expose().to_owned();
+        let secret = STANDARD.encode(creds.secret.expose());
+        let env: SharedEnv = Arc::new(move |name: &str| match name {
+            "KRAKEN_API_KEY" => Some(key.clone()),
+            "KRAKEN_API_SECRET" => Some(secret.clone()),
+            _ => None,
+        });
+        let url = sim.url();
+        let mut argv = vec!["kraken_exporter", "--kraken.api-url", &url];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("flags parse");
+        let flags = cli.flags.clone();
+        let config = kraken_exporter::config::resolve(cli, &*env).expect("config resolves");
+        let (app, _reloads) = App::start(config, flags, env).await.expect("starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(kraken_exporter::web::serve(
+            Arc::clone(&app.exporter),
+            listener,
+            None,
+            cap,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Capped { addr, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Reads one HTTP answer (head and a body of its `Content-Length`) from `stream`: the head and
+/// the body, or what happened instead (a reset, or the connection closed without an answer).
+async fn read_answer(stream: &mut TcpStream) -> Result<(String, String), String> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map(|value| value.trim().parse().unwrap())
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                return Ok((text[..end].to_owned(), text[end + 4..].to_owned()));
+            }
+        }
+        match stream.read(&mut buffer).await {
+            Ok(0) if received.is_empty() => return Err("closed without an answer".into()),
+            Ok(0) => return Err(format!("closed within the answer: {text:?}")),
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) => return Err(format!("{error} after {} bytes", received.len())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn scrapes_beyond_the_connection_cap_wait_for_a_slot_while_kraken_hangs() {
+    const CAP: usize = 4;
+    const SCRAPES: usize = 12;
+    let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+    sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
+    let served = Capped::start(&sim, CAP, &["--kraken.timeout", "3s"]).await;
+    // Every client connects before any sends its request: the connections the server takes
+    // first are not read yet when the others arrive, and must not give their slots to them.
+    let mut streams = Vec::new();
+    for _ in 0..SCRAPES {
+        streams.push(TcpStream::connect(served.addr).await.unwrap());
+    }
+    let scrapes: Vec<_> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut stream)| {
+            tokio::spawn(async move {
+                // Half keep their connection open, as Prometheus does.
+                let close = if i % 2 == 0 { "" } else { "Connection: close\r\n" };
+                let head = format!(
+                    "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Prometheus-Scrape-Timeout-Seconds: 60\r\n{close}\r\n"
+                );
+                stream.write_all(head.as_bytes()).await.unwrap();
+                tokio::time::timeout(Duration::from_secs(60), read_answer(&mut stream))
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within 60 s".into()))
+            })
+        })
+        .collect();
+    for (i, scrape) in scrapes.into_iter().enumerate() {
+        let (head, body) = scrape
+            .await
+            .unwrap()
+            .unwrap_or_else(|error| panic!("scrape {i} got no HTTP answer: {error}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "scrape {i}: {head}");
+        // Answered once the hung call ended (timed out), not before.
+        let timeouts = crate::sample(
+            &body,
+            "kraken_request_errors_total",
+            r#"account="default",endpoint="BalanceEx",reason="timeout""#,
+        );
+        assert!(timeouts >= Some(1.0), "scrape {i}:\n{body}");
+    }
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_gives_its_slot_to_a_scrape_with_a_503() {
+    let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+    let served = Capped::start(&sim, 2, &[]).await;
+    let mut first = TcpStream::connect(served.addr).await.unwrap();
+    let mut second = TcpStream::connect(served.addr).await.unwrap();
+    let response = client()
+        .get(format!("http://{}/metrics", served.addr))
+        .send()
+        .await
+        .expect("the scrape is answered");
+    assert_eq!(response.status(), 200);
+    // The silent connection that made room was answered before it was closed; a request sent
+    // on it now would read that answer.
+    let (head, body) = tokio::select! {
+        answer = read_answer(&mut first) => answer,
+        answer = read_answer(&mut second) => answer,
+    }
+    .expect("the evicted connection got an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert!(body.contains("Too many connections"), "{body}");
     served.stop().await;
 }
 
