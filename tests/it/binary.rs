@@ -1301,7 +1301,7 @@ async fn fault_evidence(
         format,
         &["--kraken.api-url", &url, "--kraken.timeout", "2s"],
     );
-    let mut exporter = spawn_serving(&args, &env).await;
+    let mut exporter = spawn_serving(&args, env).await;
     let first = exporter
         .get("/metrics", &[("X-Prometheus-Scrape-Timeout-Seconds", "1")])
         .await;
