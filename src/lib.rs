@@ -1,41 +1,36 @@
-//! A Prometheus exporter for the balances of Kraken exchange accounts.
+//! A Prometheus exporter for Kraken exchange accounts: balances, money in motion, key hygiene.
 //!
 //! # Layout
 //!
-//! Layers point one way, from the wire format at the bottom to the wiring at the top; the
-//! modules are listed bottom-up, and ARCHITECTURE.md states which imports never happen.
+//! Kraken's wire format and the simulated Kraken are the `kraken` crate, which knows nothing
+//! of this one. Here, modules are listed from the leaves up; ARCHITECTURE.md states which
+//! imports never happen.
 //!
-//! - [`problem`] parses YAML with the place of each mistake and lists problems, for both the
-//!   config file and the web configuration file; it imports neither.
-//! - [`secret`] holds the credential types that never print their contents; [`duration`]
-//!   parses Prometheus-style durations.
-//! - [`kraken`] is the only module that knows Kraken's wire format: the closed set of methods
-//!   ([`kraken::Endpoint`]), signing ([`kraken::sign`]), nonces ([`kraken::nonce`]), pure
-//!   response parsing ([`kraken::parse`]), the HTTP client ([`kraken::client`]), which reports
-//!   each call to a [`kraken::CallObserver`], and the simulated Kraken of `--demo` and the tests
-//!   ([`kraken::sim`]). It imports nothing but [`secret`].
-//! - [`audit`] tells whether the API key can do more than read balances (withdraw, trade).
-//! - [`asset_names`] resolves the asset names an operator writes (`BTC`, `xxbt`) to Kraken's
-//!   short names; [`spendable`] sums what each base asset can spend now.
-//! - [`valuation`] prices held assets in the operator's quote currency.
-//! - [`status`] is what is known about an account ([`status::Snapshot`],
-//!   [`status::AccountStatus`]): plain types shared by everything above.
-//! - [`process`] reads the exporter's own CPU, memory, file descriptors and start time for the
-//!   `process_*` metrics.
-//! - [`metrics`] renders statuses and request counters as the Prometheus exposition; it does
-//!   no I/O. Its [`metrics::RequestMetrics`] is the client's call observer.
-//! - [`market`] keeps the public data every account shares: asset names, pairs, prices.
-//! - [`account`] decides when Kraken is called (minimum interval, single-flight, backoff in
-//!   [`account::policy`], staleness) and keeps each account's latest snapshot.
-//! - [`cli`] parses flags into a raw [`cli::Cli`]; [`config`] resolves flags, environment
-//!   variables and credential files once into a validated [`config::Config`].
+//! - [`exposition`] writes the text format: families declared once ([`exposition::Family`]),
+//!   put in name order, with their HELP and TYPE.
+//! - [`problem`] parses YAML with the place of each mistake, for both config files;
+//!   [`duration`] parses Prometheus-style durations.
+//! - [`status`] is what is known about an account ([`status::AccountStatus`], each feature's
+//!   state as a [`status::FeatureView`]): plain types shared by everything above.
+//! - [`audit`] interprets a key's permissions and hygiene; [`asset_names`] resolves the names an
+//!   operator writes; [`spendable`] sums what each base asset can spend; [`valuation`] prices
+//!   held assets; [`market`] keeps the public data every account shares.
+//! - [`features`] has one unit per Kraken-backed feature (balances, key info, Earn,
+//!   TradeBalance, money in flight, the balances stream, prices, system status) and the seam
+//!   they share: what each calls, on which schedule, how the answer becomes state, which
+//!   families it writes.
+//! - [`metrics`] assembles a scrape and keeps the request counters; it does no I/O.
+//! - [`account`] decides when Kraken is called (minimum interval, single-flight, backoff, the
+//!   key lock, staleness) and runs an account's features; [`keys`] gives every account of one
+//!   key the same nonce counter and call lock across reloads.
+//! - [`cli`] parses flags; [`config`] resolves flags, environment and files once into a
+//!   validated [`config::Config`] (and reads the web configuration file).
 //! - [`exporter`] holds the running account set and assembles one scrape.
-//! - [`web`] is the HTTP front: `/metrics`, `/probe`, the landing page, health, readiness and
-//!   reload; [`web::security`] loads `--web.config.file` (TLS, client certificates, basic auth,
-//!   rate limit, headers).
-//! - [`check`] is the one-shot `kraken_exporter check` command; [`mixin`] writes the
-//!   monitoring files (`kraken_exporter mixin`) and imports nothing of the exporter.
-//! - [`app`] wires the pieces together for `main` and the tests; [`logging`] sets up the logs.
+//! - [`web`] is the HTTP front: `/metrics`, `/probe`, the status page, health, readiness and
+//!   reload, the connection cap and TLS.
+//! - [`check`] is `kraken_exporter check`; [`mixin`] is `kraken_exporter mixin`.
+//! - [`app`] wires the pieces together for `main` and the tests; [`logging`] sets up the logs;
+//!   [`process`] reads the `process_*` figures.
 
 pub mod account;
 pub mod app;
