@@ -56,8 +56,9 @@ struct State {
     consecutive_failures: u32,
     /// No call to Kraken before this instant.
     backoff_until: Option<Instant>,
-    /// When the latest refresh started, so a pushed event can ask for one that started after it.
-    last_started: Option<Instant>,
+    /// How many refreshes have started, so a pushed event can ask for one that started after
+    /// it (a count, not a time: two moments can share an instant).
+    started: u64,
     /// The refresh task in flight, so [`Account::stop`] can end it.
     refresh_task: Option<tokio::task::AbortHandle>,
     /// The account was replaced or removed: it starts no refresh again.
@@ -225,7 +226,7 @@ impl Account {
             return None;
         }
         state.in_flight = true;
-        state.last_started = Some(now);
+        state.started += 1;
         let receiver = self.finished.subscribe();
         let account = Arc::clone(self);
         // Spawned under the lock, so the handle is stored before the task can end and clear it.
@@ -432,36 +433,30 @@ impl Account {
         }
     }
 
-    /// Makes sure a refresh that started at or after `event_at` has finished, starting one if
-    /// none has (joining one in flight first), unless a backoff is in force: a pushed event
-    /// (a deposit, a withdrawal) is on `/metrics` with the meaning REST gives it (codes, holds,
-    /// spendable amounts), never guessed from the event.
-    async fn refresh_after(self: &Arc<Self>, event_at: Instant) {
+    /// Makes sure a refresh that started after the moment `mark` was taken (see
+    /// [`SourceHost::refresh_mark`]) has finished, starting one if none has (joining one in
+    /// flight first), unless a backoff is in force: a pushed event (a deposit, a withdrawal) is
+    /// on `/metrics` with the meaning REST gives it (codes, holds, spendable amounts), never
+    /// guessed from the event.
+    async fn refresh_after(self: &Arc<Self>, mark: u64) {
         loop {
             let running = {
                 let state = self.lock();
-                if !state.in_flight && state.last_started.is_some_and(|s| s >= event_at) {
+                if !state.in_flight && state.started > mark {
                     return;
                 }
                 state.in_flight.then(|| self.finished.subscribe())
             };
+            let far = Instant::now() + Duration::from_secs(24 * 3600);
             match running {
                 Some(receiver) => {
-                    Self::wait(
-                        Some(receiver),
-                        Instant::now() + Duration::from_secs(24 * 3600),
-                    )
-                    .await;
+                    Self::wait(Some(receiver), far).await;
                 }
                 None => {
                     let Some(receiver) = self.start_refresh_if_due(Duration::ZERO) else {
                         return; // backing off: the regular schedule resumes after it
                     };
-                    Self::wait(
-                        Some(receiver),
-                        Instant::now() + Duration::from_secs(24 * 3600),
-                    )
-                    .await;
+                    Self::wait(Some(receiver), far).await;
                     return;
                 }
             }
@@ -529,8 +524,12 @@ impl SourceHost for Account {
         Box::pin(self.key.lock())
     }
 
-    fn refresh_after(self: Arc<Self>, at: Instant) -> BoxFuture<'static> {
-        Box::pin(async move { Account::refresh_after(&self, at).await })
+    fn refresh_mark(&self) -> u64 {
+        self.lock().started
+    }
+
+    fn refresh_after(self: Arc<Self>, mark: u64) -> BoxFuture<'static> {
+        Box::pin(async move { Account::refresh_after(&self, mark).await })
     }
 
     fn set_pushed(&self, pushed: bool) {

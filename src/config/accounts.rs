@@ -171,7 +171,7 @@ impl EntryContext<'_> {
         let min_balance = minimums(&entry.min_balance, "min_balance", report);
         let min_value = minimums(&entry.min_value, "min_value", report);
         let allowed = match &entry.allowed_permissions {
-            None => KeyPolicy::default().allowed,
+            None => thresholds::default_allowed(self.demo),
             Some(names) => validate::allowed_permissions(names.iter().map(String::as_str))
                 .unwrap_or_else(|problems| {
                     for problem in problems {

@@ -971,7 +971,11 @@ mod tests {
                 .collect()
         };
         assert_eq!(allowed(0), ["funds_query", "funds_withdraw"]);
-        assert_eq!(allowed(1), ["funds_query", "websocket"], "the default");
+        assert_eq!(
+            allowed(1),
+            ["funds_query", "ledger_query", "websocket"],
+            "the default, with the ledger the demo's simulated key reads"
+        );
         assert!(config.accounts.iter().all(|a| a.audited));
         assert_eq!(config.accounts[0].key_policy.rotation_days, 90);
 

@@ -152,6 +152,17 @@ fn minimums(flag: &'static str, values: &[String]) -> Result<BTreeMap<String, f6
     })
 }
 
+/// The permissions a key may hold when none are configured: `funds_query` and `websocket`, and
+/// in `--demo` also `ledger_query`, which the demo's simulated key holds so WithdrawStatus
+/// answers.
+pub(super) fn default_allowed(demo: bool) -> BTreeSet<String> {
+    let mut allowed = KeyPolicy::default().allowed;
+    if demo {
+        allowed.insert(crate::audit::LEDGER_QUERY.to_owned());
+    }
+    allowed
+}
+
 /// `--key.allowed-permissions` (else `KRAKEN_KEY_ALLOWED_PERMISSIONS`): comma-separated
 /// permission names; neither given, `funds_query` and `websocket`, and in `--demo` also
 /// `ledger_query`, which the demo's key holds so WithdrawStatus answers.
@@ -162,12 +173,7 @@ pub(super) fn allowed_from_flags(
     let (flag, text) = match (&flags.allowed_permissions, set(env, ALLOWED_ENV)) {
         (Some(text), _) => ("--key.allowed-permissions", text.clone()),
         (None, Some(text)) => (ALLOWED_ENV, text),
-        (None, None) if flags.demo => {
-            let mut allowed = KeyPolicy::default().allowed;
-            allowed.insert(crate::audit::LEDGER_QUERY.to_owned());
-            return Ok(allowed);
-        }
-        (None, None) => return Ok(KeyPolicy::default().allowed),
+        (None, None) => return Ok(default_allowed(flags.demo)),
     };
     super::validate::allowed_permissions(text.split(',')).map_err(|problems| ConfigError::Flag {
         flag,

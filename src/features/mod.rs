@@ -117,9 +117,11 @@ pub trait SourceHost: Send + Sync {
     /// Waits until no other call with the account's key is in flight, and keeps others out
     /// while the guard lives.
     fn lock_key(&self) -> BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>>;
-    /// Makes sure a balance refresh that started at or after `at` has finished (unless the
-    /// account is backing off after a failure).
-    fn refresh_after(self: Arc<Self>, at: Instant) -> BoxFuture<'static>;
+    /// A mark of this moment for [`SourceHost::refresh_after`].
+    fn refresh_mark(&self) -> u64;
+    /// Makes sure a balance refresh that started after `mark` was taken has finished (unless
+    /// the account is backing off after a failure).
+    fn refresh_after(self: Arc<Self>, mark: u64) -> BoxFuture<'static>;
     /// Says whether the source delivers every change now, so the periodic poll may slow down.
     fn set_pushed(&self, pushed: bool);
     /// The account's other features' current states (the key audit, say).

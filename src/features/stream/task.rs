@@ -126,7 +126,7 @@ impl StreamTask {
             return;
         }
         lock(&self.ledger).running = true;
-        let (events, wanted) = watch::channel(None::<Instant>);
+        let (events, wanted) = watch::channel(None::<u64>);
         let refresher = tokio::spawn(refresh_on_events(Arc::clone(&self.host), wanted));
         let _refresher = AbortOnDrop(refresher);
         let mut failures: u32 = 0;
@@ -181,7 +181,7 @@ impl StreamTask {
     }
 
     /// One connection: token, subscribe, then messages until it ends.
-    async fn session(&mut self, events: &watch::Sender<Option<Instant>>) -> Ended {
+    async fn session(&mut self, events: &watch::Sender<Option<u64>>) -> Ended {
         let token = {
             let _key = self.host.lock_key().await;
             self.host.client().websocket_token().await
@@ -205,7 +205,7 @@ impl StreamTask {
         }
         self.host.set_pushed(true);
         // Whatever happened while the stream was down is read from REST, not guessed.
-        let _ = events.send(Some(Instant::now()));
+        let _ = events.send(Some(self.host.refresh_mark()));
         let mut sequence: Option<u64> = None;
         let mut last = Instant::now();
         let mut pinged = false;
@@ -231,7 +231,7 @@ impl StreamTask {
             match event {
                 StreamEvent::Snapshot { sequence: s, .. } => {
                     sequence = Some(s);
-                    let _ = events.send(Some(Instant::now()));
+                    let _ = events.send(Some(self.host.refresh_mark()));
                 }
                 StreamEvent::Update {
                     sequence: s,
@@ -244,7 +244,7 @@ impl StreamTask {
                     }
                     sequence = Some(s);
                     self.count(&entries);
-                    let _ = events.send(Some(Instant::now()));
+                    let _ = events.send(Some(self.host.refresh_mark()));
                 }
                 StreamEvent::Closed => return Ended::Lost("closed by Kraken".into()),
                 _ => {}
@@ -359,17 +359,14 @@ impl EventBudget {
 
 /// Refreshes the balances after each event, coalescing events that arrive while a refresh is
 /// waiting or running.
-async fn refresh_on_events(
-    host: Arc<dyn SourceHost>,
-    mut wanted: watch::Receiver<Option<Instant>>,
-) {
+async fn refresh_on_events(host: Arc<dyn SourceHost>, mut wanted: watch::Receiver<Option<u64>>) {
     let mut budget = EventBudget::new();
     while wanted.changed().await.is_ok() {
-        let Some(at) = *wanted.borrow_and_update() else {
+        let Some(mark) = *wanted.borrow_and_update() else {
             continue;
         };
         budget.take().await;
-        Arc::clone(&host).refresh_after(at).await;
+        Arc::clone(&host).refresh_after(mark).await;
     }
 }
 
