@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use crate::audit::{self, KeyAudit};
 use crate::exporter::{Exporter, ResolvedAssets};
 use crate::features::key_info::Allowed;
+use crate::features::stream::Ledger;
 use crate::status::{AccountStatus, format_amount};
 use kraken::KeyExpiry;
 
@@ -72,6 +73,29 @@ pub(super) fn landing_page(
 
 /// The account's heading and status line; after a failure, what to do and when Kraken is
 /// called again.
+/// How the account's balances stream is doing, and what it has seen.
+fn stream_line(ledger: &Ledger, now: SystemTime) -> String {
+    let state = if ledger.up {
+        "<span class=\"up\">up</span>"
+    } else {
+        "<span class=\"down\">reconnecting</span> (balances are refreshed from REST meanwhile)"
+    };
+    let last = ledger.last_message.map_or_else(
+        || "never".to_owned(),
+        |at| {
+            format!(
+                "{}s ago",
+                now.duration_since(at).unwrap_or_default().as_secs()
+            )
+        },
+    );
+    let entries: u64 = ledger.entries.values().sum();
+    format!(
+        "Balances stream: {state} · last message: {last} · ledger entries since start: {entries} · reconnects: {}",
+        ledger.reconnects
+    )
+}
+
 fn write_status(page: &mut String, status: &AccountStatus, background: bool, now: SystemTime) {
     let state = if status.up {
         "<span class=\"up\">up</span>"
@@ -105,6 +129,9 @@ fn write_status(page: &mut String, status: &AccountStatus, background: bool, now
         "<h2>Account {}</h2><p>Status: {state} · last success: {last_success} · last error: {last_error}{key}</p>",
         escape(&status.name)
     );
+    if let Some(ledger) = status.feature::<Ledger>() {
+        let _ = writeln!(page, "<p>{}</p>", stream_line(ledger, now));
+    }
     if let Some((reason, _)) = &status.last_error {
         let retry = match (status.retry_at, background) {
             (Some(at), true) => format!(

@@ -240,7 +240,7 @@ async fn the_stream_slows_the_poll_down_and_a_key_without_the_permission_polls()
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_token_is_asked_with_the_key_and_never_shown() {
+async fn the_token_is_asked_with_the_key_never_shown_and_the_status_page_shows_the_stream() {
     let h = streaming_exporter(streaming_sim().await, &[]).await;
     assert!(h.sim.calls(Endpoint::GetWebSocketsToken) >= 1);
     let body = h.metrics().await;
@@ -253,9 +253,21 @@ async fn the_token_is_asked_with_the_key_and_never_shown() {
     for token in h.sim.issued_websocket_tokens() {
         assert!(!body.contains(&token), "a WebSocket token is in /metrics");
     }
-    wait_until("the status page", Duration::from_secs(5), async || {
-        h.get("/", &[]).await.0 == 200
-    })
+    wait_until(
+        "the status page to show the stream",
+        Duration::from_secs(5),
+        async || {
+            let (status, _, page) = h.get("/", &[]).await;
+            status == 200 && page.contains("Balances stream: <span class=\"up\">up</span>")
+        },
+    )
     .await;
+    let (_, _, page) = h.get("/", &[]).await;
+    for token in h.sim.issued_websocket_tokens() {
+        assert!(
+            !page.contains(&token),
+            "a WebSocket token is on the status page"
+        );
+    }
     h.stop().await;
 }
