@@ -23,6 +23,10 @@ use tokio::time::Instant;
 /// request body) before it may give its slot to a newcomer. Real clients send their request
 /// within milliseconds of connecting.
 pub(super) const SLOW_CLIENT_GRACE: Duration = Duration::from_secs(2);
+/// How long a kept-alive connection must have been idle before it may give its slot up: a
+/// client that just got an answer may be sending its next request on the connection right now,
+/// and closing it under that request would reset it unanswered.
+pub(super) const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(1);
 /// How long a newcomer waits for a connection it evicted to close before it evicts another.
 const EVICTION_PATIENCE: Duration = Duration::from_secs(1);
 
@@ -226,6 +230,8 @@ impl Slots {
             .open
             .values()
             .filter(|slot| !*slot.evict.borrow() && slot.phase != Phase::Answering);
+        // A connection idle only for a moment is likely about to send its next request: closing
+        // it then would race that request and reset it, so it is left alone for a while.
         let idle = candidates
             .clone()
             .filter(|slot| slot.phase == Phase::Idle)
@@ -234,15 +240,21 @@ impl Slots {
             .filter(|slot| slot.phase != Phase::Idle)
             .min_by_key(|slot| slot.since);
         match (idle, slow) {
-            (Some(slot), _) => {
+            (Some(slot), _) if slot.since + IDLE_BEFORE_EVICTION <= now => {
                 slot.evict.send_replace(true);
                 Ok(())
             }
-            (None, Some(slot)) if slot.since + SLOW_CLIENT_GRACE <= now => {
+            (_, Some(slot)) if slot.since + SLOW_CLIENT_GRACE <= now => {
                 slot.evict.send_replace(true);
                 Ok(())
             }
-            (None, slow) => Err(slow.map(|slot| slot.since + SLOW_CLIENT_GRACE)),
+            (idle, slow) => Err([
+                idle.map(|slot| slot.since + IDLE_BEFORE_EVICTION),
+                slow.map(|slot| slot.since + SLOW_CLIENT_GRACE),
+            ]
+            .into_iter()
+            .flatten()
+            .min()),
         }
     }
 
@@ -305,16 +317,22 @@ mod tests {
         assert!(slots.try_free().is_none());
         assert!(slots.crowded());
 
-        // The idle connection goes first, even though the fresh one is older.
+        // An idle connection is left alone just after its answer: its next request may be on
+        // its way.
+        let idle_long_enough = Instant::now() + IDLE_BEFORE_EVICTION;
+        assert_eq!(slots.evict_one(Instant::now()), Err(Some(idle_long_enough)));
+        assert!(!is_evicted(&idle_evicted));
+        tokio::time::advance(IDLE_BEFORE_EVICTION).await;
+        // Then the idle connection goes first, even though the fresh one is older.
         assert_eq!(slots.evict_one(Instant::now()), Ok(()));
         assert!(is_evicted(&idle_evicted));
         assert_eq!(slots.eviction(idle.id()), Eviction::Graceful);
         drop(idle);
         // A connection within the grace is left alone: its request may be on its way.
-        let grace_ends = Instant::now() + SLOW_CLIENT_GRACE;
+        let grace_ends = Instant::now() + SLOW_CLIENT_GRACE - IDLE_BEFORE_EVICTION;
         assert_eq!(slots.evict_one(Instant::now()), Err(Some(grace_ends)));
         assert!(!is_evicted(&fresh_evicted));
-        tokio::time::advance(SLOW_CLIENT_GRACE).await;
+        tokio::time::advance(SLOW_CLIENT_GRACE - IDLE_BEFORE_EVICTION).await;
         assert_eq!(slots.evict_one(Instant::now()), Ok(()));
         assert!(is_evicted(&fresh_evicted));
         assert_eq!(slots.eviction(fresh.id()), Eviction::RefuseRaw);
