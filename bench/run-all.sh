@@ -3,7 +3,7 @@
 # (also saved under target/bench-results/).
 #
 # Usage: bench/run-all.sh [--quick] [--skip-size]
-#   --quick      short runs with small counts: checks that every scenario works (~3 min)
+#   --quick      short runs with small counts: checks that every scenario works (~5 min)
 #   --skip-size  skip the two extra release builds that show what lto/strip/codegen-units save
 #
 # Needs: wrk, python3 with prometheus_client, and optionally perf (installed below when missing:
@@ -74,6 +74,7 @@ if [[ $QUICK == 1 ]]; then
     harness startup --runs 5
     harness alloc --cases 1x10,1x100,10x50
     harness footprint --accounts 100
+    harness stream --events 24 --sustained 12 --sim-minutes 10 --real-minutes 1
 else
     harness serve
     harness contention
@@ -83,6 +84,7 @@ else
     harness startup
     harness alloc
     harness footprint
+    harness stream
 fi
 
 step "micro-benchmarks"

@@ -17,6 +17,10 @@
 //!   encoding and the rest of the scrape.
 //! - `footprint`: live heap, in-process, of the request counters and account statuses of 1,000
 //!   accounts, and the transient heap of one render.
+//! - `stream`: the balances stream: time from a ledger event to the new balance on `/metrics`
+//!   (single events, a burst, a sustained run), and REST calls per hour in stream vs polling
+//!   mode (a simulated hour in-process on paused tokio time, and real minutes of the release
+//!   binaries extrapolated).
 //! - `profile`: `perf` samples of the exporter under `wrk` load (needs a binary with symbols,
 //!   given by `KRAKEN_EXPORTER_BIN`).
 //! - `static-server --addr A --file F`: the limit server itself (started by `serve`).
@@ -49,6 +53,7 @@ mod serve;
 mod startup;
 #[path = "../static_server.rs"]
 mod static_server;
+mod stream;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
         .collect();
     let Some((scenario, rest)) = args.split_first() else {
         eprintln!(
-            "usage: cargo bench --bench harness -- <serve|contention|memory|coalesce|accounts|startup|alloc|profile|footprint> [--option value]..."
+            "usage: cargo bench --bench harness -- <serve|contention|memory|coalesce|accounts|startup|alloc|profile|footprint|stream> [--option value]..."
         );
         return ExitCode::from(2);
     };
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         "alloc" => alloc::alloc(&bench, &opts),
         "profile" => profile::profile(&bench, &opts),
         "footprint" => footprint::footprint(&opts),
+        "stream" => stream::stream(&bench, &opts),
         other => Err(format!("unknown scenario {other:?}")),
     };
     match result {
