@@ -57,6 +57,8 @@ pub(super) async fn accept_loop(
             () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Updates and heartbeats are small frames: send each at once, as Kraken does.
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(serve(stream, Arc::clone(&shared), shutdown.clone()));
                 }
                 Err(error) => {

@@ -96,7 +96,8 @@ impl BalanceStream {
         token: &SecretText,
         timeout: Duration,
     ) -> Result<BalanceStream, StreamError> {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        // Small frames (subscribe, ping) go out at once rather than waiting on Nagle's algorithm.
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, true, None)
             .await
             .map_err(connect_error)?;
         let mut stream = BalanceStream {

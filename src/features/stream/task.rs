@@ -365,7 +365,13 @@ async fn refresh_on_events(host: Arc<dyn SourceHost>, mut wanted: watch::Receive
         let Some(mark) = *wanted.borrow_and_update() else {
             continue;
         };
+        // A refresh that started after the event covers it: no token is spent on it.
+        if host.refresh_mark() > mark {
+            continue;
+        }
         budget.take().await;
+        // Events that came while waiting for the token are covered by the same refresh.
+        let mark = wanted.borrow_and_update().unwrap_or(mark);
         Arc::clone(&host).refresh_after(mark).await;
     }
 }
