@@ -262,6 +262,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_websocket_url_is_wss_or_plain_ws_to_this_machine_only() {
+        for url in [
+            "wss://ws-auth.kraken.com/v2",
+            "ws://127.0.0.1:9000/v2",
+            "ws://localhost:9000/v2",
+            "ws://[::1]:9000/v2",
+        ] {
+            assert_eq!(ws_url(url).as_deref(), Ok(url));
+        }
+        assert!(ws_url("ws://10.0.0.5/v2").unwrap_err().contains("use wss"));
+        assert!(
+            ws_url("https://ws-auth.kraken.com/v2")
+                .unwrap_err()
+                .contains("wss://")
+        );
+        assert!(
+            ws_url("ws-auth.kraken.com")
+                .unwrap_err()
+                .contains("not a URL")
+        );
+        assert!(ws_url("wss:///v2").unwrap_err().contains("no host"));
+    }
+
+    #[test]
     fn an_api_url_is_the_base_url_only() {
         for (given, accepted) in [
             ("https://api.kraken.com", "https://api.kraken.com"),
