@@ -695,14 +695,23 @@ pub(crate) mod tests {
         assert!(status.last_success.is_some());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_scrape_gives_up_at_its_deadline_and_the_refresh_carries_on() {
+    /// An account refreshed once, whose next BalanceEx hangs, one minimum interval later (so
+    /// the next scrape starts that call).
+    async fn refreshed_then_hanging() -> (SimKraken, Arc<Account>) {
         let sim = SimKraken::start(SimOptions::default()).await.unwrap();
-        let _clock = pace_the_clock();
+        let clock = pace_the_clock();
         let account = account(&sim);
         account.refresh_now().await;
         sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
         tokio::time::advance(MIN_INTERVAL).await;
+        clock.abort();
+        (sim, account)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scrape_gives_up_at_its_deadline_and_the_refresh_carries_on() {
+        let (sim, account) = refreshed_then_hanging().await;
+        let _clock = pace_the_clock();
         let started = Instant::now();
         let pending = account.begin_scrape();
         let status = account
@@ -733,12 +742,8 @@ pub(crate) mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stopped_account_ends_its_refresh_in_flight_and_never_calls_again() {
-        let sim = SimKraken::start(SimOptions::default()).await.unwrap();
+        let (sim, account) = refreshed_then_hanging().await;
         let _clock = pace_the_clock();
-        let account = account(&sim);
-        account.refresh_now().await;
-        sim.inject(Endpoint::BalanceEx, Fault::Hang, None);
-        tokio::time::advance(MIN_INTERVAL).await;
         let pending = account.begin_scrape();
         assert!(!pending.is_idle(), "a refresh started");
         tokio::time::advance(Duration::from_millis(100)).await;
