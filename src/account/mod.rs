@@ -710,7 +710,7 @@ pub(crate) mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_scrape_gives_up_at_its_deadline_and_the_refresh_carries_on() {
-        let (sim, account) = refreshed_then_hanging().await;
+        let (_sim, account) = refreshed_then_hanging().await;
         let _clock = pace_the_clock();
         let started = Instant::now();
         let pending = account.begin_scrape();
